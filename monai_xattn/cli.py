@@ -1,0 +1,50 @@
+"""The ``monai-xattn`` command line.
+
+Each sub-command lives in its own module, which exposes ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are imported only when their command runs, so ``--help`` and
+``--version`` stay fast and a heavy import (torch, transformers) never slows down the others.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from monai_xattn import __version__
+
+__all__ = ["COMMANDS", "build_parser", "main"]
+
+# name -> (module implementing it, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "bundles": ("monai_xattn.bundles_cli", "list the MONAI bundles shipped in bundles/"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="monai-xattn",
+        description="Chest X-ray + report learning on MONAI: cross-attention localization and GLoRIA.",
+    )
+    parser.add_argument("--version", action="version", version=f"monai-xattn {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(_module=module_name)
+        # argument definitions live with the command; importing them is cheap by convention
+        importlib.import_module(module_name).add_arguments(cmd)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""The ``monai-xattn`` entry point: version, help, errors, bundle listing."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from monai_xattn import __version__
+from monai_xattn.bundles_cli import list_bundles
+from monai_xattn.cli import main
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out.strip() == f"monai-xattn {__version__}"
+
+
+def test_unknown_subcommand_is_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["no-such-command"])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_no_subcommand_prints_help_and_fails(capsys):
+    assert main([]) == 2
+    assert "usage: monai-xattn" in capsys.readouterr().out
+
+
+def test_console_script_installed():
+    out = subprocess.run(
+        [sys.executable, "-m", "monai_xattn.cli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert __version__ in out.stdout
+
+
+def test_bundles_lists_metadata(tmp_path, capsys):
+    for name, version in [("b_two", "0.2.0"), ("a_one", "0.1.0")]:
+        (tmp_path / name / "configs").mkdir(parents=True)
+        meta = {"version": version, "description": f"bundle {name}"}
+        (tmp_path / name / "configs" / "metadata.json").write_text(json.dumps(meta))
+    (tmp_path / "not_a_bundle").mkdir()
+    assert [b[0] for b in list_bundles(tmp_path)] == ["a_one", "b_two"]
+    assert main(["bundles", "--root", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].split()[:2] == ["a_one", "0.1.0"] and "bundle b_two" in lines[1]
+
+
+def test_bundles_empty_folder_fails(tmp_path):
+    assert main(["bundles", "--root", str(tmp_path)]) == 1
