@@ -1,1 +1,5 @@
 """monai_xattn.losses."""
+
+from monai_xattn.losses.gloria import GloriaLoss, global_loss, local_loss, local_similarity
+
+__all__ = ["GloriaLoss", "global_loss", "local_loss", "local_similarity"]

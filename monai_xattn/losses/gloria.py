@@ -1,0 +1,286 @@
+"""GLoRIA global and local image-report contrastive losses (Huang et al., ICCV 2021), batched.
+
+Temperatures follow the official code's names and act as multipliers (the paper numbers them differently
+and writes them as divisors):
+
+- ``temp1`` (4.0) sharpens the word-to-region attention,
+- ``temp2`` (5.0) scales word relevance before the log-sum-exp over words,
+- ``temp3`` (10.0) scales the image-caption logits fed to the cross-entropy.
+
+Global loss, for image codes ``v_i`` and report codes ``t_j``:
+``S_ij = temp3 * cos(v_i, t_j)``, ``L = CE(S, diag) + CE(S^T, diag)``.
+
+Local loss, for regions ``v_im`` (m over the H x W grid) of image i and words ``w_jt`` of caption j:
+
+- ``s_ijtm = <v_im, w_jt>`` (raw dot products),
+- double softmax as in the official code (AttnGAN/DAMSM): ``p = softmax_t(s)``, ``a = softmax_m(temp1 * p)``;
+  ``attention="single"`` gives the paper's ``a = softmax_m(temp1 * s)``,
+- context per word ``c_ijt = sum_m a_ijtm v_im``, relevance ``r_ijt = cos(w_jt, c_ijt)``,
+- ``R_ij = log sum_t exp(temp2 * r_ijt)`` (``agg="sum"``; ``"mean"`` divides the sum by the word count, ``"max"``
+  takes ``max_t temp2 * r_ijt``), ``S = temp3 * R``, ``L = CE(S, diag) + CE(S^T, diag)``.
+
+All (image, caption) pairs are scored at once. The dot products are computed once as one matrix product and
+reused: ``<w, c> = sum_m a_m <w, v_m>`` and ``|c|^2 = a^T G a`` with ``G = V V^T`` the region Gram matrix, so the
+``(B, B, T, D)`` context tensor is never built.
+
+Padding: the official code loops over captions and slices each to its length, so a batched version must mask
+padded words. Here they get ``-inf`` before the word softmax and are left out of the aggregation, which
+reproduces the official per-caption numbers (see ``tests/losses/test_gloria_loss.py``). The official code's
+word slots include the ``[SEP]`` token; :class:`monai_xattn.networks.GloriaTextEncoder` reproduces that with
+``official_word_slots=True`` (only the mask changes, not this loss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+__all__ = ["global_loss", "local_similarity", "local_loss", "GloriaLoss"]
+
+_AGGREGATIONS = ("sum", "mean", "max")
+_ATTENTIONS = ("double", "single")
+
+
+def _contrastive(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of a square (image, caption) logit matrix against its diagonal, both directions."""
+    labels = torch.arange(logits.shape[0], device=logits.device)
+    return F.cross_entropy(logits, labels), F.cross_entropy(logits.t(), labels)
+
+
+def global_loss(
+    img: torch.Tensor, txt: torch.Tensor, temp3: float = 10.0, eps: float = 1e-8
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Global image-report contrastive loss.
+
+    Args:
+        img: image codes, ``(B, D)``.
+        txt: report codes of the same ``B`` studies, ``(B, D)``; row ``i`` pairs with image ``i``.
+        temp3: multiplier of the cosine similarities.
+        eps: lower bound of the norm product, as the official code.
+
+    Returns:
+        ``(loss_i2t, loss_t2i)``: mean cross-entropy of picking each image's report among the batch's reports,
+        and of picking each report's image.
+    """
+    if img.ndim != 2 or txt.ndim != 2 or img.shape != txt.shape:
+        raise ValueError(f"global_loss expects img and txt of the same shape (B, D), got {tuple(img.shape)} and "
+                         f"{tuple(txt.shape)}")
+    norms = img.norm(dim=1, keepdim=True) * txt.norm(dim=1, keepdim=True).t()
+    logits = temp3 * (img @ txt.t()) / norms.clamp_min(eps)
+    return _contrastive(logits)
+
+
+def _check_local_inputs(regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, agg: str,
+                        attention: str) -> None:
+    if regions.ndim != 4 or words.ndim != 3 or regions.shape[1] != words.shape[1]:
+        raise ValueError(f"expected regions (B, D, H, W) and words (B, D, T) with the same D, got "
+                         f"{tuple(regions.shape)} and {tuple(words.shape)}")
+    if word_mask.dtype != torch.bool or word_mask.shape != (words.shape[0], words.shape[2]):
+        raise ValueError(f"word_mask must be a bool tensor of shape {(words.shape[0], words.shape[2])}, got "
+                         f"{word_mask.dtype} {tuple(word_mask.shape)}")
+    empty = (~word_mask.any(dim=1)).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(f"captions {empty} have no word (word_mask is all False); drop empty reports before the "
+                         "loss, their score is undefined")
+    if agg not in _AGGREGATIONS:
+        raise ValueError(f"agg must be one of {_AGGREGATIONS}, got {agg!r}")
+    if attention not in _ATTENTIONS:
+        raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
+
+
+def _score_chunk(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    word_mask: torch.Tensor,
+    paired_offset: int | None,
+    temp1: float,
+    temp2: float,
+    agg: str,
+    attention: str,
+    eps: float,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Local scores of some images against all captions.
+
+    Args:
+        regions: ``(Bi, M, D)``. words: ``(Bt, T, D)``. word_mask: ``(Bt, T)``.
+        paired_offset: index of the caption paired with the chunk's first image, or None when images and
+            captions are not paired.
+
+    Returns:
+        scores ``(Bi, Bt)`` and the attention of each image on its own caption ``(Bi, T, M)`` (None when not
+        paired).
+    """
+    bi, m, d = regions.shape
+    bt, t, _ = words.shape
+    # regions stay on dim 1 throughout: (Bi, M, Bt*T) is what one matrix product gives, the word softmax runs on
+    # the contiguous last dim and the region softmax / reductions run on dim 1 without transposed copies
+    dots = (regions.reshape(bi * m, d) @ words.reshape(bt * t, d).t()).view(bi, m, bt * t)
+    if attention == "double":
+        word_logits = dots.view(bi, m, bt, t).masked_fill(~word_mask, float("-inf"))
+        attn = (temp1 * word_logits.softmax(dim=-1).view(bi, m, bt * t)).softmax(dim=1)
+    else:
+        attn = (temp1 * dots).softmax(dim=1)
+    word_dot_context = (attn * dots).sum(dim=1)  # <w, c>, (Bi, Bt*T)
+    gram = torch.bmm(regions, regions.transpose(1, 2))  # (Bi, M, M)
+    context_sq = (attn * torch.bmm(gram, attn)).sum(dim=1)  # |c|^2, (Bi, Bt*T)
+    word_sq = words.square().sum(dim=-1).view(1, bt * t)
+    cosine = word_dot_context / (word_sq * context_sq).clamp_min(eps * eps).sqrt()
+    relevance = (temp2 * cosine).view(bi, bt, t).masked_fill(~word_mask, float("-inf"))
+    if agg == "max":
+        scores = relevance.amax(dim=-1)
+    else:
+        scores = relevance.logsumexp(dim=-1)
+        if agg == "mean":
+            scores = scores - word_mask.sum(dim=1).to(scores.dtype).log()
+    if paired_offset is None:
+        return scores, None
+    pairs = torch.arange(paired_offset, paired_offset + bi, device=regions.device)
+    own = attn.view(bi, m, bt, t)[torch.arange(bi, device=regions.device), :, pairs]  # (Bi, M, T)
+    own = own.masked_fill(~word_mask[pairs].unsqueeze(1), 0.0)
+    return scores, own.transpose(1, 2)
+
+
+def local_similarity(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    word_mask: torch.Tensor,
+    temp1: float = 4.0,
+    temp2: float = 5.0,
+    agg: str = "sum",
+    attention: str = "double",
+    chunk_size: int | None = None,
+    eps: float = 1e-8,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Local (word-region) matching score of every image against every caption.
+
+    Args:
+        regions: local image features, ``(B_img, D, H, W)``.
+        words: word embeddings, ``(B_txt, D, T)``, padded to the longest caption.
+        word_mask: ``(B_txt, T)`` bool, True for real words; every caption needs at least one.
+        temp1: attention sharpness. temp2: word relevance scale.
+        agg: ``"sum"`` (log-sum-exp, official), ``"mean"`` (log-mean-exp) or ``"max"``.
+        attention: ``"double"`` (official code) or ``"single"`` (paper) softmax.
+        chunk_size: score this many images at a time; with gradients enabled each chunk is recomputed in the
+            backward pass (activation checkpointing), so peak memory is bounded by one chunk in training too.
+        eps: lower bound of the norm product in the cosine.
+
+    Returns:
+        ``scores`` ``(B_img, B_txt)`` (the ``R`` matrix, not yet multiplied by temp3) and, when
+        ``B_img == B_txt``, the attention of image ``i`` on the words of caption ``i``, ``(B, T, H, W)`` (zero
+        at padded words); ``None`` otherwise.
+    """
+    _check_local_inputs(regions, words, word_mask, agg, attention)
+    bi, d, h, w = regions.shape
+    flat_regions = regions.flatten(2).transpose(1, 2)  # (Bi, M, D)
+    flat_words = words.transpose(1, 2)  # (Bt, T, D)
+    step = bi if chunk_size is None else max(1, int(chunk_size))
+
+    paired = bi == words.shape[0]
+
+    def run(chunk: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return _score_chunk(chunk, flat_words, word_mask, offset if paired else None, temp1, temp2, agg,
+                            attention, eps)
+
+    compute: Callable = run
+    if step < bi and torch.is_grad_enabled():
+        def compute(chunk: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return checkpoint(run, chunk, offset, use_reentrant=False)
+
+    parts = [compute(flat_regions[i:i + step], i) for i in range(0, bi, step)]
+    scores = torch.cat([p[0] for p in parts], dim=0)
+    if not paired:
+        return scores, None
+    attn = torch.cat([p[1] for p in parts], dim=0).reshape(bi, -1, h, w)
+    return scores, attn
+
+
+def local_loss(
+    regions: torch.Tensor,
+    words: torch.Tensor,
+    word_mask: torch.Tensor,
+    temp1: float = 4.0,
+    temp2: float = 5.0,
+    temp3: float = 10.0,
+    agg: str = "sum",
+    attention: str = "double",
+    chunk_size: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Local word-region contrastive loss over all (image, caption) pairs of a batch.
+
+    Args:
+        regions: local image features, ``(B, D, H, W)``.
+        words: word embeddings, ``(B, D, T)``; caption ``i`` pairs with image ``i``.
+        word_mask: ``(B, T)`` bool, True for real words.
+        temp1, temp2, temp3, agg, attention, chunk_size: see :func:`local_similarity` and the module docstring.
+
+    Returns:
+        ``(loss_i2t, loss_t2i, attention)`` with ``attention`` ``(B, T, H, W)``: each image's attention over its
+        regions for each word of its own caption (zero at padded words).
+    """
+    if regions.shape[0] != words.shape[0]:
+        raise ValueError(f"local_loss pairs image i with caption i: got {regions.shape[0]} images and "
+                         f"{words.shape[0]} captions")
+    scores, attn = local_similarity(regions, words, word_mask, temp1, temp2, agg, attention, chunk_size)
+    loss_i2t, loss_t2i = _contrastive(temp3 * scores)
+    return loss_i2t, loss_t2i, attn
+
+
+class GloriaLoss(nn.Module):
+    """Weighted sum of the GLoRIA global and local losses (official weights 1 and 1).
+
+    Args:
+        global_weight: weight of ``global_i2t + global_t2i``.
+        local_weight: weight of ``local_i2t + local_t2i``.
+        temp1, temp2, temp3, agg, attention, chunk_size: forwarded to :func:`local_loss` (``temp3`` also to
+            :func:`global_loss`).
+    """
+
+    def __init__(
+        self,
+        global_weight: float = 1.0,
+        local_weight: float = 1.0,
+        temp1: float = 4.0,
+        temp2: float = 5.0,
+        temp3: float = 10.0,
+        agg: str = "sum",
+        attention: str = "double",
+        chunk_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if agg not in _AGGREGATIONS:
+            raise ValueError(f"agg must be one of {_AGGREGATIONS}, got {agg!r}")
+        if attention not in _ATTENTIONS:
+            raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
+        self.global_weight = global_weight
+        self.local_weight = local_weight
+        self.temp1, self.temp2, self.temp3 = temp1, temp2, temp3
+        self.agg, self.attention, self.chunk_size = agg, attention, chunk_size
+
+    def forward(
+        self,
+        image_local: torch.Tensor,
+        image_global: torch.Tensor,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        text_global: torch.Tensor,
+    ) -> dict[str, torch.Tensor]:
+        """Compute the loss terms.
+
+        Args:
+            image_local: ``(B, D, H, W)``. image_global: ``(B, D)``.
+            words: ``(B, D, T)``. word_mask: ``(B, T)`` bool. text_global: ``(B, D)``.
+
+        Returns:
+            ``{"loss", "global_i2t", "global_t2i", "local_i2t", "local_t2i", "attention"}``; ``loss`` is the
+            weighted total, ``attention`` ``(B, T, H, W)`` as in :func:`local_loss`.
+        """
+        g_i2t, g_t2i = global_loss(image_global, text_global, self.temp3)
+        l_i2t, l_t2i, attn = local_loss(image_local, words, word_mask, self.temp1, self.temp2, self.temp3,
+                                        self.agg, self.attention, self.chunk_size)
+        total = self.global_weight * (g_i2t + g_t2i) + self.local_weight * (l_i2t + l_t2i)
+        return {"loss": total, "global_i2t": g_i2t, "global_t2i": g_t2i, "local_i2t": l_i2t,
+                "local_t2i": l_t2i, "attention": attn}
