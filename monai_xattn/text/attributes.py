@@ -1,16 +1,32 @@
 """Attribute vocabulary: the keywords whose Word2Vec vectors stand for a report (m_j in Bhalodia et al.).
 
 The default vocabulary ships as ``attributes.yaml`` beside this module; users pass their own file.
+:class:`AttributeMatcher` / :func:`extract_attributes` find the vocabulary's attributes in report text with
+NegEx-style negation and uncertainty scopes (Chapman et al., J Biomed Inform 2001).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import numpy as np
 import yaml
 
-__all__ = ["DEFAULT_VOCABULARY_FILE", "Attribute", "AttributeVocabulary", "load_vocabulary"]
+__all__ = [
+    "DEFAULT_VOCABULARY_FILE",
+    "Attribute",
+    "AttributeVocabulary",
+    "load_vocabulary",
+    "NegExRules",
+    "DEFAULT_RULES",
+    "Mention",
+    "AttributeExtraction",
+    "AttributeMatcher",
+    "extract_attributes",
+]
 
 DEFAULT_VOCABULARY_FILE = Path(__file__).with_name("attributes.yaml")
 
@@ -81,7 +97,9 @@ def load_vocabulary(path: str | Path | None = None) -> AttributeVocabulary:
         synonyms = tuple(str(s) for s in (entry.get("synonyms") or [name]))
         for form in synonyms:
             if form.lower() in seen_forms:
-                raise ValueError(f"{path}: surface form {form!r} belongs to both {seen_forms[form.lower()]!r} and {name!r}")
+                raise ValueError(
+                    f"{path}: surface form {form!r} belongs to both {seen_forms[form.lower()]!r} and {name!r}"
+                )
             seen_forms[form.lower()] = name
         attributes.append(Attribute(name=name, group=str(entry.get("group", "")), synonyms=synonyms))
     names = [a.name for a in attributes]
@@ -94,3 +112,281 @@ def load_vocabulary(path: str | Path | None = None) -> AttributeVocabulary:
             raise ValueError(f"{path}: implies[{form!r}] names unknown attributes {unknown}")
         implies[str(form)] = tuple(targets)
     return AttributeVocabulary(attributes=tuple(attributes), implies=implies)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Negation- and uncertainty-aware matching
+# ---------------------------------------------------------------------------------------------------------------
+
+UncertainPolicy = Literal["positive", "negative", "ignore"]
+_POSITIVE, _UNCERTAIN, _NEGATED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class NegExRules:
+    """Trigger phrases and scope limits of the NegEx-style matcher.
+
+    A *pre* trigger governs the attribute mentions after it, a *post* trigger those before it, within the same
+    scope: a scope ends at a sentence end (``. ! ? ; :`` followed by space), a blank line, a ``terminators``
+    word ("but", "however", ...) or after ``window`` word tokens between trigger and mention. When several
+    triggers reach a mention the nearest one (in tokens) decides. ``pseudo`` phrases ("no change") are matched
+    first and trigger nothing, so the "no" inside them does not negate ("No change in the left basilar
+    opacity" states an opacity). Phrases are whole-word, case-insensitive; spaces match any whitespace.
+
+    Attributes:
+        negation_pre, negation_post: phrases that negate the mentions after / before them.
+        uncertain_pre, uncertain_post: phrases that make the mentions after / before them uncertain.
+        pseudo: phrases that contain a trigger but are none.
+        terminators: words that close a scope.
+        window: maximum number of word tokens between a trigger and a mention it governs.
+    """
+
+    negation_pre: tuple[str, ...] = (
+        "no", "not", "without", "free of", "negative for", "no evidence of", "no signs of", "no sign of",
+        "no definite", "no convincing", "clear of", "resolved", "resolution of", "interval resolution of",
+        "absence of", "absent", "rather than", "ruled out", "no longer", "removal of",
+    )  # fmt: skip
+    negation_post: tuple[str, ...] = (
+        "resolved", "has resolved", "have resolved", "is resolved", "are resolved", "has cleared",
+        "have cleared", "cleared", "clear", "is clear", "are clear", "not seen", "not identified",
+        "not present", "not visualized", "not demonstrated", "not appreciated", "not evident", "not detected",
+        "not visible", "is absent", "are absent", "no longer seen", "no longer visible", "is ruled out",
+        "has been ruled out", "free", "negative",
+    )  # fmt: skip
+    uncertain_pre: tuple[str, ...] = (
+        "cannot exclude", "can not exclude", "can't exclude", "cannot rule out", "can not rule out",
+        "not exclude", "difficult to exclude", "may", "may represent", "might", "could", "could represent",
+        "possible", "possibly", "questionable", "question of", "concerning for", "concern for",
+        "suspicious for", "suspicion of", "suggestive of", "suggests", "suggesting", "suggest", "worrisome for",
+        "likely", "probable", "probably", "versus", "vs", "differential", "rule out", "evaluate for", "eval for",
+        "evaluation for", "assess for", "equivocal", "borderline",
+    )  # fmt: skip
+    uncertain_post: tuple[str, ...] = (
+        "cannot be excluded", "can not be excluded", "cannot be ruled out", "can not be ruled out",
+        "not excluded", "is not excluded", "not ruled out", "is possible", "are possible", "is questioned",
+        "versus", "vs", "is suspected", "are suspected", "is not entirely excluded",
+    )  # fmt: skip
+    pseudo: tuple[str, ...] = (
+        "no change", "no significant change", "no interval change", "no appreciable change",
+        "no significant interval change", "not changed", "not significantly changed", "no increase",
+        "no decrease", "not only", "without change", "without interval change", "gram negative",
+    )  # fmt: skip
+    terminators: tuple[str, ...] = (
+        "but", "however", "although", "though", "except", "aside from", "apart from", "whereas", "while",
+    )  # fmt: skip
+    window: int = 15
+
+
+DEFAULT_RULES = NegExRules()
+
+
+@dataclass(frozen=True)
+class Mention:
+    """One matched surface form: its text, character span, the attributes it denotes and its status."""
+
+    text: str
+    start: int
+    end: int
+    names: tuple[str, ...]
+    status: Literal["positive", "uncertain", "negated"]
+
+
+@dataclass(frozen=True)
+class AttributeExtraction:
+    """Attributes found in one report.
+
+    An attribute stated positively anywhere counts as ``present`` even if also negated elsewhere; otherwise an
+    uncertain mention makes it ``uncertain``; otherwise a negated mention makes it ``negated``. The three lists
+    are disjoint and in vocabulary order.
+
+    Attributes:
+        present: names of positively stated attributes.
+        negated: names only ever negated.
+        uncertain: names stated with uncertainty and never positively.
+        multi_hot: ``(A,)`` float32 in vocabulary order: 1 for present, 0 for negated/absent; uncertain ones
+            follow the policy (1 ``positive``, 0 ``negative``, -1 ``ignore``: mask with ``multi_hot >= 0``).
+        mentions: every match, for inspection.
+    """
+
+    present: list[str]
+    negated: list[str]
+    uncertain: list[str]
+    multi_hot: np.ndarray
+    mentions: list[Mention] = field(default_factory=list)
+
+
+def _phrase_pattern(phrases) -> str:
+    # longest first: Python's alternation takes the first alternative that matches at a position
+    ordered = sorted({p.lower() for p in phrases}, key=lambda p: (-len(p), p))
+    return "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in ordered)
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+class AttributeMatcher:
+    """Finds a vocabulary's attributes in text, with negation and uncertainty (NegEx-style).
+
+    All surface forms are compiled into one regular expression (longest form first, so "air space" wins over
+    a shorter overlapping form), all trigger phrases into another; scopes are then resolved for all
+    mention/trigger pairs at once with array operations.
+
+    Args:
+        vocabulary: the attribute vocabulary (default: the shipped one).
+        rules: trigger phrases and scope limits (default :data:`DEFAULT_RULES`).
+
+    Example:
+        >>> matcher = AttributeMatcher(load_vocabulary())
+        >>> matcher("Right lower lobe opacity. No left effusion.").present
+        ['right', 'lower', 'lobe', 'opacity']
+    """
+
+    def __init__(self, vocabulary: AttributeVocabulary | None = None, rules: NegExRules | None = None) -> None:
+        self.vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+        self.rules = DEFAULT_RULES if rules is None else rules
+        if self.rules.window < 0:
+            raise ValueError(f"NegExRules.window must be >= 0, got {self.rules.window}")
+        names = self.vocabulary.names
+        forms = self.vocabulary.surface_forms()
+        self._form_index = {_norm(f): np.array([names.index(n) for n in ns]) for f, ns in forms.items()}
+        self._concepts = re.compile(rf"(?<!\w)(?:{_phrase_pattern(self._form_index)})(?!\w)", re.IGNORECASE)
+        # trigger phrase -> (is_pre, is_post, status); a phrase listed as both pre and post governs both ways
+        r = self.rules
+        kinds: dict[str, list] = {}
+        for phrases, pre, status in (
+            (r.negation_pre, True, _NEGATED),
+            (r.negation_post, False, _NEGATED),
+            (r.uncertain_pre, True, _UNCERTAIN),
+            (r.uncertain_post, False, _UNCERTAIN),
+            (r.pseudo, None, _POSITIVE),
+        ):
+            for phrase in phrases:
+                kind = kinds.setdefault(_norm(phrase), [False, False, status])
+                if pre is None:
+                    kind[:] = [False, False, _POSITIVE]
+                else:
+                    kind[0 if pre else 1] = True
+                    kind[2] = status
+        self._trigger_kind = {k: tuple(v) for k, v in kinds.items()}
+        self._triggers = re.compile(rf"(?<!\w)(?:{_phrase_pattern(kinds)})(?!\w)", re.IGNORECASE)
+        self._boundaries = re.compile(
+            rf"[.!?;:](?=\s|$)|\n[ \t]*\n|(?<!\w)(?:{_phrase_pattern(r.terminators)})(?!\w)", re.IGNORECASE
+        )
+
+    def _match(self, text: str) -> tuple[list[re.Match], np.ndarray]:
+        """Surface-form matches of ``text`` and their status codes ``(C,)``."""
+        concepts = list(self._concepts.finditer(text))
+        if not concepts:
+            return [], np.zeros(0, dtype=np.int64)
+        token_starts = np.array([m.start() for m in re.finditer(r"\w+", text)])
+        bounds = np.array([m.start() for m in self._boundaries.finditer(text)], dtype=np.int64)
+
+        def token_of(pos):  # index of the word token containing/preceding each character position
+            return np.searchsorted(token_starts, pos, side="right") - 1
+
+        c_start = np.array([m.start() for m in concepts])
+        c_end = np.array([m.end() for m in concepts])
+        c_first, c_last = token_of(c_start), token_of(c_end - 1)
+        c_scope = np.searchsorted(bounds, c_start, side="right")
+        status = np.full(len(concepts), _POSITIVE)
+
+        triggers = [(m, self._trigger_kind[_norm(m.group())]) for m in self._triggers.finditer(text)]
+        triggers = [(m, k) for m, k in triggers if k[0] or k[1]]  # pseudo-triggers only block
+        if triggers:
+            t_start = np.array([m.start() for m, _ in triggers])
+            t_end = np.array([m.end() for m, _ in triggers])
+            t_pre = np.array([k[0] for _, k in triggers])
+            t_post = np.array([k[1] for _, k in triggers])
+            t_status = np.array([k[2] for _, k in triggers])
+            t_first, t_last = token_of(t_start), token_of(t_end - 1)
+            t_scope = np.searchsorted(bounds, t_start, side="right")
+            # (C, T): token gap between each trigger and each mention, in either direction
+            same = c_scope[:, None] == t_scope[None, :]
+            gap_pre = c_first[:, None] - t_last[None, :] - 1
+            gap_post = t_first[None, :] - c_last[:, None] - 1
+            pre = same & t_pre[None, :] & (t_end[None, :] <= c_start[:, None]) & (gap_pre <= self.rules.window)
+            post = same & t_post[None, :] & (t_start[None, :] >= c_end[:, None]) & (gap_post <= self.rules.window)
+            big = np.iinfo(np.int64).max
+            dist = np.minimum(np.where(pre, gap_pre, big), np.where(post, gap_post, big))
+            nearest = dist.argmin(axis=1)
+            governed = dist[np.arange(len(concepts)), nearest] < big
+            status = np.where(governed, t_status[nearest], _POSITIVE)
+
+        return concepts, status
+
+    def mentions(self, text: str) -> list[Mention]:
+        """Every surface-form match in ``text`` with its status (positive, uncertain or negated)."""
+        return self._mentions(*self._match(text))
+
+    def _mentions(self, concepts: list[re.Match], status: np.ndarray) -> list[Mention]:
+        labels = ("positive", "uncertain", "negated")
+        names = self.vocabulary.names
+        return [
+            Mention(
+                m.group(), m.start(), m.end(), tuple(names[i] for i in self._form_index[_norm(m.group())]), labels[s]
+            )
+            for m, s in zip(concepts, status, strict=True)
+        ]
+
+    def __call__(self, text: str, uncertain: UncertainPolicy = "positive") -> AttributeExtraction:
+        """Extract the attributes of ``text`` (already restricted to the wanted sections)."""
+        if uncertain not in ("positive", "negative", "ignore"):
+            raise ValueError(f"uncertain must be 'positive', 'negative' or 'ignore', got {uncertain!r}")
+        names = self.vocabulary.names
+        concepts, status = self._match(text)
+        # (A, 3) counts of positive / uncertain / negated mentions per attribute; a form may denote several
+        counts = np.zeros((len(names), 3), dtype=np.int64)
+        if concepts:
+            targets = [self._form_index[_norm(m.group())] for m in concepts]
+            np.add.at(counts, (np.concatenate(targets), np.repeat(status, [len(t) for t in targets])), 1)
+        present = counts[:, _POSITIVE] > 0
+        unsure = ~present & (counts[:, _UNCERTAIN] > 0)
+        negated = ~present & ~unsure & (counts[:, _NEGATED] > 0)
+        multi_hot = present.astype(np.float32)
+        multi_hot[unsure] = {"positive": 1.0, "negative": 0.0, "ignore": -1.0}[uncertain]
+        return AttributeExtraction(
+            present=[n for n, p in zip(names, present, strict=True) if p],
+            negated=[n for n, p in zip(names, negated, strict=True) if p],
+            uncertain=[n for n, p in zip(names, unsure, strict=True) if p],
+            multi_hot=multi_hot,
+            mentions=self._mentions(concepts, status),
+        )
+
+
+_MATCHERS: dict[int, tuple[AttributeVocabulary | None, AttributeMatcher]] = {}
+
+
+def extract_attributes(
+    text: str,
+    vocabulary: AttributeVocabulary | None = None,
+    sections: tuple[str, ...] | list[str] | None = ("findings", "impression"),
+    uncertain: UncertainPolicy = "positive",
+    rules: NegExRules | None = None,
+) -> AttributeExtraction:
+    """Extract the vocabulary's attributes from a radiology report.
+
+    Args:
+        text: the whole report.
+        vocabulary: attribute vocabulary (default: the shipped 22 attributes).
+        sections: sections to read (see :func:`monai_xattn.text.sections.extract_sections`); when the report
+            has none of them its last paragraph is read; ``None`` reads the whole text.
+        uncertain: how uncertain attributes enter ``multi_hot``: ``"positive"`` (1), ``"negative"`` (0) or
+            ``"ignore"`` (-1, to be masked).
+        rules: negation/uncertainty triggers and scope (default :data:`DEFAULT_RULES`).
+
+    Returns:
+        an :class:`AttributeExtraction`.
+    """
+    from monai_xattn.text.sections import select_sections
+
+    if rules is not None:
+        matcher = AttributeMatcher(vocabulary, rules)
+    else:
+        # compiling the patterns costs more than matching one report: reuse one matcher per vocabulary object,
+        # kept beside it so a recycled id() cannot hand back another vocabulary's matcher
+        cached = _MATCHERS.get(id(vocabulary))
+        if cached is None or cached[0] is not vocabulary:
+            cached = _MATCHERS[id(vocabulary)] = (vocabulary, AttributeMatcher(vocabulary))
+        matcher = cached[1]
+    return matcher(select_sections(text, sections), uncertain=uncertain)

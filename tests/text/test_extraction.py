@@ -1,0 +1,88 @@
+"""Negation/uncertainty-aware attribute extraction on hand-written MIMIC-style reports."""
+
+import numpy as np
+import pytest
+
+from monai_xattn.text.attributes import AttributeMatcher, NegExRules, extract_attributes, load_vocabulary
+
+VOCAB = load_vocabulary()
+
+
+@pytest.mark.parametrize(
+    "sentence, present, negated, uncertain",
+    [
+        ("No pleural effusion or pneumothorax.", [], [], []),
+        ("No focal consolidation to suggest pneumonia.", [], ["focal", "consolidation"], []),
+        ("Right lower lobe opacity, cannot exclude pneumonia.", ["right", "lower", "lobe", "opacity"], [], []),
+        ("Resolved left basilar opacity.", [], ["left", "base", "opacity"], []),
+        ("The left basilar opacity has resolved.", [], ["left", "base", "opacity"], []),
+        ("No change in the left basilar opacity.", ["left", "base", "opacity"], [], []),
+        ("Patchy bibasilar opacities may represent atelectasis.", ["bilateral", "base", "patchy", "opacity"], [], []),
+        ("Possible right lower lobe pneumonia.", [], [], ["right", "lower", "lobe"]),
+        ("Retrocardiac consolidation cannot be excluded.", [], [], ["retrocardiac", "consolidation"]),
+        ("No effusion, but there is a right upper lobe infiltrate.", ["right", "upper", "lobe", "infiltrate"], [], []),
+        ("Hazy ground glass and air space opacities.", ["opacity", "airspace", "ground-glass"], [], []),
+        ("No evidence of focal airspace consolidation.", [], ["focal", "consolidation", "airspace"], []),
+        ("Left lower lobe opacity. No right effusion.", ["left", "lower", "lobe", "opacity"], ["right"], []),
+        ("Multifocal opacities, concerning for infection.", ["multifocal", "opacity"], [], []),
+    ],
+)
+def test_negex_cases(sentence, present, negated, uncertain):
+    result = extract_attributes(sentence, VOCAB, sections=None)
+    order = VOCAB.names
+    assert result.present == sorted(present, key=order.index)
+    assert result.negated == sorted(negated, key=order.index)
+    assert result.uncertain == sorted(uncertain, key=order.index)
+    assert result.multi_hot.dtype == np.float32 and result.multi_hot.shape == (22,)
+    assert set(np.flatnonzero(result.multi_hot)) == {order.index(n) for n in present + uncertain}
+
+
+def test_positive_mention_wins_and_sections_are_respected():
+    report = (
+        "INDICATION: eval for left lower lobe pneumonia.\n"
+        "FINDINGS: No left effusion. Patchy left lower lobe opacity.\n"
+        "IMPRESSION: Possible right upper lobe consolidation."
+    )
+    result = extract_attributes(report, VOCAB)
+    assert result.present == ["left", "lower", "lobe", "patchy", "opacity"]
+    assert result.uncertain == ["right", "upper", "consolidation"]  # lobe is present elsewhere
+    only_indication = extract_attributes(report, VOCAB, sections=("indication",))
+    assert only_indication.present == [] and "left" in only_indication.uncertain
+
+
+def test_uncertain_policies():
+    text = "FINDINGS: Possible right lower lobe opacity. Left apical consolidation."
+    right = VOCAB.index("right")
+    left = VOCAB.index("left")
+    values = {p: extract_attributes(text, VOCAB, uncertain=p).multi_hot for p in ("positive", "negative", "ignore")}
+    assert [values[p][right] for p in ("positive", "negative", "ignore")] == [1.0, 0.0, -1.0]
+    assert all(values[p][left] == 1.0 for p in values)
+    with pytest.raises(ValueError, match="uncertain must be"):
+        extract_attributes(text, VOCAB, uncertain="maybe")
+
+
+def test_scope_window_and_custom_rules():
+    text = "No pleural effusion, pneumothorax, edema, fracture, or worrisome right lower lobe opacity."
+    assert extract_attributes(text, VOCAB, sections=None).negated == ["right", "lower", "lobe", "opacity"]
+    narrow = NegExRules(window=3)
+    assert extract_attributes(text, VOCAB, sections=None, rules=narrow).present == ["right", "lower", "lobe", "opacity"]
+    with pytest.raises(ValueError, match="window"):
+        AttributeMatcher(VOCAB, NegExRules(window=-1))
+
+
+def test_whole_word_matching_and_mentions():
+    matcher = AttributeMatcher(VOCAB)
+    # "leftover", "upright", "baseline", "lobectomy" must not match; "left-sided" does
+    result = matcher("Leftover upright baseline after lobectomy. Left-sided opacity.")
+    assert result.present == ["left", "opacity"]
+    mention = result.mentions[0]
+    assert (mention.text, mention.start, mention.status) == ("Left", 43, "positive")
+
+
+def test_custom_vocabulary_file(tmp_path):
+    path = tmp_path / "v.yaml"
+    path.write_text("attributes:\n  - {name: effusion, synonyms: [effusion, effusions]}\n  - {name: pleural}\n")
+    vocab = load_vocabulary(path)
+    result = extract_attributes("No effusions. Pleural thickening.", vocab, sections=None)
+    assert result.present == ["pleural"] and result.negated == ["effusion"]
+    assert result.multi_hot.tolist() == [0.0, 1.0]
