@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from monai.data.box_utils import batched_nms
 from torch import nn
 
-__all__ = ["cross_attention_scores", "masked_softmax", "AttributeCrossAttention", "ALPHA_MODES"]
+__all__ = ["cross_attention_scores", "masked_softmax", "select_boxes_by_alpha", "AttributeCrossAttention", "ALPHA_MODES"]
 
 ALPHA_MODES = ("learned", "detector", "uniform")
 
@@ -193,3 +194,52 @@ class AttributeCrossAttention(nn.Module):
         return cross_attention_scores(
             phi, alpha, self.text_proj(words), roi_mask, word_mask, self.lambda_a, self.lambda_b
         )
+
+
+def select_boxes_by_alpha(
+    boxes: torch.Tensor,
+    alpha: torch.Tensor,
+    roi_mask: torch.Tensor,
+    detector_scores: torch.Tensor | None = None,
+    top_k: int = 5,
+    alpha_threshold: float = 0.0,
+    score_mode: str = "alpha",
+    nms_thresh: float = 0.5,
+) -> list[dict[str, torch.Tensor]]:
+    """Image-only inference of the paper: the ROI weights pick the boxes, then NMS removes duplicates.
+
+    Per image, the ``top_k`` valid ROIs by ``alpha`` with ``alpha >= alpha_threshold`` are kept and scored by
+    ``alpha`` (``score_mode="alpha"``, the paper) or ``alpha * detector score`` (``"alpha_x_detector"``), then
+    suppressed with MONAI's NMS. All images go through one batched NMS (the image index is the NMS group).
+
+    Args:
+        boxes: ROI boxes ``(B, N, 4)`` StandardMode.
+        alpha: ROI weights ``(B, N)``.
+        roi_mask: valid ROIs ``(B, N)`` bool.
+        detector_scores: ``(B, N)`` probabilities; required for ``"alpha_x_detector"``.
+        top_k: ROIs kept per image before NMS.
+        alpha_threshold: minimum alpha of a kept ROI.
+        score_mode: ``"alpha"`` or ``"alpha_x_detector"``.
+        nms_thresh: IoU above which the lower-scored of two boxes is dropped.
+
+    Returns:
+        One dict per image with ``boxes`` ``(K, 4)`` and ``scores`` ``(K,)``, highest score first.
+    """
+    if score_mode == "alpha":
+        scores = alpha
+    elif score_mode == "alpha_x_detector":
+        if detector_scores is None:
+            raise ValueError("score_mode='alpha_x_detector' needs detector_scores")
+        scores = alpha * detector_scores
+    else:
+        raise ValueError(f"score_mode must be 'alpha' or 'alpha_x_detector', got {score_mode!r}")
+    batch, n_rois = alpha.shape
+    keep = roi_mask.bool() & (alpha >= alpha_threshold)
+    ranked_alpha = alpha.masked_fill(~keep, float("-inf"))
+    top = ranked_alpha.topk(min(top_k, n_rois), dim=1).indices  # (B, k)
+    chosen = torch.zeros_like(keep).scatter_(1, top, True) & keep
+    image_index = torch.arange(batch, device=alpha.device)[:, None].expand(batch, n_rois)[chosen]
+    flat_boxes, flat_scores = boxes[chosen], scores[chosen]
+    kept = batched_nms(flat_boxes, flat_scores, image_index, nms_thresh)
+    kept_image = image_index[kept]
+    return [{"boxes": flat_boxes[kept[kept_image == b]], "scores": flat_scores[kept[kept_image == b]]} for b in range(batch)]

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from monai_xattn.losses.xattn import XAttnLoss, triplet_margin_loss
-from monai_xattn.networks.xattn import AttributeCrossAttention, cross_attention_scores
+from monai_xattn.networks.xattn import AttributeCrossAttention, cross_attention_scores, select_boxes_by_alpha
 
 
 def _cos(u, v):
@@ -120,3 +120,23 @@ def test_loss_without_bce_is_the_ablation():
     assert out["bce"] == 0 and out["loss"].item() == pytest.approx(0.4)
     with pytest.raises(ValueError, match="attribute_logits"):
         XAttnLoss()(s, s, s, s, torch.tensor([True, True]))
+
+
+def test_select_boxes_by_alpha_topk_mask_and_nms():
+    boxes = torch.tensor([
+        [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [20, 20, 30, 30]],
+        [[0, 0, 5, 5], [10, 10, 20, 20], [0, 0, 5, 5], [30, 30, 40, 40]],
+    ], dtype=torch.float32)
+    alpha = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.6, 0.1]])
+    roi_mask = torch.tensor([[True, True, True, True], [True, True, False, True]])
+    out = select_boxes_by_alpha(boxes, alpha, roi_mask, top_k=3, nms_thresh=0.5)
+    # image 0: top-3 by alpha are ROIs 0, 1, 2; ROI 1 overlaps ROI 0 (IoU 0.68) and is suppressed
+    assert out[0]["boxes"].tolist() == [[0, 0, 10, 10], [50, 50, 60, 60]]
+    assert out[0]["scores"].tolist() == pytest.approx([0.4, 0.2])
+    # image 1: ROI 2 (highest alpha) is padding and must never be chosen
+    assert out[1]["boxes"].tolist()[0] == [10, 10, 20, 20] and len(out[1]["boxes"]) == 3
+    combined = select_boxes_by_alpha(boxes, alpha, roi_mask, torch.tensor([[0.1, 1, 1, 1], [1, 1, 1, 1.0]]),
+                                     top_k=1, score_mode="alpha_x_detector")
+    assert combined[0]["scores"].tolist() == pytest.approx([0.04])
+    with pytest.raises(ValueError, match="detector_scores"):
+        select_boxes_by_alpha(boxes, alpha, roi_mask, score_mode="alpha_x_detector")
