@@ -98,7 +98,7 @@ class AttributeCrossAttention(nn.Module):
         roi_dim: size ``C`` of the pooled ROI feature ``r_i``.
         num_attributes: number of attributes ``A`` in the vocabulary (multi-label classifier outputs).
         word_dim: Word2Vec vector size.
-        geometry_dim: size ``G`` of the ROI geometry vector ``g_i``.
+        geometry_dim: size ``G`` of the ROI geometry vector ``g_i`` (9 for :class:`monai_xattn.networks.roi_detector.RoiDetector`).
         embed_dim: size ``D`` of ``phi``; default ``word_dim`` (phi lives in the word space).
         side_dim: width of the geometry and score embeddings before their LayerNorms.
         alpha_mode: one of :data:`ALPHA_MODES`.
@@ -113,7 +113,7 @@ class AttributeCrossAttention(nn.Module):
         roi_dim: int,
         num_attributes: int,
         word_dim: int = 300,
-        geometry_dim: int = 8,
+        geometry_dim: int = 9,
         embed_dim: int | None = None,
         side_dim: int = 64,
         alpha_mode: str = "learned",
