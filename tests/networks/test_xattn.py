@@ -93,7 +93,7 @@ def test_head_shapes_alpha_masking_and_backward(alpha_mode):
 
 def test_head_without_words_is_image_only():
     head = AttributeCrossAttention(roi_dim=8, num_attributes=3, word_dim=6)
-    out = head(torch.randn(1, 2, 8), torch.rand(1, 2), torch.rand(1, 2, 8), torch.ones(1, 2, dtype=torch.bool))
+    out = head(torch.randn(1, 2, 8), torch.rand(1, 2), torch.rand(1, 2, 9), torch.ones(1, 2, dtype=torch.bool))
     assert set(out) == {"phi", "alpha", "attribute_logits"}
 
 
@@ -101,7 +101,7 @@ def test_embed_dim_other_than_word_dim_needs_projection():
     with pytest.raises(ValueError, match="text_projection"):
         AttributeCrossAttention(roi_dim=8, num_attributes=3, word_dim=6, embed_dim=10)
     head = AttributeCrossAttention(roi_dim=8, num_attributes=3, word_dim=6, embed_dim=10, text_projection=True)
-    out = head(torch.randn(1, 2, 8), torch.rand(1, 2), torch.rand(1, 2, 8), torch.ones(1, 2, dtype=torch.bool),
+    out = head(torch.randn(1, 2, 8), torch.rand(1, 2), torch.rand(1, 2, 9), torch.ones(1, 2, dtype=torch.bool),
                torch.randn(1, 3, 6), torch.ones(1, 3, dtype=torch.bool))
     assert out["s_roi"].shape == (1,)
 
