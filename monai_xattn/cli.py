@@ -19,6 +19,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "bundles": ("monai_xattn.bundles_cli", "list the MONAI bundles shipped in bundles/"),
+    "word2vec": ("monai_xattn.text.word2vec_cli", "train the attribute Word2Vec on the cleaned reports of a datalist"),
 }
 
 
