@@ -1,1 +1,33 @@
 """monai_xattn.networks."""
+
+from monai_xattn.networks.gloria import (
+    GLoRIA,
+    GloriaImageEncoder,
+    GloriaTextEncoder,
+    aggregate_word_pieces,
+    load_gloria_image_encoder,
+    resolve_text_model,
+)
+from monai_xattn.networks.roi_detector import (
+    ROI_GEOMETRY_FIELDS,
+    RoiDetector,
+    create_roi_detector,
+    load_backbone_weights,
+    load_detector_weights,
+    roi_geometry,
+)
+
+__all__ = [
+    "GLoRIA",
+    "GloriaImageEncoder",
+    "GloriaTextEncoder",
+    "aggregate_word_pieces",
+    "load_gloria_image_encoder",
+    "resolve_text_model",
+    "ROI_GEOMETRY_FIELDS",
+    "RoiDetector",
+    "create_roi_detector",
+    "load_backbone_weights",
+    "load_detector_weights",
+    "roi_geometry",
+]

