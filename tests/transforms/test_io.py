@@ -1,0 +1,327 @@
+"""``LoadCXR``/``LoadCXRd``: pixel-exact DICOM variants against hand-computed expectations, PNG agreement with
+MONAI's ``LoadImage``, metadata, and one clear error per kind of bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+import torch
+from monai.data import MetaTensor
+from monai.transforms import LoadImage, Resize
+from PIL import Image
+
+from monai_xattn.data.dicom_writer import write_cxr_dicom
+from monai_xattn.transforms import io as cxr_io
+from monai_xattn.transforms.io import CXRLoadError, LoadCXR, LoadCXRd
+
+ROWS, COLS = 24, 40  # rows != cols, so a missing or doubled transpose fails
+ATOL = 2e-6  # float32 rounding of a value in [0, 1]
+
+
+@pytest.fixture
+def stored() -> np.ndarray:
+    return np.random.default_rng(3).integers(0, 4096, (ROWS, COLS))
+
+
+def as_rows_cols(img: MetaTensor) -> np.ndarray:
+    """(1, W, H) -> the (rows, cols) array the expectation is written in."""
+    assert isinstance(img, MetaTensor) and img.dtype == torch.float32
+    assert tuple(img.shape) == (1, COLS, ROWS)
+    return img[0].numpy().T
+
+
+def minmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    return (x - x.min()) / (x.max() - x.min())
+
+
+def linear_window(m: np.ndarray, c: float, w: float) -> np.ndarray:
+    # PS3.3 C.11.2.1.2.1, written out branch by branch
+    out = (m - (c - 0.5)) / (w - 1) + 0.5
+    out[m <= c - 0.5 - (w - 1) / 2] = 0.0
+    out[m > c - 0.5 + (w - 1) / 2] = 1.0
+    return out
+
+
+# --- DICOM variants -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bits", [8, 10, 12, 16])
+def test_bit_depths_minmax(tmp_path, bits):
+    s = np.random.default_rng(bits).integers(0, 2**bits, (ROWS, COLS))
+    img = LoadCXR()(write_cxr_dicom(tmp_path / "a.dcm", s, bits_stored=bits))
+    np.testing.assert_allclose(as_rows_cols(img), minmax(s), atol=ATOL, rtol=0)
+    assert img.meta["intensity"] == "minmax"
+
+
+def test_monochrome1_matches_monochrome2(tmp_path, stored):
+    mono2 = LoadCXR()(write_cxr_dicom(tmp_path / "m2.dcm", stored))
+    mono1 = LoadCXR()(write_cxr_dicom(tmp_path / "m1.dcm", 4095 - stored, photometric="MONOCHROME1"))
+    np.testing.assert_allclose(as_rows_cols(mono1), as_rows_cols(mono2), atol=ATOL, rtol=0)
+    assert mono1.meta["photometric_interpretation"] == "MONOCHROME1"
+    assert mono1.meta["intensity"].endswith("inverted")
+
+
+def test_presentation_lut_inverse_does_not_invert_twice(tmp_path, stored):
+    plain = LoadCXR()(write_cxr_dicom(tmp_path / "a.dcm", stored, photometric="MONOCHROME1"))
+    both = LoadCXR()(
+        write_cxr_dicom(
+            tmp_path / "b.dcm", stored, photometric="MONOCHROME1", extra={"PresentationLUTShape": "INVERSE"}
+        )
+    )
+    np.testing.assert_array_equal(both.numpy(), plain.numpy())
+    np.testing.assert_allclose(as_rows_cols(plain), 1 - minmax(stored), atol=ATOL, rtol=0)
+
+
+def test_rescale_then_linear_window_then_inversion(tmp_path, stored):
+    slope, intercept, c, w = 0.5, -300.0, 500.0, 800.0
+    path = write_cxr_dicom(
+        tmp_path / "a.dcm", stored, photometric="MONOCHROME1", rescale=(slope, intercept), window=([c], [w])
+    )
+    expected = 1.0 - linear_window(stored * slope + intercept, c, w)
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), expected, atol=ATOL, rtol=0)
+
+
+def test_negative_slope_minmax(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, rescale=(-2.0, 100.0))
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), minmax(-2.0 * stored + 100.0), atol=ATOL, rtol=0)
+
+
+def test_linear_window_of_width_one_is_a_threshold(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([2000.5], [1.0]))
+    np.testing.assert_array_equal(as_rows_cols(LoadCXR()(path)), (stored > 2000).astype(np.float32))
+
+
+def test_linear_exact_window(tmp_path, stored):
+    c, w = 1500.0, 1000.0
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([c], [w]), voi_lut_function="LINEAR_EXACT")
+    m = stored.astype(np.float64)
+    expected = np.where(m <= c - w / 2, 0.0, np.where(m > c + w / 2, 1.0, (m - c) / w + 0.5))
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), expected, atol=ATOL, rtol=0)
+
+
+def test_sigmoid_window(tmp_path, stored):
+    c, w = 2048.0, 1500.0
+    path = write_cxr_dicom(
+        tmp_path / "a.dcm", stored, rescale=(1.0, -24.0), window=([c], [w]), voi_lut_function="SIGMOID"
+    )
+    expected = 1.0 / (1.0 + np.exp(-4.0 * ((stored - 24.0) - c) / w))
+    img = LoadCXR()(path)
+    np.testing.assert_allclose(as_rows_cols(img), expected, atol=ATOL, rtol=0)
+    assert img.meta["intensity"] == "window[0] SIGMOID c=2048 w=1500"
+
+
+def test_window_index_picks_among_several(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([1000.0, 3000.0], [500.0, 1200.0]))
+    for index, (c, w) in enumerate([(1000.0, 500.0), (3000.0, 1200.0)]):
+        img = LoadCXR(window_index=index)(path)
+        np.testing.assert_allclose(as_rows_cols(img), linear_window(stored.astype(float), c, w), atol=ATOL, rtol=0)
+    with pytest.raises(CXRLoadError, match="window_index=2, file has 2 window"):
+        LoadCXR(window_index=2)(path)
+
+
+def test_voi_lut_sequence_8_bit_table(tmp_path, stored):
+    # an 8-bit LUT with more entries than 256: pydicom 3.0.2's apply_voi wraps these indices
+    first, table = 500, (np.arange(3000) * 255 // 2999).astype(np.uint16)
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, voi_lut=(first, 8, table), window=([100.0], [10.0]))
+    expected = table[np.clip(stored - first, 0, table.size - 1)] / 255.0
+    img = LoadCXR()(path)
+    np.testing.assert_allclose(as_rows_cols(img), expected, atol=ATOL, rtol=0)
+    assert img.meta["intensity"] == "voi_lut[0]"
+    # the window is the alternative when the LUT is not preferred
+    windowed = LoadCXR(prefer_voi_lut=False)(path)
+    np.testing.assert_allclose(as_rows_cols(windowed), linear_window(stored.astype(float), 100.0, 10.0), atol=ATOL)
+
+
+def test_voi_lut_sequence_16_bit_table_after_rescale(tmp_path, stored):
+    table = (np.sqrt(np.arange(8192) / 8191.0) * 65535).astype(np.uint16)
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, rescale=(2.0, 0.0), voi_lut=(0, 16, table))
+    expected = table[np.clip(stored * 2, 0, table.size - 1)] / 65535.0
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), expected, atol=ATOL, rtol=0)
+
+
+def test_voi_false_skips_window(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([100.0], [10.0]))
+    np.testing.assert_allclose(as_rows_cols(LoadCXR(voi=False)(path)), minmax(stored), atol=ATOL, rtol=0)
+
+
+def test_percentile_normalisation(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, photometric="MONOCHROME1", rescale=(3.0, 7.0))
+    m = stored * 3.0 + 7.0
+    lo, hi = np.percentile(m, (2.0, 98.0), method="inverted_cdf")
+    expected = 1.0 - np.clip((m - lo) / (hi - lo), 0, 1)
+    img = LoadCXR(normalize="percentile", percentiles=(2.0, 98.0))(path)
+    np.testing.assert_allclose(as_rows_cols(img), expected, atol=ATOL, rtol=0)
+
+
+def test_signed_stored_values(tmp_path):
+    s = np.random.default_rng(1).integers(-2048, 2048, (ROWS, COLS))
+    path = write_cxr_dicom(tmp_path / "a.dcm", s, signed=True, window=([0.0], [2000.0]))
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), linear_window(s.astype(float), 0.0, 2000.0), atol=ATOL)
+    np.testing.assert_allclose(as_rows_cols(LoadCXR(voi=False)(path)), minmax(s), atol=ATOL, rtol=0)
+
+
+def test_rle_equals_uncompressed(tmp_path, stored):
+    kwargs = dict(photometric="MONOCHROME1", window=([2000.0], [3000.0]), voi_lut_function="SIGMOID")
+    raw = LoadCXR()(write_cxr_dicom(tmp_path / "raw.dcm", stored, **kwargs))
+    rle = LoadCXR()(write_cxr_dicom(tmp_path / "rle.dcm", stored, transfer_syntax="rle_lossless", **kwargs))
+    np.testing.assert_array_equal(rle.numpy(), raw.numpy())
+
+
+def test_jpeg_baseline_close_to_source(tmp_path):
+    s = np.add.outer(np.arange(ROWS) * 5, np.arange(COLS) * 3) + 20  # smooth: small JPEG error
+    img = LoadCXR()(write_cxr_dicom(tmp_path / "j.dcm", s, bits_stored=8, transfer_syntax="jpeg_baseline"))
+    assert np.abs(as_rows_cols(img) - minmax(s)).max() < 4 / 255
+
+
+# --- metadata and MONAI interplay -------------------------------------------------------------------------------
+
+
+def test_meta_and_orientation(tmp_path, stored):
+    stored = stored.copy()
+    stored[2, 30] = 4095  # a marker at row 2 (y), column 30 (x)
+    path = write_cxr_dicom(
+        tmp_path / "a.dcm", stored, pixel_spacing=(0.2, 0.1), imager_pixel_spacing=(0.3, 0.3), view_position="AP"
+    )
+    img = LoadCXR()(path)
+    assert img[0, 30, 2] == 1.0  # spatial axis 0 is x
+    np.testing.assert_array_equal(img.meta["spacing"], [0.1, 0.2])  # (x, y) from PixelSpacing's (row, col)
+    assert img.meta["spacing_source"] == "PixelSpacing"
+    np.testing.assert_array_equal(img.meta["original_size"], [COLS, ROWS])
+    np.testing.assert_allclose(img.affine.numpy(), np.diag([0.1, 0.2, 1.0, 1.0]))
+    assert (img.meta["view_position"], img.meta["filename_or_obj"]) == ("AP", str(path))
+    imager = LoadCXR()(write_cxr_dicom(tmp_path / "b.dcm", stored, imager_pixel_spacing=(0.3, 0.25)))
+    np.testing.assert_array_equal(imager.meta["spacing"], [0.25, 0.3])
+    assert imager.meta["spacing_source"] == "ImagerPixelSpacing"
+    bare = LoadCXR()(write_cxr_dicom(tmp_path / "c.dcm", stored))
+    np.testing.assert_array_equal(bare.meta["spacing"], [1.0, 1.0])
+    assert bare.meta["spacing_source"] == "none"
+
+
+def test_monai_resize_keeps_spacing_consistent(tmp_path, stored):
+    img = LoadCXR()(write_cxr_dicom(tmp_path / "a.dcm", stored, pixel_spacing=(0.2, 0.1)))
+    small = Resize((COLS // 2, ROWS // 2))(img)
+    assert tuple(small.shape) == (1, COLS // 2, ROWS // 2)
+    np.testing.assert_allclose(small.pixdim[:2].numpy(), [0.2, 0.4])
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_png_agrees_with_monai_loadimage(tmp_path, bits):
+    rng = np.random.default_rng(bits)
+    pixels = rng.integers(0, 2**bits, (ROWS, COLS)).astype(np.uint8 if bits == 8 else np.uint16)
+    path = tmp_path / "a.png"
+    Image.fromarray(pixels).save(path)
+    ours = LoadCXR()(path)
+    theirs = LoadImage(image_only=True)(path)
+    assert tuple(theirs.shape) == (COLS, ROWS)
+    np.testing.assert_allclose(ours[0].numpy() * (2**bits - 1), theirs.numpy(), atol=1e-2, rtol=0)
+    assert ours.meta["spacing_source"] == "none"
+
+
+def test_rgb_png_takes_channel_zero(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (ROWS, COLS, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(tmp_path / "c.png")), rgb[..., 0] / 255.0, atol=ATOL)
+
+
+def test_dict_transform(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored)
+    out = LoadCXRd(["image", "other"], allow_missing_keys=True, voi=False)({"image": str(path), "label": 1})
+    assert out["label"] == 1 and tuple(out["image"].shape) == (1, COLS, ROWS)
+    with pytest.raises(KeyError):
+        LoadCXRd("other")({"image": str(path)})
+
+
+# --- bad input --------------------------------------------------------------------------------------------------
+
+
+def _rewrite(path, **changes):
+    ds = pydicom.dcmread(path)
+    for keyword, value in changes.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path)
+    return path
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(CXRLoadError, match="no such file") as info:
+        LoadCXR()(tmp_path / "nope.dcm")
+    assert info.value.path == str(tmp_path / "nope.dcm")
+
+
+def test_truncated_dicom(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored)
+    path.write_bytes(path.read_bytes()[: -ROWS * COLS])  # half of the 16-bit pixel data
+    with pytest.raises(CXRLoadError, match="a.dcm"):
+        LoadCXR()(path)
+
+
+def test_no_pixel_data(tmp_path, stored):
+    path = _rewrite(write_cxr_dicom(tmp_path / "a.dcm", stored), PixelData=None)
+    with pytest.raises(CXRLoadError, match="no PixelData"):
+        LoadCXR()(path)
+
+
+def test_colour_dicom(tmp_path):
+    rgb = np.zeros((ROWS, COLS, 3), dtype=np.uint8)
+    path = write_cxr_dicom(tmp_path / "c.dcm", rgb, photometric="RGB", bits_stored=8)
+    with pytest.raises(CXRLoadError, match="SamplesPerPixel=3"):
+        LoadCXR()(path)
+
+
+def test_zero_size_dicom(tmp_path, stored):
+    path = _rewrite(write_cxr_dicom(tmp_path / "a.dcm", stored), Rows=0)
+    with pytest.raises(CXRLoadError, match="zero-size"):
+        LoadCXR()(path)
+
+
+def test_transfer_syntax_without_decoder(tmp_path):
+    path = write_cxr_dicom(tmp_path / "j.dcm", np.zeros((8, 8), int), bits_stored=8, transfer_syntax="jpeg_baseline")
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.MPEG2MPML  # pydicom has no video decoder
+    ds.save_as(path)
+    with pytest.raises(CXRLoadError, match="no decoder for transfer syntax MPEG2"):
+        LoadCXR()(path)
+
+
+def test_decoder_plugin_not_installed(tmp_path, monkeypatch):
+    class MissingDecoder:
+        is_available = False
+        missing_dependencies = ["pylibjpeg - requires pylibjpeg>=2.0 and pylibjpeg-libjpeg>=2.1"]
+
+    monkeypatch.setattr(cxr_io, "get_decoder", lambda uid: MissingDecoder())
+    path = write_cxr_dicom(tmp_path / "j.dcm", np.zeros((8, 8), int), bits_stored=8, transfer_syntax="jpeg_baseline")
+    with pytest.raises(CXRLoadError, match="JPEG Baseline.*install one of: pylibjpeg"):
+        LoadCXR()(path)
+
+
+def test_non_finite_after_luts(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, extra={"RescaleSlope": "1e308", "RescaleIntercept": "0"})
+    with pytest.raises(CXRLoadError, match="non-finite"):
+        LoadCXR(normalize="percentile")(path)
+
+
+def test_png_that_is_not_a_png(tmp_path):
+    path = tmp_path / "fake.png"
+    path.write_text("definitely not pixels")
+    with pytest.raises(CXRLoadError, match="fake.png.*neither DICOM nor an image"):
+        LoadCXR()(path)
+
+
+def test_truncated_png(tmp_path):
+    path = tmp_path / "t.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64)).astype(np.uint8)).save(path)
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(CXRLoadError, match="t.png"):
+        LoadCXR()(path)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="normalize"):
+        LoadCXR(normalize="zscore")
+    with pytest.raises(ValueError, match="percentiles"):
+        LoadCXR(percentiles=(90.0, 10.0))
