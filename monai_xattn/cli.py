@@ -20,6 +20,7 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 COMMANDS: dict[str, tuple[str, str]] = {
     "bundles": ("monai_xattn.bundles_cli", "list the MONAI bundles shipped in bundles/"),
     "word2vec": ("monai_xattn.text.word2vec_cli", "train the attribute Word2Vec on the cleaned reports of a datalist"),
+    "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
 }
 
 

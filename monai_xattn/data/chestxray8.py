@@ -1,0 +1,246 @@
+"""NIH ChestX-ray8 / ChestX-ray14 -> datalist.
+
+Files under the root: ``Data_Entry_2017*.csv`` (one row per image), ``BBox_List_2017.csv`` (984 boxes, top-left
+``x, y, w, h`` in the 1024 x 1024 PNG frame), ``train_val_list.txt`` / ``test_list.txt`` (official split) and the
+PNGs in ``images/`` (or the download's ``images_001/images/`` ...). Every view and every image of a patient is
+kept: the PA-only, one-image-per-patient filters of some loaders keep 13 of the 120 pneumonia boxes.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monai_xattn.data.datalist import (
+    AdapterReport,
+    DatalistError,
+    check_boxes,
+    check_unique,
+    find_one,
+    normalize_view,
+    split_groups,
+    xywh_to_xyxy,
+)
+
+__all__ = ["NIH_FINDINGS", "BOX_LABEL_MAP", "read_data_entry", "read_bbox_list", "build_chestxray8_datalist"]
+
+NIH_FINDINGS = (
+    "Atelectasis", "Cardiomegaly", "Effusion", "Infiltration", "Mass", "Nodule", "Pneumonia", "Pneumothorax",
+    "Consolidation", "Edema", "Emphysema", "Fibrosis", "Pleural_Thickening", "Hernia",
+)  # fmt: skip
+"""The 14 ChestX-ray14 findings as ``Data_Entry_2017.csv`` spells them."""
+
+BOX_LABEL_MAP = {"Infiltrate": "Infiltration"}
+"""``BBox_List_2017.csv`` names that differ from ``Data_Entry_2017.csv``'s."""
+
+_ENTRY_HEADER = [
+    "Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age", "Patient Gender", "View Position",
+    "OriginalImage[Width", "Height]", "OriginalImagePixelSpacing[x", "y]",
+]  # fmt: skip
+_ENTRY_NAMES = [
+    "image", "findings", "follow_up", "patient_id", "age", "gender", "view", "orig_width", "orig_height",
+    "spacing_x", "spacing_y",
+]  # fmt: skip
+_BBOX_HEADER = ["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"]
+
+
+def _read_rows(path: Path, header: list[str], width: int) -> list[list[str]]:
+    """Rows of a CSV whose header must start with ``header``; extra trailing fields must be empty."""
+    if not path.is_file():
+        raise DatalistError(f"{path}: file not found")
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows or [c.strip() for c in rows[0][: len(header)]] != header:
+        raise DatalistError(f"{path}: header must start with {','.join(header)}; got {rows[0] if rows else 'nothing'}")
+    out = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) < width or any(c.strip() for c in row[width:]):
+            raise DatalistError(f"{path}: line {line}: expected {width} fields, got {row}")
+        out.append([c.strip() for c in row[:width]])
+    return out
+
+
+def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
+    """``Data_Entry_2017*.csv`` as a frame with columns ``image, findings, follow_up, patient_id, age, gender,
+    view, orig_width, orig_height, spacing_x, spacing_y`` (strings); the bracketed header fields split into
+    two columns each, a trailing empty column is allowed."""
+    path = Path(path)
+    df = pd.DataFrame(_read_rows(path, _ENTRY_HEADER, len(_ENTRY_HEADER)), columns=_ENTRY_NAMES)
+    check_unique(df["image"], path, "Image Index")
+    return df
+
+
+def read_bbox_list(path: str | os.PathLike) -> pd.DataFrame:
+    """``BBox_List_2017.csv`` (header ``Image Index,Finding Label,Bbox [x,y,w,h],,,``: 9 fields, 6 used) as a
+    frame ``image, label, x0, y0, x1, y1, line`` with StandardMode float boxes and the CSV line number."""
+    path = Path(path)
+    rows = _read_rows(path, _BBOX_HEADER, 6)
+    df = pd.DataFrame(rows, columns=["image", "label", "x", "y", "w", "h"])
+    values = df[["x", "y", "w", "h"]].apply(pd.to_numeric, errors="coerce")
+    bad = values.index[values.isna().any(axis=1)]
+    if len(bad):
+        raise DatalistError(f"{path}: line {int(bad[0]) + 2}: box values are not numbers: {rows[bad[0]]}")
+    xyxy = xywh_to_xyxy(values.to_numpy())
+    out = df[["image", "label"]].copy()
+    out[["x0", "y0", "x1", "y1"]] = xyxy
+    out["line"] = np.arange(len(df)) + 2
+    return out
+
+
+def _read_list(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+
+
+def _image_index(root: Path) -> dict[str, Path]:
+    """PNG file name -> path, over ``images/`` and the download's ``images_*/images/`` folders."""
+    index: dict[str, Path] = {}
+    for folder in [root / "images", *sorted(root.glob("images_*/images"))]:
+        for p in folder.glob("*.png") if folder.is_dir() else ():
+            if p.name in index:
+                raise DatalistError(f"{root}: image {p.name} found twice ({index[p.name]} and {p})")
+            index[p.name] = p
+    return index
+
+
+def _png_size(path: Path) -> list[int]:
+    """``[W, H]`` from the PNG header (no pixel decoding)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return [int(im.width), int(im.height)]
+
+
+def build_chestxray8_datalist(
+    root: str | os.PathLike,
+    *,
+    split_seed: int = 0,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.2,
+    data_entry: str | os.PathLike | None = None,
+    box_label_map: Mapping[str, str] = BOX_LABEL_MAP,
+    box_findings: Sequence[str] | None = None,
+    read_sizes: bool = True,
+    image_size: Sequence[int] = (1024, 1024),
+) -> tuple[dict[str, list], AdapterReport]:
+    """ChestX-ray8/14 folder -> datalist, one entry per image with all its boxes.
+
+    Split: ``test_list.txt`` -> test; ``train_val_list.txt`` -> training + validation, the latter
+    ``val_fraction`` of its patients (seeded). Without the list files every image is split by patient with
+    ``val_fraction`` / ``test_fraction`` (noted in the report).
+
+    Args:
+        root: dataset folder.
+        split_seed: seed of the validation (and fallback) patient split.
+        val_fraction: fraction of (train_val) patients for validation.
+        test_fraction: fraction of patients for test, used only without ``test_list.txt``.
+        data_entry: the label CSV, if ``root`` holds several ``Data_Entry_2017*.csv``.
+        box_label_map: renames of box labels (``Infiltrate`` -> ``Infiltration``).
+        box_findings: keep only boxes of these findings (after renaming); ``None`` keeps all.
+        read_sizes: read ``image_size`` from each PNG header; else assume ``image_size``.
+        image_size: ``[W, H]`` assumed when ``read_sizes`` is False.
+
+    Returns:
+        ``(datalist, report)``. Entries: ``image, image_id, patient_id, view, image_size, labels`` (the 14
+        findings, 0/1), ``boxes, box_labels``, ``split`` (``train_val`` or ``test``).
+    """
+    root = Path(root)
+    report = AdapterReport("chestxray8", positive_rule="Pneumonia = 1")
+    entry_path = Path(data_entry) if data_entry else find_one(root, ["Data_Entry_2017*.csv"], "Data_Entry_2017")
+    df = read_data_entry(entry_path)
+    findings = df["findings"].str.split("|")
+    unknown = sorted({f for fs in findings for f in fs} - set(NIH_FINDINGS) - {"No Finding"})
+    if unknown:
+        report.note(f"{entry_path.name}: finding names outside the 14 ignored: {unknown}")
+
+    boxes_by_image: dict[str, list[tuple[list[float], str]]] = {}
+    bbox_path = root / "BBox_List_2017.csv"
+    if bbox_path.is_file():
+        bbox = read_bbox_list(bbox_path)
+        renamed = sorted(set(box_label_map) & set(bbox["label"]))
+        bbox["label"] = bbox["label"].map(lambda s: box_label_map.get(s, s))
+        if renamed:
+            report.note(
+                f"box labels renamed to Data_Entry names: {', '.join(f'{k} -> {box_label_map[k]}' for k in renamed)}"
+            )
+        known = set(df["image"])
+        for row in bbox.itertuples(index=False):
+            if row.image not in known:
+                report.drop(f"{row.image} (BBox line {row.line})", "box for an image not in Data_Entry")
+            elif box_findings is not None and row.label not in box_findings:
+                report.drop(f"{row.image} (BBox line {row.line})", f"box label {row.label} not requested")
+            else:
+                boxes_by_image.setdefault(row.image, []).append(([row.x0, row.y0, row.x1, row.y1], row.label))
+    else:
+        report.note("no BBox_List_2017.csv: no boxes")
+
+    train_val_path, test_path = root / "train_val_list.txt", root / "test_list.txt"
+    official = train_val_path.is_file() and test_path.is_file()
+    if official:
+        test_names, train_val_names = set(_read_list(test_path)), set(_read_list(train_val_path))
+        both = sorted(test_names & train_val_names)
+        if both:
+            raise DatalistError(
+                f"{root}: {len(both)} images in both train_val_list.txt and test_list.txt, e.g. {both[0]}"
+            )
+        unlisted = set(df["image"]) - test_names - train_val_names
+        for name in sorted(unlisted):
+            report.drop(name, "image in neither train_val_list.txt nor test_list.txt")
+    else:
+        report.note("train_val_list.txt / test_list.txt not found: split by patient instead of the official split")
+
+    files = _image_index(root)
+    entries = []
+    for row, fs in zip(df.itertuples(index=False), findings, strict=True):
+        if official and row.image not in test_names and row.image not in train_val_names:
+            continue
+        path = files.get(row.image)
+        if path is None:
+            report.drop(row.image, "image file missing")
+            continue
+        size = _png_size(path) if read_sizes else [int(s) for s in image_size]
+        kept_boxes, kept_labels = [], []
+        pairs = boxes_by_image.get(row.image, [])
+        if pairs:
+            reasons = check_boxes(np.array([b for b, _ in pairs]), size)
+            for k, ((box, label), reason) in enumerate(zip(pairs, reasons, strict=True)):
+                if reason:
+                    report.drop(f"{row.image}#{k}", reason)
+                else:
+                    kept_boxes.append(box)
+                    kept_labels.append(label)
+        entry = {
+            "image": path.relative_to(root).as_posix(),
+            "image_id": row.image,
+            "patient_id": row.patient_id,
+            "view": normalize_view(row.view),
+            "image_size": size,
+            "labels": {f: int(f in fs) for f in NIH_FINDINGS},
+            "boxes": kept_boxes,
+            "box_labels": kept_labels,
+        }
+        if official:
+            entry["split"] = "test" if row.image in test_names else "train_val"
+        entries.append(entry)
+
+    datalist: dict[str, list] = {"training": [], "validation": [], "test": []}
+    if official:
+        train_val = [e for e in entries if e["split"] == "train_val"]
+        split_of = split_groups((e["patient_id"] for e in train_val), val_fraction, 0.0, split_seed)
+        for e in entries:
+            datalist["test" if e["split"] == "test" else split_of[e["patient_id"]]].append(e)
+        patients_in_both = {e["patient_id"] for e in datalist["test"]} & set(split_of)
+        if patients_in_both:
+            report.note(f"{len(patients_in_both)} patients have images in both the official train_val and test lists")
+    else:
+        split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
+        for e in entries:
+            datalist[split_of[e["patient_id"]]].append(e)
+    report.count(datalist, lambda e: e["labels"]["Pneumonia"] == 1)
+    return datalist, report

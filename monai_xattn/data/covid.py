@@ -1,0 +1,143 @@
+"""covid-chestxray-dataset (ieee8023) -> datalist, with the severity scores where rated.
+
+``metadata.csv`` has 29 named columns and a trailing empty one; an image is ``<folder>/<filename>`` (``images``
+or ``volumes``); ``finding`` is ``/``-hierarchical (``Pneumonia/Viral/COVID-19``). Severity scores
+(``annotations/covid-severity-scores.csv``, ``##`` comment lines first) give ``geographic_mean`` (extent, 0-8) and
+``opacity_mean`` (0-6), each the mean of three raters.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from monai_xattn.data.datalist import (
+    AdapterReport,
+    DatalistError,
+    assign_splits,
+    check_unique,
+    normalize_view,
+    read_table,
+    require_columns,
+    split_groups,
+)
+
+__all__ = ["COVID_COLUMNS", "finding_labels", "read_severity_scores", "build_covid_datalist"]
+
+COVID_COLUMNS = (
+    "patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "intubated", "intubation_present",
+    "went_icu", "in_icu", "needed_supplemental_O2", "extubated", "temperature", "pO2_saturation", "leukocyte_count",
+    "neutrophil_count", "lymphocyte_count", "view", "modality", "date", "location", "folder", "filename", "doi", "url",
+    "license", "clinical_notes", "other_notes",
+)  # fmt: skip
+"""The 29 named columns of ``metadata.csv``."""
+
+_REQUIRED = ("patientid", "finding", "view", "modality", "folder", "filename")
+_UNUSABLE_FINDINGS = ("todo", "unknown")
+
+
+def finding_labels(finding: str) -> dict[str, int]:
+    """Every level of a hierarchical finding, set to 1: ``"Pneumonia/Viral/COVID-19"`` ->
+    ``{"Pneumonia": 1, "Pneumonia/Viral": 1, "Pneumonia/Viral/COVID-19": 1}``."""
+    parts = [p.strip() for p in finding.split("/") if p.strip()]
+    return {"/".join(parts[: k + 1]): 1 for k in range(len(parts))}
+
+
+def read_severity_scores(path: str | os.PathLike) -> pd.DataFrame:
+    """``covid-severity-scores.csv`` (``##`` comment lines skipped) indexed by ``filename``, float columns
+    ``geographic_mean`` and ``opacity_mean``."""
+    path = Path(path)
+    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
+    df = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
+    df.columns = [c.strip() for c in df.columns]
+    require_columns(df, ["filename", "geographic_mean", "opacity_mean"], path)
+    scores = df[["geographic_mean", "opacity_mean"]].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
+    bad = scores.index[scores.isna().any(axis=1)]
+    if len(bad):
+        raise DatalistError(f"{path}: score row {int(bad[0]) + 1} is not numeric: {df.loc[bad[0]].tolist()}")
+    scores.index = df["filename"].str.strip()
+    check_unique(pd.Series(scores.index), path, "filename")
+    return scores
+
+
+def build_covid_datalist(
+    root: str | os.PathLike,
+    *,
+    split_seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    modalities: Sequence[str] = ("X-ray",),
+    views: Sequence[str] | None = None,
+    severity_csv: str | os.PathLike | None = None,
+) -> tuple[dict[str, list], AdapterReport]:
+    """covid-chestxray-dataset folder -> datalist, one entry per image, split by patient (seeded).
+
+    Args:
+        root: the repository folder (``metadata.csv``, ``images/``, ``annotations/``).
+        split_seed: seed of the patient split.
+        val_fraction: fraction of patients for validation.
+        test_fraction: fraction of patients for test.
+        modalities: kept ``modality`` values (CT rows are reported drops by default).
+        views: kept normalised views (``PA``, ``AP``, ``LATERAL``, ``OTHER``); ``None`` keeps all.
+        severity_csv: severity scores; default ``annotations/covid-severity-scores.csv`` when present.
+
+    Returns:
+        ``(datalist, report)``. Entries: ``image, image_id, patient_id, view, labels`` (every finding level),
+        ``finding``, ``report_text`` (clinical notes, when any) and ``severity``
+        (``{"geographic_mean", "opacity_mean"}``) for rated images.
+    """
+    root = Path(root)
+    report = AdapterReport("covid", positive_rule="finding under Pneumonia")
+    meta_path = root / "metadata.csv"
+    df = read_table(meta_path)
+    require_columns(df, _REQUIRED, meta_path, report, known=COVID_COLUMNS)
+    df["image"] = df["folder"] + "/" + df["filename"]
+    check_unique(df["image"], meta_path, "image (folder/filename)")
+
+    default_severity = root / "annotations" / "covid-severity-scores.csv"
+    severity_path = Path(severity_csv) if severity_csv else default_severity if default_severity.is_file() else None
+    scores = read_severity_scores(severity_path) if severity_path else None
+    if scores is not None:
+        unknown = sorted(set(scores.index) - set(df["filename"]))
+        if unknown:
+            report.note(f"{len(unknown)} severity-scored files are not in metadata.csv, e.g. {unknown[0]}")
+
+    entries = []
+    for line, row in enumerate(df.to_dict("records"), start=2):
+        item = f"{row['image']} (line {line})"
+        view = normalize_view(row["view"])
+        if row["modality"] not in modalities:
+            report.drop(item, f"modality {row['modality'] or 'blank'}")
+        elif row["finding"].strip().lower() in _UNUSABLE_FINDINGS or not row["finding"].strip():
+            report.drop(item, f"finding {row['finding'] or 'blank'!r} unusable")
+        elif views is not None and view not in views:
+            report.drop(item, f"view {view} not in {tuple(views)}")
+        elif not row["patientid"]:
+            report.drop(item, "blank patientid")
+        elif not (root / row["image"]).is_file():
+            report.drop(item, "image file missing")
+        else:
+            entry = {
+                "image": row["image"],
+                "image_id": row["filename"],
+                "patient_id": row["patientid"],
+                "view": view,
+                "finding": row["finding"],
+                "labels": finding_labels(row["finding"]),
+            }
+            if row.get("clinical_notes"):
+                entry["report_text"] = row["clinical_notes"]
+            if scores is not None and row["filename"] in scores.index:
+                entry["severity"] = {k: float(v) for k, v in scores.loc[row["filename"]].items()}
+            entries.append(entry)
+    if scores is not None:
+        report.note(f"{sum('severity' in e for e in entries)} listed images carry severity scores")
+
+    split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
+    datalist = assign_splits(entries, lambda e: split_of[e["patient_id"]])
+    report.count(datalist, lambda e: e["labels"].get("Pneumonia") == 1)
+    return datalist, report

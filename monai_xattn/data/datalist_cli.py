@@ -1,0 +1,77 @@
+"""``monai-xattn datalist DATASET --root DIR --output FILE.json``: a dataset folder -> MONAI datalist JSON.
+
+Prints what the adapter found (images, studies, patients, boxes, positives, split sizes) and everything it left
+out, with why. The output must lie outside the dataset folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from monai_xattn.data.datalist import AdapterReport, DatalistError, ensure_outside, write_datalist
+
+__all__ = ["ADAPTERS", "get_adapter", "add_arguments", "run"]
+
+# dataset name -> "module:function"; imported on use so the CLI stays light
+ADAPTERS: dict[str, str] = {
+    "mimic-cxr": "monai_xattn.data.mimic_cxr:build_mimic_cxr_datalist",
+    "mimic-cxr-jpg": "monai_xattn.data.mimic_cxr:build_mimic_cxr_jpg_datalist",
+    "chestxray8": "monai_xattn.data.chestxray8:build_chestxray8_datalist",
+    "rsna": "monai_xattn.data.rsna:build_rsna_datalist",
+    "siim": "monai_xattn.data.siim:build_siim_datalist",
+    "chexpert": "monai_xattn.data.chexpert:build_chexpert_datalist",
+    "chexpert-5x200": "monai_xattn.data.chexpert:build_chexpert_5x200_datalist",
+    "covid": "monai_xattn.data.covid:build_covid_datalist",
+    "ms-cxr": "monai_xattn.data.ms_cxr:build_ms_cxr_datalist",
+}
+
+
+def get_adapter(dataset: str) -> Callable[..., tuple[dict, AdapterReport]]:
+    """The ``build_*_datalist`` function registered for ``dataset``."""
+    try:
+        module, function = ADAPTERS[dataset].split(":")
+    except KeyError:
+        raise ValueError(f"unknown dataset {dataset!r}; choose from {sorted(ADAPTERS)}") from None
+    return getattr(importlib.import_module(module), function)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", choices=sorted(ADAPTERS), help="dataset layout of --root")
+    parser.add_argument("--root", type=Path, required=True, help="dataset folder (only read)")
+    parser.add_argument("--output", type=Path, required=True, help="datalist JSON to write (outside --root)")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of per-patient splits (default 0)")
+    parser.add_argument(
+        "--val-fraction", type=float, default=None, help="fraction of patients for validation (adapter default)"
+    )
+    parser.add_argument(
+        "--test-fraction",
+        type=float,
+        default=None,
+        help="fraction of patients for test where the dataset has no official test split (adapter default)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    options = {"split_seed": args.split_seed}
+    if args.val_fraction is not None:
+        options["val_fraction"] = args.val_fraction
+    if args.test_fraction is not None:
+        options["test_fraction"] = args.test_fraction
+    if args.dataset == "chexpert-5x200":  # a fixed evaluation set: only the sampling seed applies
+        options = {"seed": args.split_seed}
+    try:
+        if not args.root.is_dir():
+            raise DatalistError(f"{args.root}: not a folder")
+        ensure_outside(args.output, args.root)
+        datalist, report = get_adapter(args.dataset)(args.root, **options)
+        write_datalist(datalist, args.output)
+    except (DatalistError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(report)
+    print(f"wrote {args.output}")
+    return 0

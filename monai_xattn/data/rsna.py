@@ -1,0 +1,146 @@
+"""RSNA Pneumonia Detection Challenge (Kaggle 2018) -> datalist.
+
+``stage_2_train_labels.csv`` has one row per box (``patientId,x,y,width,height,Target``, top-left ``x, y`` in
+the 1024 x 1024 pixel frame) and one blank-box row with ``Target = 0`` per negative image; images are
+``stage_2_train_images/<patientId>.dcm``. Every ``patientId`` is one image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from monai_xattn.data.datalist import (
+    AdapterReport,
+    DatalistError,
+    assign_splits,
+    check_boxes,
+    dicom_header,
+    find_one,
+    read_table,
+    require_columns,
+    split_groups,
+    xywh_to_xyxy,
+)
+
+__all__ = ["RSNA_COLUMNS", "build_rsna_datalist"]
+
+RSNA_COLUMNS = ("patientId", "x", "y", "width", "height", "Target")
+
+
+def build_rsna_datalist(
+    root: str | os.PathLike,
+    *,
+    split_seed: int = 0,
+    val_fraction: float = 0.15,
+    test_fraction: float = 0.15,
+    labels_csv: str | os.PathLike | None = None,
+    image_dir: str = "stage_2_train_images",
+    read_headers: bool = True,
+    image_size: Sequence[int] = (1024, 1024),
+) -> tuple[dict[str, list], AdapterReport]:
+    """RSNA folder -> datalist, one entry per ``patientId`` with all its boxes; ``Target = 0`` images kept with ``[]``.
+
+    Args:
+        root: dataset folder.
+        split_seed: seed of the per-patient split (no official labelled test set; GLoRIA: 70/15/15, seed 0).
+        val_fraction: fraction of patients for validation.
+        test_fraction: fraction of patients for test.
+        labels_csv: the labels CSV if not ``root/stage_2_train_labels.csv`` (or ``stage_1_train_labels.csv``).
+        image_dir: folder of ``<patientId>.dcm`` under ``root``.
+        read_headers: read each DICOM header for size and ViewPosition; else ``image_size`` is assumed and
+            ``view`` is ``OTHER``.
+        image_size: ``[W, H]`` assumed when ``read_headers`` is False.
+
+    Returns:
+        ``(datalist, report)``. Entries: ``image, image_id, patient_id, view, image_size, boxes, box_labels,
+        labels {"Pneumonia"}``.
+
+    Raises:
+        DatalistError: missing columns, a patient with both Target values, a positive row without a box or a
+            negative row with one, a non-numeric value -- naming the CSV line.
+    """
+    root = Path(root)
+    report = AdapterReport("rsna", positive_rule="Target = 1")
+    csv_path = (
+        Path(labels_csv)
+        if labels_csv
+        else find_one(root, ["stage_2_train_labels.csv", "stage_1_train_labels.csv"], "RSNA labels CSV")
+    )
+    df = read_table(csv_path)
+    require_columns(df, RSNA_COLUMNS, csv_path, report)
+    bad_target = df.index[~df["Target"].isin(["0", "1"])]
+    if len(bad_target):
+        i = int(bad_target[0])
+        raise DatalistError(f"{csv_path}: line {i + 2}: Target must be 0 or 1, got {df['Target'][i]!r}")
+    coords = df[["x", "y", "width", "height"]]
+    has_box = (coords != "").all(axis=1)
+    no_box = (coords == "").all(axis=1)
+    target = df["Target"] == "1"
+    wrong = df.index[(target & ~has_box) | (~target & ~no_box)]
+    if len(wrong):
+        i = int(wrong[0])
+        raise DatalistError(
+            f"{csv_path}: line {i + 2} ({df['patientId'][i]}): Target {df['Target'][i]} with box fields "
+            f"{coords.loc[i].tolist()} (positives need all four, negatives none)"
+        )
+    values = coords[has_box].apply(pd.to_numeric, errors="coerce")
+    not_numeric = values.index[values.isna().any(axis=1)]
+    if len(not_numeric):
+        i = int(not_numeric[0])
+        raise DatalistError(f"{csv_path}: line {i + 2}: box fields are not numbers: {coords.loc[i].tolist()}")
+    boxes = pd.Series(list(xywh_to_xyxy(values.to_numpy())), index=values.index)
+
+    groups = df.groupby("patientId", sort=False)
+    mixed = [p for p, g in groups.groups.items() if target[g].nunique() > 1]
+    if mixed:
+        lines = [int(j) + 2 for j in groups.groups[mixed[0]]]
+        raise DatalistError(f"{csv_path}: patientId {mixed[0]} has both Target 0 and 1 rows (lines {lines})")
+    n_repeat_neg = int((groups.size()[~groups["Target"].first().eq("1")] > 1).sum())
+    if n_repeat_neg:
+        report.note(f"{n_repeat_neg} negative patientIds have several Target 0 rows; listed once")
+
+    folder = root / image_dir
+    entries = []
+    for patient_id, index in groups.groups.items():
+        path = folder / f"{patient_id}.dcm"
+        if not path.is_file():
+            report.drop(patient_id, "image file missing")
+            continue
+        if read_headers:
+            header = dicom_header(path)
+            size, view = header["image_size"], header["view"]
+        else:
+            size, view = [int(s) for s in image_size], "OTHER"
+        box_rows = [i for i in index if has_box[i]]
+        kept = []
+        if box_rows:
+            xyxy = np.stack([boxes[i] for i in box_rows])
+            for k, reason in enumerate(check_boxes(xyxy, size)):
+                if reason:
+                    report.drop(f"{patient_id} (line {int(box_rows[k]) + 2})", reason)
+                else:
+                    kept.append(xyxy[k].tolist())
+        entries.append(
+            {
+                "image": path.relative_to(root).as_posix(),
+                "image_id": patient_id,
+                "patient_id": patient_id,
+                "view": view,
+                "image_size": size,
+                "boxes": kept,
+                "box_labels": ["Pneumonia"] * len(kept),
+                "labels": {"Pneumonia": int(bool(box_rows))},
+            }
+        )
+    if not read_headers:
+        report.note("read_headers=False: image size assumed, views unknown (OTHER)")
+
+    split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
+    datalist = assign_splits(entries, lambda e: split_of[e["patient_id"]])
+    report.count(datalist, lambda e: e["labels"]["Pneumonia"] == 1)
+    return datalist, report
