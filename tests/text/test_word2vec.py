@@ -151,3 +151,14 @@ def test_word2vec_cli(tmp_path, capsys):
     assert len(load_word2vec(out)["left"]) == 16
     assert sorted(root.rglob("*")) == before  # nothing written into the dataset
     assert "nearest negatives of 'left'" in text and "warning" not in text
+
+
+def test_datalist_reports_errors(tmp_path):
+    from monai_xattn.text.reports import iter_datalist_reports
+
+    with pytest.raises(ValueError, match=r"training\[1\] has neither 'report' nor 'report_text'"):
+        list(iter_datalist_reports({"training": [{"report_text": "a b"}, {"image": "x.png"}]}, tmp_path))
+    with pytest.raises(ValueError, match="no list"):
+        list(iter_datalist_reports({"training": []}, tmp_path, splits=["validation"]))
+    with pytest.raises(FileNotFoundError):
+        list(iter_datalist_reports({"training": [{"report": "missing.txt"}]}, tmp_path))
