@@ -20,8 +20,9 @@ Local loss, for regions ``v_im`` (m over the H x W grid) of image i and words ``
   takes ``max_t temp2 * r_ijt``), ``S = temp3 * R``, ``L = CE(S, diag) + CE(S^T, diag)``.
 
 All (image, caption) pairs are scored at once. The dot products are computed once as one matrix product and
-reused: ``<w, c> = sum_m a_m <w, v_m>`` and ``|c|^2 = a^T G a`` with ``G = V V^T`` the region Gram matrix, so the
-``(B, B, T, D)`` context tensor is never built.
+reused: ``<w, c> = sum_m a_m <w, v_m>`` and, when ``D >= M``, ``|c|^2 = a^T G a`` with ``G = V V^T`` the region
+Gram matrix, so the ``(B, B, T, D)`` context tensor is never built (when ``D < M`` the contexts are the smaller
+object and are built instead).
 
 Padding: the official code loops over captions and slices each to its length, so a batched version must mask
 padded words. Here they get ``-inf`` before the word softmax and are left out of the aggregation, which
@@ -92,6 +93,32 @@ def _check_local_inputs(regions: torch.Tensor, words: torch.Tensor, word_mask: t
         raise ValueError(f"attention must be one of {_ATTENTIONS}, got {attention!r}")
 
 
+class _ContextNormSq(torch.autograd.Function):
+    """Squared norms of the attention-weighted contexts, ``|c_n|^2 = a_n^T G a_n`` with ``G = V V^T``.
+
+    Forward: ``attn`` ``(Bi, M, N)``, ``regions`` ``(Bi, M, D)`` -> ``(Bi, N)``. The backward pass reuses ``G a``
+    from the forward pass (``d/da = 2 G a``) and exploits the symmetry of ``G``
+    (``d/dV = 2 H V`` with ``H = sum_n g_n a_n a_n^T``), two matrix products fewer than autograd through ``bmm``.
+    """
+
+    @staticmethod
+    def forward(ctx, attn: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+        gram_attn = torch.bmm(torch.bmm(regions, regions.transpose(1, 2)), attn)  # (Bi, M, N)
+        ctx.save_for_backward(attn, regions, gram_attn)
+        return (attn * gram_attn).sum(dim=1)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        attn, regions, gram_attn = ctx.saved_tensors
+        grad = grad.unsqueeze(1)  # (Bi, 1, N)
+        grad_attn = 2 * gram_attn * grad if ctx.needs_input_grad[0] else None
+        grad_regions = None
+        if ctx.needs_input_grad[1]:
+            grad_gram = torch.bmm(attn * grad, attn.transpose(1, 2))  # (Bi, M, M), symmetric
+            grad_regions = 2 * torch.bmm(grad_gram, regions)
+        return grad_attn, grad_regions
+
+
 def _score_chunk(
     regions: torch.Tensor,
     words: torch.Tensor,
@@ -125,8 +152,10 @@ def _score_chunk(
     else:
         attn = (temp1 * dots).softmax(dim=1)
     word_dot_context = (attn * dots).sum(dim=1)  # <w, c>, (Bi, Bt*T)
-    gram = torch.bmm(regions, regions.transpose(1, 2))  # (Bi, M, M)
-    context_sq = (attn * torch.bmm(gram, attn)).sum(dim=1)  # |c|^2, (Bi, Bt*T)
+    if d < m:  # the contexts are smaller than the Gram matrix: build them
+        context_sq = torch.bmm(attn.transpose(1, 2), regions).square().sum(dim=-1)
+    else:
+        context_sq = _ContextNormSq.apply(attn, regions)  # |c|^2, (Bi, Bt*T)
     word_sq = words.square().sum(dim=-1).view(1, bt * t)
     cosine = word_dot_context / (word_sq * context_sq).clamp_min(eps * eps).sqrt()
     relevance = (temp2 * cosine).view(bi, bt, t).masked_fill(~word_mask, float("-inf"))

@@ -85,6 +85,29 @@ def test_local_loss_options_match_loop(agg, attention):
     torch.testing.assert_close(torch.stack([l0, l1]), torch.stack([r0, r1]), rtol=0, atol=1e-6)
 
 
+def test_small_embedding_path_matches_loop():
+    # D < M takes the explicit-context branch instead of the Gram matrix
+    regions, words, mask = make_inputs(8, 5, d=5, h=4, w=4, seed=11, trailing=False)
+    out = local_loss(regions, words, mask)
+    ref = reference_local_loss(regions, words, mask)
+    torch.testing.assert_close(torch.stack(out[:2]), torch.stack(ref[:2]), rtol=0, atol=1e-6)
+    grads = torch.autograd.grad(sum(out[:2]), (regions, words))
+    ref_grads = torch.autograd.grad(sum(ref[:2]), (regions, words))
+    for g, rg in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, rg, rtol=0, atol=1e-6)
+
+
+def test_context_norm_gradient():
+    from monai_xattn.losses.gloria import _ContextNormSq
+
+    g = torch.Generator().manual_seed(12)
+    attn = torch.rand(2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    regions = torch.randn(2, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
+    torch.testing.assert_close(_ContextNormSq.apply(attn, regions),
+                               torch.bmm(attn.transpose(1, 2), regions).square().sum(-1))
+    assert torch.autograd.gradcheck(_ContextNormSq.apply, (attn, regions))
+
+
 def test_options_change_the_loss():
     regions, words, mask = make_inputs(5, 6, seed=4)
     base = local_loss(regions, words, mask)[0]
