@@ -1,1 +1,13 @@
 """monai_xattn.engines."""
+
+from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
+from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch, loss_output
+
+__all__ = [
+    "AtomicCheckpointSaver",
+    "AtomicDiskSaver",
+    "ResumeCheckpointLoader",
+    "DetectionLoss",
+    "DetectionPrepareBatch",
+    "loss_output",
+]

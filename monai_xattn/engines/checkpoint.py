@@ -1,0 +1,140 @@
+"""Atomic checkpoints that keep the last and the best state, and resuming from the last one.
+
+Built on MONAI's ``CheckpointSaver`` / ``CheckpointLoader`` (Ignite ``Checkpoint``). MONAI writes checkpoints
+non-atomically, so a run killed mid-write leaves a truncated file that later fails to load; here every file is
+written to a temporary file in the same folder and moved into place with ``os.replace`` (Ignite's atomic
+``DiskSaver``, which also keeps the file group/other readable).
+
+Typical use (the ``cxr_retinanet`` bundle wires the same)::
+
+    saver = AtomicCheckpointSaver("models", {"network": net, "optimizer": opt, "trainer": trainer},
+                                  save_key_metric=True, key_metric_name="val_acc")  # -> last.pt, best.pt
+    saver.attach(evaluator)  # key metric saved per validation, last saved per epoch of the trainer
+    ResumeCheckpointLoader("models/last.pt", {..., "checkpointer": saver}).attach(trainer)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from ignite.engine import Engine, Events
+from ignite.handlers import DiskSaver
+from monai.handlers import CheckpointLoader, CheckpointSaver
+
+__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "ResumeCheckpointLoader"]
+
+
+class AtomicDiskSaver(DiskSaver):
+    """Ignite's atomic ``DiskSaver`` with an optional fixed file name (as MONAI's private saver has)."""
+
+    def __init__(self, dirname: str | os.PathLike, filename: str | None = None) -> None:
+        super().__init__(dirname=dirname, require_empty=False, atomic=True, create_dir=True)
+        self.filename = filename
+
+    def __call__(self, checkpoint: Mapping, filename: str, metadata: Mapping | None = None) -> None:
+        super().__call__(checkpoint, self.filename or filename, metadata)
+
+    def remove(self, filename: str) -> None:
+        path = self.dirname / (self.filename or filename)
+        # Ignite removes the previous file before saving when n_saved is reached; with a fixed name that file
+        # may be missing (first save after a resume)
+        if path.exists():
+            super().remove(self.filename or filename)
+
+
+class AtomicCheckpointSaver(CheckpointSaver):
+    """MONAI's ``CheckpointSaver`` with atomic writes, a fixed-name "last" checkpoint and a resumable "best".
+
+    Args:
+        save_dir, save_dict, name, file_prefix, save_final, final_filename, save_key_metric, key_metric_name,
+            key_metric_greater_or_equal, key_metric_negative_sign, epoch_level: as ``CheckpointSaver``.
+        key_metric_filename: file of the best checkpoint (only one is kept).
+        last_filename: file of the last checkpoint, written every ``save_interval`` epochs (or iterations).
+        save_interval: interval of the last checkpoint; 0 disables it.
+
+    When the key metric is tracked, the "last" checkpoint also stores this saver's record of the best score
+    under ``"checkpointer"``, so a resumed run keeps ``best.pt`` unless it really does better.
+    """
+
+    def __init__(
+        self,
+        save_dir: str,
+        save_dict: dict,
+        name: str | None = None,
+        file_prefix: str = "",
+        save_final: bool = False,
+        final_filename: str | None = None,
+        save_key_metric: bool = False,
+        key_metric_name: str | None = None,
+        key_metric_filename: str = "best.pt",
+        key_metric_greater_or_equal: bool = False,
+        key_metric_negative_sign: bool = False,
+        epoch_level: bool = True,
+        save_interval: int = 1,
+        last_filename: str = "last.pt",
+    ) -> None:
+        super().__init__(
+            save_dir=save_dir,
+            save_dict=save_dict,
+            name=name,
+            file_prefix=file_prefix,
+            save_final=save_final,
+            final_filename=final_filename,
+            save_key_metric=save_key_metric,
+            key_metric_name=key_metric_name,
+            key_metric_n_saved=1,
+            key_metric_filename=key_metric_filename,
+            key_metric_greater_or_equal=key_metric_greater_or_equal,
+            key_metric_negative_sign=key_metric_negative_sign,
+            epoch_level=epoch_level,
+            save_interval=save_interval,
+            n_saved=1,
+        )
+        if self._final_checkpoint is not None:
+            self._final_checkpoint.save_handler = AtomicDiskSaver(save_dir, final_filename)
+        if self._key_metric_checkpoint is not None:
+            self._key_metric_checkpoint.save_handler = AtomicDiskSaver(save_dir, key_metric_filename)
+        if self._interval_checkpoint is not None:
+            self._interval_checkpoint.save_handler = AtomicDiskSaver(save_dir, last_filename)
+            if self._key_metric_checkpoint is not None:
+                self._interval_checkpoint.to_save = {**self._interval_checkpoint.to_save, "checkpointer": self}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The best-score record (Ignite ``Checkpoint`` state) of the key-metric checkpoint."""
+        if self._key_metric_checkpoint is None:
+            return {}
+        return self._key_metric_checkpoint.state_dict()
+
+
+class ResumeCheckpointLoader(CheckpointLoader):
+    """``CheckpointLoader`` (``weights_only=True``) that resumes only when the checkpoint exists.
+
+    On a first run there is nothing to resume and training starts from scratch; afterwards the engine's epoch and
+    iteration, the optimizer, the LR scheduler and the network continue from ``load_path``.
+
+    Args:
+        load_path: checkpoint file, e.g. ``models/last.pt``.
+        load_dict: objects to restore, keyed as when saved (``trainer``, ``network``, ``optimizer``, ...).
+        enabled: ``False`` turns the handler into a no-op (bundle ``--resume`` switch).
+        kwargs: passed to ``CheckpointLoader`` (``map_location``, ``strict``, ...).
+    """
+
+    def __init__(self, load_path: str | os.PathLike, load_dict: dict, enabled: bool = True, **kwargs: Any) -> None:
+        super().__init__(load_path=os.fspath(load_path), load_dict=load_dict, **kwargs)
+        self.enabled = enabled
+
+    def attach(self, engine: Engine) -> None:
+        if self._name is None:
+            self.logger = engine.logger
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        if not os.path.isfile(self.load_path):
+            self.logger.info(f"no checkpoint at {self.load_path}: starting from scratch.")
+            return
+        super().__call__(engine)
+        self.logger.info(f"resumed at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")

@@ -1,0 +1,492 @@
+"""2D RetinaNet (``monai.apps.detection``) that also returns per-ROI features for the cross-attention head.
+
+:class:`RoiDetector` is a :class:`~monai.apps.detection.networks.retinanet_detector.RetinaNetDetector`: its
+``forward`` is MONAI's, unchanged (a loss dict in training, a list of detections in evaluation). Its
+:meth:`RoiDetector.forward_rois` runs the network once and returns, besides losses and detections, the top-N
+ROIs of every image and its lowest-ranking ROIs (the negatives ``I_n`` of Bhalodia et al., MICCAI 2021), each
+with
+
+- ``r``: the ROI feature, ``torchvision.ops.MultiScaleRoIAlign`` on the FPN maps, average-pooled, ``(B, N, C)``;
+- ``s``: the pneumonia classification score (sigmoid of the class logit), ``(B, N)``;
+- ``g``: the geometry, ``(B, N, 9)``, fields :data:`ROI_GEOMETRY_FIELDS`, normalised by the image size;
+- ``boxes``: ``(B, N, 4)`` StandardMode boxes and ``mask``: ``(B, N)``, ``False`` where fewer than N survive.
+
+Images follow MONAI's convention: ``(B, C, W, H)``, spatial axis 0 is the image x, boxes are ``[x0, y0, x1, y1]``
+in that frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from contextlib import nullcontext
+
+import torch
+from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
+from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
+from monai.apps.detection.utils.anchor_utils import AnchorGenerator, AnchorGeneratorWithAnchorShape
+from monai.apps.detection.utils.box_selector import BoxSelector
+from monai.apps.detection.utils.detector_utils import check_training_targets, preprocess_images
+from monai.losses import BoxGIoULoss, FocalLoss
+from monai.networks.nets import resnet
+from torch import Tensor, nn
+from torch.nn.modules.module import _IncompatibleKeys
+from torch.nn.utils.rnn import pad_sequence
+from torchvision.ops import MultiScaleRoIAlign
+
+__all__ = [
+    "ROI_GEOMETRY_FIELDS",
+    "RoiDetector",
+    "create_roi_detector",
+    "load_detector_weights",
+    "load_backbone_weights",
+    "roi_geometry",
+]
+
+logger = logging.getLogger(__name__)
+
+ROI_GEOMETRY_FIELDS: tuple[str, ...] = ("x0", "y0", "x1", "y1", "width", "height", "area", "cx", "cy")
+"""Meaning of the last axis of ``g``: corners, width, height, area and centre, each divided by the image size
+(W for x quantities, H for y quantities, W * H for the area), so every field lies in [0, 1]."""
+
+_RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
+
+
+def _unwrap(network: nn.Module) -> nn.Module:
+    """The module inside a ``DistributedDataParallel`` / ``DataParallel`` wrapper (or the module itself)."""
+    return getattr(network, "module", network)
+
+
+def roi_geometry(boxes: Tensor, image_sizes: Tensor) -> Tensor:
+    """Normalised geometry of boxes, fields :data:`ROI_GEOMETRY_FIELDS`.
+
+    Args:
+        boxes: ``(B, N, 4)`` StandardMode boxes ``[x0, y0, x1, y1]``.
+        image_sizes: ``(B, 2)`` spatial size ``(W, H)`` of each (unpadded) image.
+
+    Returns:
+        ``(B, N, 9)`` tensor.
+    """
+    size = image_sizes.to(boxes).unsqueeze(1)  # (B, 1, 2)
+    lo, hi = boxes[..., :2] / size, boxes[..., 2:] / size
+    wh = hi - lo
+    area = wh.prod(-1, keepdim=True)
+    return torch.cat([lo, hi, wh, area, (lo + hi) / 2], dim=-1)
+
+
+class RoiDetector(RetinaNetDetector):
+    """MONAI's RetinaNet detector plus a per-ROI feature path (see the module docstring).
+
+    Args:
+        network: a :class:`~monai.apps.detection.networks.retinanet_network.RetinaNet` (or a DDP wrapper of one)
+            whose ``feature_extractor`` returns an ordered dict of FPN maps.
+        anchor_generator: anchor generator, as for ``RetinaNetDetector``.
+        n_rois: number N of top-ranked ROIs returned per image.
+        n_negatives: number of lowest-ranking ROIs returned per image (default: ``n_rois``).
+        roi_output_size: RoIAlign output size before average pooling.
+        roi_sampling_ratio: RoIAlign sampling ratio.
+        roi_feature_maps: names of the FPN maps RoIAlign pools from (default: every map but ``"pool"``).
+        roi_score_thresh: score threshold for the ROI candidates. It is lower than the detection threshold on
+            purpose: the negatives are the candidates the detector ranks last.
+        roi_candidates_per_level: candidates kept per FPN level before NMS for the ROI path (default: the box
+            selector's ``topk_candidates_per_level``).
+        kwargs: passed to ``RetinaNetDetector`` (``spatial_dims``, ``num_classes``, ``size_divisible``, ...).
+
+    Example::
+
+        detector = create_roi_detector(depth=18, n_rois=8)
+        detector.eval()
+        out = detector.forward_rois(torch.rand(2, 1, 128, 128))
+        out["rois"]["r"].shape  # (2, 8, 256)
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        anchor_generator: AnchorGenerator,
+        n_rois: int = 32,
+        n_negatives: int | None = None,
+        roi_output_size: int = 7,
+        roi_sampling_ratio: int = 2,
+        roi_feature_maps: Sequence[str] | None = None,
+        roi_score_thresh: float = 0.0,
+        roi_candidates_per_level: int | None = None,
+        **kwargs,
+    ) -> None:
+        super().__init__(network=network, anchor_generator=anchor_generator, **kwargs)
+        if self.spatial_dims != 2:
+            raise ValueError(f"RoiDetector is 2D only, got spatial_dims={self.spatial_dims}.")
+        if n_rois < 1:
+            raise ValueError(f"n_rois must be >= 1, got {n_rois}.")
+        self.n_rois = int(n_rois)
+        self.n_negatives = self.n_rois if n_negatives is None else int(n_negatives)
+        self.roi_score_thresh = float(roi_score_thresh)
+        self.roi_candidates_per_level = roi_candidates_per_level
+        if roi_feature_maps is None:
+            roi_feature_maps = self._default_feature_maps()
+        self.roi_feature_maps = list(roi_feature_maps)
+        self.roi_pooler = MultiScaleRoIAlign(self.roi_feature_maps, roi_output_size, roi_sampling_ratio)
+        self.frozen = False
+
+    def _default_feature_maps(self) -> list[str]:
+        body = getattr(_unwrap(self.network).feature_extractor, "body", None)
+        return_layers = getattr(body, "return_layers", None)
+        if not return_layers:
+            raise ValueError("roi_feature_maps is required when the feature extractor is not MONAI's ResNet-FPN.")
+        return list(return_layers.values())
+
+    def freeze(self, frozen: bool = True) -> RoiDetector:
+        """Freeze (or unfreeze) the detector: no gradients, batch-norm statistics fixed (network kept in eval).
+
+        The ROI path of a frozen detector runs under ``torch.no_grad``; ``train()`` no longer switches the
+        network to training mode, so a head trained on top sees the same features in train and eval.
+        """
+        self.frozen = frozen
+        for p in self.network.parameters():
+            p.requires_grad_(not frozen)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> RoiDetector:
+        super().train(mode)
+        if self.frozen:
+            self.network.eval()
+        return self
+
+    def forward_rois(self, input_images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict:
+        """One network pass giving detections, ROI features and (in training, with targets) the detection losses.
+
+        Args:
+            input_images: ``(B, C, W, H)`` tensor or list of ``(C, W, H)`` tensors, values in [0, 1] after the
+                intensity normalisation used in training.
+            targets: per-image dicts with the target box / label keys; losses are computed only when the
+                detector is in training mode (and not frozen) and targets are given.
+
+        Returns:
+            dict with
+
+            - ``"detections"``: list of per-image dicts, identical to ``RetinaNetDetector`` in eval mode;
+            - ``"rois"``: dict ``boxes (B, N, 4)``, ``r (B, N, C)``, ``s (B, N)``, ``g (B, N, 9)``,
+              ``mask (B, N)`` for the top-N ROIs (best first);
+            - ``"negatives"``: the same for the ``n_negatives`` lowest-ranking ROIs not among the top N (lowest
+              last);
+            - ``"losses"``: ``{cls_key, box_reg_key}`` loss dict, only when computed.
+
+            ``boxes`` and ``g`` carry no gradient; ``r`` and ``s`` do unless the detector is frozen.
+        """
+        compute_loss = self.training and not self.frozen and targets is not None
+        if compute_loss:
+            targets = check_training_targets(
+                input_images, targets, self.spatial_dims, self.target_label_key, self.target_box_key
+            )
+            self._check_detector_training_components()
+        images, image_sizes = preprocess_images(input_images, self.spatial_dims, self.size_divisible)
+
+        features: dict[str, Tensor] = {}
+        # RetinaNet returns only head outputs; the hook keeps the FPN maps of this same pass
+        hook = _unwrap(self.network).feature_extractor.register_forward_hook(
+            lambda _module, _inputs, output: features.update(output)
+        )
+        try:
+            with torch.no_grad() if self.frozen else nullcontext():
+                head_outputs = self.network(images)
+        finally:
+            hook.remove()
+        if isinstance(head_outputs, (tuple, list)):
+            half = len(head_outputs) // 2
+            head_outputs = {self.cls_key: list(head_outputs[:half]), self.box_reg_key: list(head_outputs[half:])}
+        self.generate_anchors(images, head_outputs)
+        num_anchor_locs_per_level = [x.shape[2:].numel() for x in head_outputs[self.cls_key]]
+        head = {key: self._reshape_maps(head_outputs[key]) for key in (self.cls_key, self.box_reg_key)}
+
+        out: dict = {}
+        if compute_loss:
+            out["losses"] = self.compute_loss(head, targets, self.anchors, num_anchor_locs_per_level)
+
+        boxes, scores, labels = self._rank_candidates(head, num_anchor_locs_per_level, image_sizes)
+        sel = self.box_selector
+        out["detections"] = []
+        for b, s, lab in zip(boxes, scores, labels, strict=True):
+            # greedy NMS never lets a lower-scored box suppress a higher one, so thresholding the ranked
+            # candidates reproduces MONAI's own selection exactly
+            keep = (s > sel.score_thresh).nonzero().flatten()[: sel.detections_per_img]
+            out["detections"].append(
+                {self.target_box_key: b[keep].detach(), self.pred_score_key: s[keep], self.target_label_key: lab[keep]}
+            )
+
+        top = [b[: self.n_rois].detach() for b in boxes]
+        top_scores = [s[: self.n_rois] for s in scores]
+        neg_start = [max(self.n_rois, len(s) - self.n_negatives) for s in scores]
+        neg = [b[i:].detach() for b, i in zip(boxes, neg_start, strict=True)]
+        neg_scores = [s[i:] for s, i in zip(scores, neg_start, strict=True)]
+
+        feats = {k: features[k] for k in self.roi_feature_maps}
+        all_boxes = [torch.cat([t, n]) for t, n in zip(top, neg, strict=True)]
+        # torchvision's RoIAlign takes the last axis as x; MONAI's maps are (B, C, W, H) -> swap box axes
+        pooled = self.roi_pooler(feats, [b[:, [1, 0, 3, 2]] for b in all_boxes], [tuple(images.shape[-2:])] * len(top))
+        pooled = pooled.mean(dim=(-2, -1))  # (sum of boxes, C)
+        sizes = torch.as_tensor(image_sizes, device=images.device)
+        counts = [len(b) for b in all_boxes]
+        per_image = pooled.split(counts)
+        r_top = [p[: len(t)] for p, t in zip(per_image, top, strict=True)]
+        r_neg = [p[len(t) :] for p, t in zip(per_image, top, strict=True)]
+        out["rois"] = self._pack(top, top_scores, r_top, sizes, self.n_rois, pooled)
+        out["negatives"] = self._pack(neg, neg_scores, r_neg, sizes, self.n_negatives, pooled)
+        return out
+
+    def _rank_candidates(
+        self, head: dict[str, Tensor], num_anchor_locs_per_level: Sequence[int], image_sizes: Sequence[Sequence[int]]
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+        """Decode every anchor and rank candidates per image (top-k per level, clip, NMS), best first."""
+        per_level = [n * self.num_anchors_per_loc for n in num_anchor_locs_per_level]
+        logits, reg = head[self.cls_key], head[self.box_reg_key]
+        batch, n_anchors = reg.shape[:2]
+        anchors = torch.stack(self.anchors)  # (B, A, 4)
+        with torch.no_grad():  # ROI boxes are proposals, not trained through this path; MONAI's NMS deep-copies them
+            decoded = self.box_coder.decode_single(reg.reshape(-1, reg.shape[-1]).float(), anchors.reshape(-1, 4))
+        decoded = decoded.reshape(batch, n_anchors, -1).to(reg.dtype)
+        sel = self.box_selector
+        ranker = BoxSelector(
+            box_overlap_metric=sel.box_overlap_metric,
+            apply_sigmoid=True,
+            score_thresh=self.roi_score_thresh,
+            topk_candidates_per_level=self.roi_candidates_per_level or sel.topk_candidates_per_level,
+            nms_thresh=sel.nms_thresh,
+            detections_per_img=-1,
+        )
+        boxes, scores, labels = [], [], []
+        # top-k and NMS are per image in MONAI's BoxSelector
+        for i in range(batch):
+            b, s, lab = ranker.select_boxes_per_image(
+                list(decoded[i].split(per_level)), list(logits[i].split(per_level)), image_sizes[i]
+            )
+            order = torch.argsort(s, descending=True, stable=True)
+            boxes.append(b[order])
+            scores.append(s[order])
+            labels.append(lab[order])
+        return boxes, scores, labels
+
+    @staticmethod
+    def _pack(
+        boxes: list[Tensor], scores: list[Tensor], feats: list[Tensor], sizes: Tensor, n: int, like: Tensor
+    ) -> dict[str, Tensor]:
+        """Pad per-image lists to ``(B, n, ...)`` tensors plus a validity mask."""
+        batch = len(boxes)
+        counts = torch.as_tensor([len(b) for b in boxes], device=sizes.device)
+        mask = torch.arange(n, device=sizes.device).unsqueeze(0) < counts.unsqueeze(1)
+
+        def pad(items: list[Tensor], tail: tuple[int, ...]) -> Tensor:
+            padded = pad_sequence(list(items), batch_first=True) if any(len(x) for x in items) else None
+            full = like.new_zeros((batch, n, *tail))
+            if padded is not None:
+                full[:, : padded.shape[1]] = padded.to(full.dtype)
+            return full
+
+        box_t = pad([b.to(like.dtype) for b in boxes], (4,))
+        return {
+            "boxes": box_t,
+            "r": pad(feats, (like.shape[-1],)),
+            "s": pad(scores, ()),
+            "g": roi_geometry(box_t, sizes) * mask.unsqueeze(-1),
+            "mask": mask,
+        }
+
+
+def create_roi_detector(
+    depth: int = 50,
+    in_channels: int = 1,
+    num_classes: int = 1,
+    returned_layers: Sequence[int] = (1, 2, 3),
+    base_anchor_shapes: Sequence[Sequence[int]] = ((32, 32), (48, 24), (24, 48)),
+    n_rois: int = 32,
+    n_negatives: int | None = None,
+    score_thresh: float = 0.05,
+    nms_thresh: float = 0.5,
+    topk_candidates_per_level: int = 1000,
+    detections_per_img: int = 100,
+    roi_candidates_per_level: int | None = None,
+    atss_num_candidates: int = 4,
+    hns_batch_size_per_image: int = 64,
+    hns_positive_fraction: float = 0.3,
+    box_loss: str = "giou",
+    backbone_weights: str | os.PathLike | None = None,
+    backbone_transpose: bool = True,
+    **roi_kwargs,
+) -> RoiDetector:
+    """Build a trainable 2D :class:`RoiDetector` with MONAI's detection components.
+
+    ResNet-``depth`` (MONAI, stride-2 7x7 stem) -> FPN on ``returned_layers`` -> RetinaNet heads; ATSS matcher,
+    hard-negative sampler, focal loss (gamma 2), GIoU (``"giou"``) or smooth-L1 (``"smooth_l1"``) box loss,
+    as in MONAI's detection tutorial.
+
+    Args:
+        depth: ResNet depth (50 in the paper; 18 for CPU demos).
+        in_channels: image channels.
+        num_classes: detection classes (1: pneumonia).
+        returned_layers: ResNet stages feeding the FPN; the FPN adds a ``"pool"`` level on top.
+        base_anchor_shapes: ``(W, H)`` anchor shapes at the finest level, doubled at every further level.
+        n_rois, n_negatives, roi_candidates_per_level, roi_kwargs: see :class:`RoiDetector`.
+        score_thresh, nms_thresh, topk_candidates_per_level, detections_per_img: the box selector.
+        atss_num_candidates: ATSS candidates per level.
+        hns_batch_size_per_image, hns_positive_fraction: hard-negative sampler.
+        box_loss: ``"giou"`` or ``"smooth_l1"``.
+        backbone_weights: optional file for :func:`load_backbone_weights` (ImageNet or GLoRIA ResNet).
+        backbone_transpose: ``transpose_kernels`` of :func:`load_backbone_weights`.
+    """
+    if depth not in _RESNETS:
+        raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}.")
+    backbone = _RESNETS[depth](
+        spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, bias_downsample=False
+    )
+    returned_layers = list(returned_layers)
+    extractor = resnet_fpn_feature_extractor(backbone, 2, returned_layers=returned_layers)
+    size_divisible = 2 * 2 * 2 ** max(returned_layers)  # stem stride, max-pool, then one halving per stage
+    anchor_generator = AnchorGeneratorWithAnchorShape(
+        feature_map_scales=[2**i for i in range(len(returned_layers) + 1)],
+        base_anchor_shapes=[list(s) for s in base_anchor_shapes],
+    )
+    network = RetinaNet(
+        spatial_dims=2,
+        num_classes=num_classes,
+        num_anchors=anchor_generator.num_anchors_per_location()[0],
+        feature_extractor=extractor,
+        size_divisible=size_divisible,
+    )
+    detector = RoiDetector(
+        network,
+        anchor_generator,
+        n_rois=n_rois,
+        n_negatives=n_negatives,
+        roi_candidates_per_level=roi_candidates_per_level,
+        **roi_kwargs,
+    )
+    detector.set_atss_matcher(num_candidates=atss_num_candidates, center_in_gt=False)
+    detector.set_hard_negative_sampler(
+        batch_size_per_image=hns_batch_size_per_image, positive_fraction=hns_positive_fraction, pool_size=20, min_neg=16
+    )
+    detector.set_target_keys(box_key="boxes", label_key="labels")
+    detector.set_cls_loss(FocalLoss(gamma=2.0, reduction="mean"))
+    if box_loss == "giou":
+        detector.set_box_regression_loss(BoxGIoULoss(reduction="mean"), encode_gt=False, decode_pred=True)
+    elif box_loss == "smooth_l1":
+        detector.set_box_regression_loss(
+            nn.SmoothL1Loss(beta=1.0 / 9, reduction="mean"), encode_gt=True, decode_pred=False
+        )
+    else:
+        raise ValueError(f"box_loss must be 'giou' or 'smooth_l1', got {box_loss!r}.")
+    detector.set_box_selector_parameters(
+        score_thresh=score_thresh,
+        topk_candidates_per_level=topk_candidates_per_level,
+        nms_thresh=nms_thresh,
+        detections_per_img=detections_per_img,
+    )
+    if backbone_weights is not None:
+        load_backbone_weights(detector, backbone_weights, transpose_kernels=backbone_transpose)
+    return detector
+
+
+def _state_dict_from(source: str | os.PathLike | Mapping[str, Tensor], what: str) -> dict[str, Tensor]:
+    if isinstance(source, Mapping):
+        state = dict(source)
+    else:
+        try:
+            state = torch.load(source, map_location="cpu", weights_only=True)
+        except Exception as e:  # pickle errors name no file; say which one and why
+            raise ValueError(
+                f"cannot load {what} {os.fspath(source)!r} with weights_only=True ({e}). Save a plain state_dict "
+                "(e.g. torch.save(model.state_dict(), path)) and pass that file."
+            ) from e
+    # unwrap the usual containers: {"state_dict": ...} (Lightning), {"model"|"network": ...} (MONAI bundles),
+    # {"image_encoder": ...} (monai_xattn GLoRIA checkpoints)
+    for key in ("state_dict", "network", "model", "image_encoder"):
+        if key in state and isinstance(state[key], Mapping):
+            state = dict(state[key])
+            break
+    if not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"{what} {source!r} is not a state dict of tensors (keys: {list(state)[:5]} ...).")
+    return state
+
+
+def load_detector_weights(
+    detector: RetinaNetDetector, source: str | os.PathLike | Mapping[str, Tensor], strict: bool = True
+) -> _IncompatibleKeys:
+    """Load a detector checkpoint (``detector.network`` state dict) with ``weights_only=True``.
+
+    Accepts a plain state dict or one stored under ``"network"``, ``"model"`` or ``"state_dict"`` (MONAI
+    bundles, :class:`monai_xattn.engines.AtomicCheckpointSaver`, Lightning).
+
+    Returns:
+        ``(missing_keys, unexpected_keys)`` (both empty when ``strict``).
+    """
+    state = _state_dict_from(source, "detector checkpoint")
+    net = _unwrap(detector.network)
+    if not any(k in net.state_dict() for k in state):
+        # checkpoints saved from a DDP-wrapped network carry a "module." prefix
+        state = {k.removeprefix("module."): v for k, v in state.items()}
+    return net.load_state_dict(state, strict=strict)
+
+
+_STEM_PROBE = "layer1.0.conv1.weight"
+
+
+def load_backbone_weights(
+    detector: RetinaNetDetector,
+    source: str | os.PathLike | Mapping[str, Tensor],
+    prefix: str | None = None,
+    transpose_kernels: bool = True,
+) -> _IncompatibleKeys:
+    """Initialise the detector's ResNet from a torchvision-layout ResNet state dict (ImageNet, GLoRIA).
+
+    Keys are matched after removing ``prefix`` (found automatically as the part before ``layer1.0.conv1.weight``;
+    GLoRIA's image encoder stores its trunk under e.g. ``gloria.img_encoder.model.``). A first convolution with
+    another number of input channels is summed (3 -> 1) or replicated (1 -> 3) over channels.
+
+    Args:
+        detector: a detector built on MONAI's ResNet-FPN extractor.
+        source: file (loaded with ``weights_only=True``) or state dict.
+        prefix: key prefix of the ResNet trunk in ``source``.
+        transpose_kernels: torchvision ImageNet and official GLoRIA weights were learned on ``(H, W)`` arrays
+            while MONAI images are ``(W, H)``; transposing every kernel makes the backbone compute exactly the
+            (transposed) features the original network computes on the upright image. Pass ``False`` for
+            weights trained in MONAI's frame (``monai_xattn`` GLoRIA checkpoints).
+
+    Returns:
+        ``(missing_keys, unexpected_keys)`` relative to the backbone; both are also logged. Keys of stages the
+        FPN does not use (e.g. ``layer4``, ``fc``) appear as unexpected.
+    """
+    state = _state_dict_from(source, "backbone weights")
+    if prefix is None:
+        prefixes = sorted({k[: -len(_STEM_PROBE)] for k in state if k.endswith(_STEM_PROBE)})
+        if len(prefixes) != 1:
+            raise ValueError(
+                f"cannot tell the ResNet trunk in {source!r}: found prefixes {prefixes} before '{_STEM_PROBE}'; "
+                "pass prefix=..."
+            )
+        prefix = prefixes[0]
+    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+    body = _unwrap(detector.network).feature_extractor.body
+    target = body.state_dict()
+    conv1 = state.get("conv1.weight")
+    if conv1 is not None and "conv1.weight" in target and conv1.shape[1] != target["conv1.weight"].shape[1]:
+        want = target["conv1.weight"].shape[1]
+        if want == 1:
+            state["conv1.weight"] = conv1.sum(dim=1, keepdim=True)
+        elif conv1.shape[1] == 1:
+            state["conv1.weight"] = conv1.repeat(1, want, 1, 1) / want
+        else:
+            raise ValueError(f"conv1 has {conv1.shape[1]} input channels in {source!r}, the detector {want}.")
+    if transpose_kernels:
+        state = {k: v.transpose(-1, -2) if v.ndim == 4 else v for k, v in state.items()}
+    unexpected = sorted(k for k in state if k not in target)
+    result = body.load_state_dict({k: v for k, v in state.items() if k in target}, strict=False)
+    keys = _IncompatibleKeys(list(result.missing_keys), unexpected)
+    if keys.missing_keys or keys.unexpected_keys:
+        logger.warning(
+            "backbone weights %s: %d missing keys %s, %d unexpected keys %s",
+            source if not isinstance(source, Mapping) else "<state dict>",
+            len(keys.missing_keys),
+            keys.missing_keys[:8],
+            len(keys.unexpected_keys),
+            keys.unexpected_keys[:8],
+        )
+    return keys
