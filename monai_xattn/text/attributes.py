@@ -128,8 +128,12 @@ class NegExRules:
 
     A *pre* trigger governs the attribute mentions after it, a *post* trigger those before it, within the same
     scope: a scope ends at a sentence end (``. ! ? ; :`` followed by space), a blank line, a ``terminators``
-    word ("but", "however", ...) or after ``window`` word tokens between trigger and mention. When several
-    triggers reach a mention the nearest one (in tokens) decides. ``pseudo`` phrases ("no change") are matched
+    word ("but", "however", ...) or after ``window`` (pre) / ``post_window`` (post) word tokens between trigger
+    and mention; a post trigger's scope also ends at a comma. Post triggers get the shorter reach because
+    what precedes "clear" or "has resolved" by more than a few words, or before a comma, is usually another
+    statement ("Right lower lobe opacity, the left lung is clear"), while pre triggers govern lists
+    ("No effusion, pneumothorax or focal consolidation").
+    When several triggers reach a mention the nearest one (in tokens) decides. ``pseudo`` phrases ("no change") are matched
     first and trigger nothing, so the "no" inside them does not negate ("No change in the left basilar
     opacity" states an opacity). Phrases are whole-word, case-insensitive; spaces match any whitespace.
 
@@ -138,20 +142,23 @@ class NegExRules:
         uncertain_pre, uncertain_post: phrases that make the mentions after / before them uncertain.
         pseudo: phrases that contain a trigger but are none.
         terminators: words that close a scope.
-        window: maximum number of word tokens between a trigger and a mention it governs.
+        window: maximum number of word tokens between a pre trigger and a mention it governs.
+        post_window: the same for post triggers.
     """
 
     negation_pre: tuple[str, ...] = (
         "no", "not", "without", "free of", "negative for", "no evidence of", "no signs of", "no sign of",
         "no definite", "no convincing", "clear of", "resolved", "resolution of", "interval resolution of",
-        "absence of", "absent", "rather than", "ruled out", "no longer", "removal of",
+        "absence of", "absent", "rather than", "ruled out", "no longer", "removal of", "not seen",
+        "not identified", "not present", "not visualized", "not demonstrated", "not appreciated", "not evident",
+        "not detected", "not visible",
     )  # fmt: skip
     negation_post: tuple[str, ...] = (
         "resolved", "has resolved", "have resolved", "is resolved", "are resolved", "has cleared",
         "have cleared", "cleared", "clear", "is clear", "are clear", "not seen", "not identified",
         "not present", "not visualized", "not demonstrated", "not appreciated", "not evident", "not detected",
         "not visible", "is absent", "are absent", "no longer seen", "no longer visible", "is ruled out",
-        "has been ruled out", "free", "negative",
+        "has been ruled out",
     )  # fmt: skip
     uncertain_pre: tuple[str, ...] = (
         "cannot exclude", "can not exclude", "can't exclude", "cannot rule out", "can not rule out",
@@ -175,6 +182,7 @@ class NegExRules:
         "but", "however", "although", "though", "except", "aside from", "apart from", "whereas", "while",
     )  # fmt: skip
     window: int = 15
+    post_window: int = 6
 
 
 DEFAULT_RULES = NegExRules()
@@ -245,8 +253,8 @@ class AttributeMatcher:
     def __init__(self, vocabulary: AttributeVocabulary | None = None, rules: NegExRules | None = None) -> None:
         self.vocabulary = load_vocabulary() if vocabulary is None else vocabulary
         self.rules = DEFAULT_RULES if rules is None else rules
-        if self.rules.window < 0:
-            raise ValueError(f"NegExRules.window must be >= 0, got {self.rules.window}")
+        if min(self.rules.window, self.rules.post_window) < 0:
+            raise ValueError(f"NegExRules windows must be >= 0, got {self.rules.window}, {self.rules.post_window}")
         names = self.vocabulary.names
         forms = self.vocabulary.surface_forms()
         self._form_index = {_norm(f): np.array([names.index(n) for n in ns]) for f, ns in forms.items()}
@@ -263,6 +271,8 @@ class AttributeMatcher:
         ):
             for phrase in phrases:
                 kind = kinds.setdefault(_norm(phrase), [False, False, status])
+                if pre is not None and kind[2] != status and (kind[0] or kind[1]):
+                    raise ValueError(f"trigger {phrase!r} is listed both as a negation and as an uncertainty")
                 if pre is None:
                     kind[:] = [False, False, _POSITIVE]
                 else:
@@ -281,6 +291,9 @@ class AttributeMatcher:
             return [], np.zeros(0, dtype=np.int64)
         token_starts = np.array([m.start() for m in re.finditer(r"\w+", text)])
         bounds = np.array([m.start() for m in self._boundaries.finditer(text)], dtype=np.int64)
+        # post triggers do not reach back over a comma either: lists follow pre triggers ("no A, B or C"), while
+        # a comma before "is clear" / "has resolved" usually closes another statement
+        post_bounds = np.union1d(bounds, [m.start() for m in re.finditer(",", text)]).astype(np.int64)
 
         def token_of(pos):  # index of the word token containing/preceding each character position
             return np.searchsorted(token_starts, pos, side="right") - 1
@@ -289,6 +302,7 @@ class AttributeMatcher:
         c_end = np.array([m.end() for m in concepts])
         c_first, c_last = token_of(c_start), token_of(c_end - 1)
         c_scope = np.searchsorted(bounds, c_start, side="right")
+        c_post_scope = np.searchsorted(post_bounds, c_start, side="right")
         status = np.full(len(concepts), _POSITIVE)
 
         triggers = [(m, self._trigger_kind[_norm(m.group())]) for m in self._triggers.finditer(text)]
@@ -301,12 +315,19 @@ class AttributeMatcher:
             t_status = np.array([k[2] for _, k in triggers])
             t_first, t_last = token_of(t_start), token_of(t_end - 1)
             t_scope = np.searchsorted(bounds, t_start, side="right")
+            t_post_scope = np.searchsorted(post_bounds, t_start, side="right")
             # (C, T): token gap between each trigger and each mention, in either direction
             same = c_scope[:, None] == t_scope[None, :]
+            same_post = c_post_scope[:, None] == t_post_scope[None, :]
             gap_pre = c_first[:, None] - t_last[None, :] - 1
             gap_post = t_first[None, :] - c_last[:, None] - 1
             pre = same & t_pre[None, :] & (t_end[None, :] <= c_start[:, None]) & (gap_pre <= self.rules.window)
-            post = same & t_post[None, :] & (t_start[None, :] >= c_end[:, None]) & (gap_post <= self.rules.window)
+            post = (
+                same_post
+                & t_post[None, :]
+                & (t_start[None, :] >= c_end[:, None])
+                & (gap_post <= self.rules.post_window)
+            )
             big = np.iinfo(np.int64).max
             dist = np.minimum(np.where(pre, gap_pre, big), np.where(post, gap_post, big))
             nearest = dist.argmin(axis=1)

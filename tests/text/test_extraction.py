@@ -25,6 +25,8 @@ VOCAB = load_vocabulary()
         ("No evidence of focal airspace consolidation.", [], ["focal", "consolidation", "airspace"], []),
         ("Left lower lobe opacity. No right effusion.", ["left", "lower", "lobe", "opacity"], ["right"], []),
         ("Multifocal opacities, concerning for infection.", ["multifocal", "opacity"], [], []),
+        ("Right lower lobe opacity, the left lung is clear.", ["right", "lower", "lobe", "opacity"], ["left"], []),
+        ("Opacity is not seen in the left lung.", [], ["left", "opacity"], []),
     ],
 )
 def test_negex_cases(sentence, present, negated, uncertain):
@@ -66,8 +68,10 @@ def test_scope_window_and_custom_rules():
     assert extract_attributes(text, VOCAB, sections=None).negated == ["right", "lower", "lobe", "opacity"]
     narrow = NegExRules(window=3)
     assert extract_attributes(text, VOCAB, sections=None, rules=narrow).present == ["right", "lower", "lobe", "opacity"]
-    with pytest.raises(ValueError, match="window"):
-        AttributeMatcher(VOCAB, NegExRules(window=-1))
+    with pytest.raises(ValueError, match="windows"):
+        AttributeMatcher(VOCAB, NegExRules(post_window=-1))
+    with pytest.raises(ValueError, match="'possible' is listed both"):
+        AttributeMatcher(VOCAB, NegExRules(negation_pre=("no", "possible")))
 
 
 def test_whole_word_matching_and_mentions():
