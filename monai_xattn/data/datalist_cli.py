@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from monai_xattn.data.datalist import AdapterReport, DatalistError, ensure_outside, write_datalist
 
-__all__ = ["ADAPTERS", "get_adapter", "add_arguments", "run"]
+__all__ = ["ADAPTERS", "get_adapter", "parse_options", "add_arguments", "run"]
 
 # dataset name -> "module:function"; imported on use so the CLI stays light
 ADAPTERS: dict[str, str] = {
@@ -53,6 +55,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="fraction of patients for test where the dataset has no official test split (adapter default)",
     )
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help='adapter option, VALUE read as JSON when it parses (e.g. --set \'views=["PA", "AP"]\', '
+        "--set uncertain=ones); repeatable; see docs/datasets.md",
+    )
+
+
+def parse_options(pairs: list[str]) -> dict[str, object]:
+    """``["views=[\"PA\"]", "uncertain=ones"]`` -> ``{"views": ["PA"], "uncertain": "ones"}``."""
+    options: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        try:
+            options[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            options[key.strip()] = value
+    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,10 +88,15 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset == "chexpert-5x200":  # a fixed evaluation set: only the sampling seed applies
         options = {"seed": args.split_seed}
     try:
+        options.update(parse_options(args.set))
+        adapter = get_adapter(args.dataset)
+        unknown = sorted(set(options) - set(inspect.signature(adapter).parameters))
+        if unknown:
+            raise ValueError(f"{args.dataset} has no option(s) {unknown}; see docs/datasets.md")
         if not args.root.is_dir():
             raise DatalistError(f"{args.root}: not a folder")
         ensure_outside(args.output, args.root)
-        datalist, report = get_adapter(args.dataset)(args.root, **options)
+        datalist, report = adapter(args.root, **options)
         write_datalist(datalist, args.output)
     except (DatalistError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

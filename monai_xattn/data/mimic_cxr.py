@@ -9,6 +9,7 @@ study at ``files/p<subject[:2]>/p<subject_id>/s<study_id>.txt``. Tables at the r
 
 from __future__ import annotations
 
+import inspect
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -205,3 +206,10 @@ def build_mimic_cxr_datalist(
 def build_mimic_cxr_jpg_datalist(root: str | os.PathLike, **kwargs) -> tuple[dict[str, list], AdapterReport]:
     """:func:`build_mimic_cxr_datalist` for the MIMIC-CXR-JPG layout (``.jpg`` images, same tables)."""
     return build_mimic_cxr_datalist(root, jpg=True, **kwargs)
+
+
+# introspection (help(), the CLI's option check) sees the real options
+_signature = inspect.signature(build_mimic_cxr_datalist)
+build_mimic_cxr_jpg_datalist.__signature__ = _signature.replace(
+    parameters=[p for name, p in _signature.parameters.items() if name != "jpg"]
+)

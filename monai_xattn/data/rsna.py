@@ -96,11 +96,12 @@ def build_rsna_datalist(
     boxes = pd.Series(list(xywh_to_xyxy(values.to_numpy())), index=values.index)
 
     groups = df.groupby("patientId", sort=False)
-    mixed = [p for p, g in groups.groups.items() if target[g].nunique() > 1]
-    if mixed:
-        lines = [int(j) + 2 for j in groups.groups[mixed[0]]]
-        raise DatalistError(f"{csv_path}: patientId {mixed[0]} has both Target 0 and 1 rows (lines {lines})")
-    n_repeat_neg = int((groups.size()[~groups["Target"].first().eq("1")] > 1).sum())
+    n_targets = groups["Target"].nunique()
+    if (n_targets > 1).any():
+        patient = n_targets.index[n_targets > 1][0]
+        lines = [int(j) + 2 for j in groups.groups[patient]]
+        raise DatalistError(f"{csv_path}: patientId {patient} has both Target 0 and 1 rows (lines {lines})")
+    n_repeat_neg = int((groups.size()[groups["Target"].first() == "0"] > 1).sum())
     if n_repeat_neg:
         report.note(f"{n_repeat_neg} negative patientIds have several Target 0 rows; listed once")
 

@@ -209,10 +209,11 @@ def build_siim_datalist(
 
     negative = df["EncodedPixels"] == "-1"
     rows_per_image = df.groupby("ImageId", sort=False)
-    mixed = [i for i, g in rows_per_image.groups.items() if negative[g].any() and not negative[g].all()]
-    if mixed:
-        lines = [int(j) + 2 for j in rows_per_image.groups[mixed[0]]]
-        raise DatalistError(f"{csv_path}: ImageId {mixed[0]} has both -1 and an RLE (lines {lines})")
+    n_kinds = negative.groupby(df["ImageId"]).nunique()
+    if (n_kinds > 1).any():
+        image_id = n_kinds.index[n_kinds > 1][0]
+        lines = [int(j) + 2 for j in rows_per_image.groups[image_id]]
+        raise DatalistError(f"{csv_path}: ImageId {image_id} has both -1 and an RLE (lines {lines})")
     n_multi = int((rows_per_image.size() > 1).sum())
     if n_multi:
         report.note(f"{n_multi} images have several RLE rows; their masks are united")

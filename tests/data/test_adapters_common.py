@@ -154,3 +154,18 @@ def test_cli_missing_root_and_unknown_dataset(tmp_path, capsys):
     assert "not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["datalist", "imagenet", "--root", str(tmp_path), "--output", str(tmp_path / "o.json")])
+
+
+def test_cli_options(tmp_path, capsys):
+    from monai_xattn.data.datalist_cli import parse_options
+
+    assert parse_options(['views=["PA", "AP"]', "uncertain=ones", "read_headers=false", "x=1.5"]) == {
+        "views": ["PA", "AP"], "uncertain": "ones", "read_headers": False, "x": 1.5,
+    }  # fmt: skip
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        parse_options(["views"])
+    (tmp_path / "d").mkdir()
+    for dataset in ("rsna", "mimic-cxr-jpg"):
+        args = ["datalist", dataset, "--root", str(tmp_path / "d"), "--output", str(tmp_path / "o.json")]
+        assert main([*args, "--set", "colour=red"]) == 1
+        assert f"{dataset} has no option(s) ['colour']" in capsys.readouterr().err

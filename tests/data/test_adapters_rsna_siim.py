@@ -31,6 +31,7 @@ bbb,20,10,5.5,4,1
 ccc,,,,,0
 ddd,30,20,20,5,1
 eee,1,1,4,4,1
+ccc,,,,,0
 """
 
 
@@ -63,6 +64,7 @@ def test_rsna_rows(rsna_root):
     assert entries["ddd"]["boxes"] == [] and entries["ddd"]["labels"] == {"Pneumonia": 1}
     assert ("ddd (line 6)", f"box outside the {W}x{H} image") in report.drops
     assert ("eee", "image file missing") in report.drops
+    assert "1 negative patientIds have several Target 0 rows; listed once" in report.notes
     assert (report.images, report.patients, report.boxes, report.positives) == (4, 4, 2, 2)
     assert sum(report.splits.values()) == 4 and report.splits["validation"] == report.splits["test"] == 1
 
