@@ -1,0 +1,424 @@
+"""Structured findings of a synthetic study, how they are drawn, and their ground-truth boxes and masks.
+
+A :class:`Finding` is one instance (one opacity, one effusion, one device); multifocal pneumonia or bilateral
+edema are several instances sharing a ``group``. :func:`sample_findings` draws them from a difficulty setting
+and a dataset profile; :func:`render_findings` adds them to an :class:`~.anatomy.Anatomy` and returns one mask
+per instance, from which the boxes are taken.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from monai_xattn.data.phantom.anatomy import Anatomy, PatientFrame, _smooth_field, lung_geometry, sigmoid
+
+__all__ = [
+    "DIFFICULTIES",
+    "DIFFICULTY_SETTINGS",
+    "FINDING_KINDS",
+    "OPACITY_TYPES",
+    "LOBES",
+    "PROFILES",
+    "Finding",
+    "sample_findings",
+    "render_findings",
+    "render_distractors",
+    "mask_to_box",
+]
+
+DIFFICULTIES = ("easy", "medium", "hard")
+
+#: per difficulty: lesion attenuation and radius ranges (patient units), noise, rotation, distractor rates,
+#: and how often the report hedges a real pneumonia or carries a typo.
+DIFFICULTY_SETTINGS: dict[str, dict[str, float | tuple[float, float]]] = {
+    "easy": {"amp": (0.42, 0.62), "radius": (0.17, 0.28), "noise": 0.012, "rotation": 2.0, "p_device": 0.1,
+             "p_nodule": 0.03, "p_mimic": 0.05, "p_overlap": 0.1, "p_hedge": 0.0, "p_typo": 0.0},
+    "medium": {"amp": (0.24, 0.42), "radius": (0.11, 0.22), "noise": 0.022, "rotation": 4.0, "p_device": 0.3,
+               "p_nodule": 0.12, "p_mimic": 0.2, "p_overlap": 0.35, "p_hedge": 0.15, "p_typo": 0.1},
+    "hard": {"amp": (0.1, 0.22), "radius": (0.07, 0.15), "noise": 0.035, "rotation": 7.0, "p_device": 0.55,
+             "p_nodule": 0.25, "p_mimic": 0.4, "p_overlap": 0.7, "p_hedge": 0.3, "p_typo": 0.25},
+}  # fmt: skip
+
+FINDING_KINDS = (
+    "pneumonia", "effusion", "cardiomegaly", "atelectasis", "edema", "pneumothorax", "nodule", "device",
+)  # fmt: skip
+OPACITY_TYPES = ("patchy", "consolidation", "ground-glass", "interstitial")
+#: (side, zone) -> lobe; the lingula is the left lung's middle zone
+LOBES = {
+    ("right", "upper"): "RUL", ("right", "middle"): "RML", ("right", "lower"): "RLL",
+    ("left", "upper"): "LUL", ("left", "middle"): "lingula", ("left", "lower"): "LLL",
+}  # fmt: skip
+DEVICES = ("endotracheal tube", "nasogastric tube", "central venous catheter", "pacemaker", "ecg leads")
+
+#: probability of each finding in an abnormal study, per dataset profile; ``normal`` = share of normal studies
+PROFILES: dict[str, dict[str, float]] = {
+    "default": {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
+                "edema": 0.1, "pneumothorax": 0.08},
+    "rsna": {"normal": 0.35, "pneumonia": 0.7, "effusion": 0.15, "cardiomegaly": 0.15, "atelectasis": 0.2,
+             "edema": 0.05, "pneumothorax": 0.05},
+    "siim": {"normal": 0.3, "pneumonia": 0.2, "effusion": 0.15, "cardiomegaly": 0.1, "atelectasis": 0.15,
+             "edema": 0.05, "pneumothorax": 0.6},
+    "covid": {"normal": 0.15, "pneumonia": 0.95, "effusion": 0.05, "cardiomegaly": 0.05, "atelectasis": 0.05,
+              "edema": 0.05, "pneumothorax": 0.02},
+    # MS-CXR holds only images with an annotated finding
+    "ms-cxr": {"normal": 0.0, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
+               "edema": 0.1, "pneumothorax": 0.1},
+}  # fmt: skip
+
+_ZONE_PY = {"upper": (-0.72, -0.42), "middle": (-0.32, 0.0), "lower": (0.08, 0.6)}
+
+
+@dataclass
+class Finding:
+    """One finding instance.
+
+    Attributes:
+        kind: one of :data:`FINDING_KINDS`.
+        side: ``"right"``, ``"left"`` (patient side) or ``None`` (central: heart, most devices).
+        zone: ``"upper"``, ``"middle"``, ``"lower"`` or ``None``.
+        lobe: ``RUL``, ``RML``, ``RLL``, ``LUL``, ``lingula``, ``LLL`` or ``None``.
+        opacity: opacity type of a pneumonia (or pneumonia-like atelectasis): one of :data:`OPACITY_TYPES`.
+        distribution: ``"single"``, ``"multifocal"`` or ``"bilateral"`` (pneumonia, edema).
+        severity: ``"small"``/``"moderate"``/``"large"`` (effusion, pneumothorax) or ``"mild"``/``"moderate"``/
+            ``"severe"`` (pneumonia, cardiomegaly, edema).
+        retrocardiac: a left lower lobe lesion behind the heart.
+        device: device name for ``kind == "device"``.
+        group: instances of one finding share it (both lungs of an edema, the foci of a multifocal pneumonia).
+        amplitude: added attenuation at the lesion core.
+        center, radii, angle: lesion ellipse in the patient frame.
+        box: ``[x0, y0, x1, y1]`` pixels, x = column, set by rendering (``None`` when nothing is visible).
+        has_mask: whether the finding is a region whose mask is ground truth (devices are not).
+    """
+
+    kind: str
+    side: str | None = None
+    zone: str | None = None
+    lobe: str | None = None
+    opacity: str | None = None
+    distribution: str | None = None
+    severity: str | None = None
+    retrocardiac: bool = False
+    device: str | None = None
+    group: int = 0
+    amplitude: float = 0.0
+    center: tuple[float, float] = (0.0, 0.0)
+    radii: tuple[float, float] = (0.0, 0.0)
+    angle: float = 0.0
+    box: list[float] | None = None
+    has_mask: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """The ground-truth record of this instance (no geometry internals)."""
+        out = {
+            "type": self.kind,
+            "side": self.side,
+            "zone": self.zone,
+            "lobe": self.lobe,
+            "opacity": self.opacity,
+            "distribution": self.distribution,
+            "severity": self.severity,
+            "retrocardiac": self.retrocardiac,
+            "group": self.group,
+            "box": self.box,
+        }
+        if self.device is not None:
+            out["device"] = self.device
+        return out
+
+
+def _side_sign(side: str) -> int:
+    return -1 if side == "right" else 1
+
+
+def _pneumonia_site(rng: np.random.Generator, side: str, zone: str, retro: bool) -> tuple[float, float]:
+    """A lesion centre (px, py) inside the ``side`` lung's ``zone``."""
+    if retro:
+        q, py = rng.uniform(0.17, 0.3), rng.uniform(0.18, 0.4)
+    else:
+        q = rng.uniform(0.32, 0.75)
+        lo, hi = _ZONE_PY[zone]
+        py = rng.uniform(lo, hi)
+        if zone == "upper":  # the apex narrows: keep upper-zone foci away from the chest wall
+            q = min(q, 0.62)
+    return float(_side_sign(side) * q), float(py)
+
+
+def sample_findings(
+    rng: np.random.Generator, difficulty: str, profile: str = "default", view: str = "PA"
+) -> list[Finding]:
+    """Draw the findings of one study (``[]`` for a normal study without devices).
+
+    Args:
+        rng: the study's generator.
+        difficulty: one of :data:`DIFFICULTIES`.
+        profile: finding prevalences, a key of :data:`PROFILES`.
+        view: frontal projection; AP (portable) studies get more devices.
+    """
+    if difficulty not in DIFFICULTY_SETTINGS:
+        raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    cfg, prev = DIFFICULTY_SETTINGS[difficulty], PROFILES[profile]
+    amp_lo, amp_hi = cfg["amp"]
+    rad_lo, rad_hi = cfg["radius"]
+    findings: list[Finding] = []
+    group = 0
+
+    def new_group() -> int:
+        nonlocal group
+        group += 1
+        return group
+
+    normal = rng.random() < prev["normal"]
+    if not normal:
+        kinds = [k for k in ("pneumonia", "effusion", "cardiomegaly", "atelectasis", "edema", "pneumothorax")
+                 if rng.random() < prev[k]]  # fmt: skip
+        if not kinds:
+            kinds = [str(rng.choice(["pneumonia", "effusion", "atelectasis", "cardiomegaly"]))]
+        if "pneumonia" in kinds:
+            covid = profile == "covid"
+            dist = "bilateral" if covid else str(rng.choice(["single", "multifocal", "bilateral"], p=[0.6, 0.2, 0.2]))
+            opacity = (
+                "ground-glass"
+                if covid and rng.random() < 0.7
+                else str(rng.choice(OPACITY_TYPES, p=[0.35, 0.35, 0.15, 0.15]))
+            )
+            severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.4, 0.4, 0.2]))
+            g = new_group()
+            n_foci = {"single": 1, "multifocal": int(rng.integers(2, 4)), "bilateral": 2}[dist]
+            sides = ["right", "left"] if dist == "bilateral" else [str(rng.choice(["right", "left"]))] * n_foci
+            zones = list(rng.permutation(["upper", "middle", "lower"]))
+            for k, side in enumerate(sides):
+                zone = "lower" if covid or (dist == "single" and rng.random() < 0.5) else str(zones[k % 3])
+                retro = side == "left" and zone == "lower" and rng.random() < 0.25
+                findings.append(Finding(
+                    kind="pneumonia", side=side, zone=zone, lobe=LOBES[(side, zone)], opacity=opacity,
+                    distribution=dist, severity=severity, retrocardiac=retro, group=g,
+                    amplitude=float(rng.uniform(amp_lo, amp_hi)) * (0.7 if opacity == "ground-glass" else 1.0),
+                    center=_pneumonia_site(rng, side, zone, retro),
+                    radii=tuple(float(r) for r in rng.uniform(rad_lo, rad_hi) * np.array([1.0, rng.uniform(0.7, 1.3)])),
+                    angle=float(rng.uniform(0, np.pi)),
+                ))  # fmt: skip
+        if "effusion" in kinds:
+            g = new_group()
+            sides = ["right", "left"] if rng.random() < 0.3 else [str(rng.choice(["right", "left"]))]
+            severity = str(rng.choice(["small", "moderate", "large"], p=[0.5, 0.35, 0.15]))
+            for side in sides:
+                findings.append(Finding(kind="effusion", side=side, zone="lower", severity=severity, group=g,
+                                        distribution="bilateral" if len(sides) == 2 else "single",
+                                        amplitude=float(rng.uniform(0.45, 0.7))))  # fmt: skip
+        if "cardiomegaly" in kinds:
+            severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.5, 0.35, 0.15]))
+            findings.append(Finding(kind="cardiomegaly", severity=severity, group=new_group(),
+                                    extra={"ctr": {"mild": 0.56, "moderate": 0.62, "severe": 0.68}[severity]
+                                           + float(rng.uniform(-0.015, 0.015))}))  # fmt: skip
+        if "atelectasis" in kinds or rng.random() < cfg["p_mimic"]:
+            # plate-like bands, or (the distractor) a patchy lower-lobe opacity that looks like pneumonia
+            side = str(rng.choice(["right", "left"]))
+            mimic = rng.random() < 0.5
+            findings.append(Finding(
+                kind="atelectasis", side=side, zone="lower", lobe=LOBES[(side, "lower")],
+                opacity="patchy" if mimic else None, severity="mild", group=new_group(),
+                amplitude=float(rng.uniform(amp_lo, amp_hi)) * (1.0 if mimic else 1.2),
+                center=(float(_side_sign(side) * rng.uniform(0.35, 0.65)), float(rng.uniform(0.2, 0.45))),
+                radii=(float(rng.uniform(0.16, 0.28)), float(rng.uniform(0.022, 0.035)) if not mimic
+                       else float(rng.uniform(rad_lo, rad_hi))),
+                angle=float(rng.uniform(-0.25, 0.25)),
+            ))  # fmt: skip
+        if "edema" in kinds:
+            g = new_group()
+            severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.4, 0.4, 0.2]))
+            for side in ("right", "left"):
+                findings.append(Finding(kind="edema", side=side, distribution="bilateral", severity=severity,
+                                        group=g, amplitude=float(rng.uniform(0.12, 0.25))))  # fmt: skip
+        if "pneumothorax" in kinds:
+            g = new_group()
+            sides = ["right", "left"] if rng.random() < 0.12 else [str(rng.choice(["right", "left"]))]
+            severity = str(rng.choice(["small", "moderate", "large"], p=[0.5, 0.35, 0.15]))
+            for side in sides:
+                findings.append(Finding(kind="pneumothorax", side=side, zone="upper", severity=severity, group=g,
+                                        distribution="bilateral" if len(sides) == 2 else "single"))  # fmt: skip
+    if rng.random() < cfg["p_nodule"]:
+        side = str(rng.choice(["right", "left"]))
+        zone = str(rng.choice(["upper", "middle", "lower"]))
+        r = float(rng.uniform(0.025, 0.05))
+        findings.append(Finding(kind="nodule", side=side, zone=zone, lobe=LOBES[(side, zone)], group=new_group(),
+                                amplitude=float(rng.uniform(0.3, 0.5)), center=_pneumonia_site(rng, side, zone, False),
+                                radii=(r, r)))  # fmt: skip
+    p_device = min(1.0, cfg["p_device"] * (1.8 if view == "AP" else 1.0))
+    if rng.random() < p_device:
+        for name in rng.choice(DEVICES, size=int(rng.integers(1, 3)), replace=False):
+            side = "right" if name == "central venous catheter" else ("left" if name == "pacemaker" else None)
+            findings.append(Finding(kind="device", device=str(name), side=side, group=new_group(), has_mask=False))
+    return findings
+
+
+def mask_to_box(mask: np.ndarray) -> list[float] | None:
+    """Tight ``[x0, y0, x1, y1]`` (x = column, end exclusive) of a ``(rows, cols)`` mask; ``None`` if empty."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if not len(rows):
+        return None
+    cols = np.flatnonzero(mask.any(axis=0))
+    return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
+
+
+def _ellipse_level(frame: PatientFrame, f: Finding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(level, u, v)``: 1 - normalised squared radius of the finding's ellipse, and its local coordinates."""
+    c, s = np.cos(f.angle), np.sin(f.angle)
+    dx, dy = frame.px - f.center[0], frame.py - f.center[1]
+    u = (c * dx + s * dy) / f.radii[0]
+    v = (-s * dx + c * dy) / f.radii[1]
+    return 1.0 - (u**2 + v**2), u, v
+
+
+def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Density field and region of a pneumonia-like lesion of type ``f.opacity``."""
+    level, u, v = _ellipse_level(frame, f)
+    level = level + 0.35 * _smooth_field(rng, u, v, 0.35, 5)
+    shape = sigmoid(level / 0.12)
+    if f.opacity == "consolidation":
+        bronchi = np.abs(_smooth_field(rng, u, v, 0.6, 3)) < 0.12
+        dens = shape * (0.95 - 0.3 * bronchi)
+    elif f.opacity == "ground-glass":
+        shape = sigmoid(level / 0.3)
+        dens = 0.8 * shape
+    elif f.opacity == "interstitial":
+        net = np.abs(_smooth_field(rng, u * 2.5, v * 2.5, 1.0, 6)) < 0.35
+        dens = shape * (0.35 + 0.75 * net)
+    else:  # patchy: confluent blotches
+        dens = shape * np.clip(0.35 + 0.7 * _smooth_field(rng, u * 2, v * 2, 0.8, 6), 0, 1.1)
+    return dens, shape > 0.5
+
+
+def _draw_devices(frame: PatientFrame, f: Finding, rng: np.random.Generator, domes: tuple[float, float]) -> np.ndarray:
+    """Rasterise one device (PIL polylines) -> ``(rows, cols)`` density."""
+    rows, cols = frame.shape
+    ppu = frame.pixels_per_unit
+    canvas = Image.new("F", (cols, rows), 0.0)
+    draw = ImageDraw.Draw(canvas)
+
+    def line(points, width_units, value):
+        xs, ys = frame.to_pixels(np.array([p[0] for p in points]), np.array([p[1] for p in points]))
+        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=float(value),
+                  width=max(1, round(width_units * ppu)), joint="curve")  # fmt: skip
+
+    j = rng.normal(0, 0.02, size=8)
+    name = f.device
+    if name == "endotracheal tube":
+        pts = [(0.02 + j[0], -1.7), (0.01 + j[1], -1.1), (0.0 + j[2], -0.5 + j[3])]
+        line(pts, 0.05, 0.12)
+        line(pts, 0.012, 0.55)
+    elif name == "nasogastric tube":
+        pts = [
+            (-0.03, -1.7),
+            (-0.04 + j[0], -0.8),
+            (0.0 + j[1], 0.1),
+            (0.2, domes[1] + 0.05),
+            (0.42 + j[2], domes[1] + 0.2),
+        ]
+        line(pts, 0.016, 0.5)
+    elif name == "central venous catheter":
+        pts = [(-0.5 + j[0], -1.35), (-0.32, -0.98), (-0.14 + j[1], -0.62), (-0.07 + j[2], -0.22 + j[3])]
+        line(pts, 0.014, 0.5)
+    elif name == "pacemaker":
+        gx, gy = 0.55 + j[0], -0.72 + j[1]
+        line([(gx - 0.11, gy), (gx + 0.11, gy)], 0.15, 1.4)
+        line([(gx - 0.05, gy), (0.15, -0.78), (-0.04, -0.4), (0.04, 0.15), (0.18 + j[2], 0.32)], 0.014, 0.6)
+    else:  # ECG leads: electrodes (rings) and wires running to the image edge
+        for _ in range(3):
+            ex, ey = rng.uniform(-0.9, 0.9), rng.uniform(-0.8, 0.5)
+            cx, cy = frame.to_pixels(np.array(ex), np.array(ey))
+            r = 0.045 * ppu
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], outline=0.55, width=max(1, round(r / 3)))
+            line([(ex, ey), (ex + rng.uniform(-0.3, 0.3), ey - 0.4), (ex * 1.5, -1.8)], 0.01, 0.4)
+    return np.asarray(canvas, dtype=np.float32)
+
+
+def render_findings(
+    frame: PatientFrame, anatomy: Anatomy, findings: list[Finding], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Add every finding to ``anatomy.attenuation`` in place; return one boolean ``(rows, cols)`` mask per finding.
+
+    Pneumothorax also erases the lung markings it covers. Findings whose visible region came out empty get
+    an empty mask (the caller drops them).
+    """
+    att = anatomy.attenuation
+    geo = {s: lung_geometry(frame, _side_sign(s)) for s in ("right", "left")}
+    domes = frame.patient.dome
+    masks = []
+    for f in findings:
+        lung = anatomy.lungs[0 if f.side == "right" else 1] if f.side else anatomy.lungs.max(0)
+        if f.kind == "pneumonia" or (f.kind == "atelectasis" and f.opacity):
+            dens, region = _opacity(frame, f, rng)
+            dens = dens * lung
+            att += f.amplitude * dens
+            masks.append(region & (lung > 0.5))
+        elif f.kind in ("atelectasis", "nodule"):
+            level, _, _ = _ellipse_level(frame, f)
+            shape = sigmoid(level / (0.3 if f.kind == "atelectasis" else 0.15)) * lung
+            att += f.amplitude * shape
+            masks.append(shape > 0.5)
+        elif f.kind == "effusion":
+            g = geo[f.side]
+            h = {"small": 0.1, "moderate": 0.28, "large": 0.5}[f.severity]
+            t = np.clip((g["q"] - g["medial"]) / (g["lateral"] - g["medial"]), 0, 1)
+            costophrenic = domes[0 if f.side == "right" else 1] + 0.2
+            top = costophrenic - h * (0.35 + 0.65 * t)
+            region = (
+                sigmoid((frame.py - top) / 0.02)
+                * sigmoid((g["q"] - g["medial"] - 0.04) / 0.02)
+                * sigmoid((g["lateral"] + 0.02 - g["q"]) / 0.015)
+                * sigmoid((g["dome"] + 0.06 - frame.py) / 0.02)
+            )
+            att += f.amplitude * region
+            masks.append(region > 0.5)
+        elif f.kind == "cardiomegaly":
+            masks.append(anatomy.heart > 0.5)
+        elif f.kind == "edema":
+            g = geo[f.side]
+            dx, dy = g["q"] - 0.28, frame.py + 0.02
+            haze = np.exp(-((dx / 0.32) ** 2 + (dy / 0.42) ** 2)) * lung
+            kerley = (np.cos(2 * np.pi * frame.py / 0.035) > 0.8) * sigmoid((g["q"] - g["lateral"] + 0.12) / 0.02)
+            kerley = kerley * sigmoid((frame.py - 0.1) / 0.05) * lung
+            att += f.amplitude * (haze + 0.5 * kerley)
+            masks.append(haze > 0.5)
+        elif f.kind == "pneumothorax":
+            g = geo[f.side]
+            depth = {"small": 0.06, "moderate": 0.12, "large": 0.22}[f.severity]
+            lateral_depth = depth * sigmoid((0.15 - frame.py) / 0.15)
+            rim = np.maximum(
+                sigmoid((lateral_depth - (g["lateral"] - g["q"])) / 0.008),
+                sigmoid((depth * 0.8 - (frame.py - g["apex"])) / 0.008),
+            )
+            region = rim * g["mask"]
+            line = np.exp(-(((region - 0.5) / 0.25) ** 2)) * (g["mask"] > 0.5)
+            att -= region * (anatomy.vessels + 0.1)
+            att += 0.08 * line
+            masks.append(region > 0.5)
+        elif f.kind == "device":
+            dens = _draw_devices(frame, f, rng, domes)
+            att += dens
+            masks.append(dens > 0.05)
+        else:
+            raise ValueError(f"unknown finding kind {f.kind!r}")
+    return masks
+
+
+def render_distractors(frame: PatientFrame, anatomy: Anatomy, rng: np.random.Generator, p_overlap: float) -> None:
+    """Bright overlaps that are not findings: nipple shadows (nodule look-alikes), skin folds, jewellery."""
+    att, px, py = anatomy.attenuation, frame.px, frame.py
+    if rng.random() < p_overlap:
+        y0, r = rng.uniform(0.25, 0.45), rng.uniform(0.025, 0.04)
+        for side in (-1, 1):
+            att += 0.12 * sigmoid((1 - ((px - side * 0.62) ** 2 + (py - y0) ** 2) / r**2) / 0.2)
+    if rng.random() < p_overlap:
+        x0 = rng.choice([-1, 1]) * rng.uniform(0.7, 0.9)
+        fold = px - x0 - 0.08 * np.sin(py * 2.5 + rng.uniform(0, 6))
+        att += 0.07 * sigmoid(-fold * np.sign(x0) / 0.01) * sigmoid((fold * np.sign(x0) + 0.05) / 0.01) * (py > -0.6)
+    if rng.random() < p_overlap / 2:
+        ring = np.abs(np.sqrt((px - rng.uniform(-0.2, 0.2)) ** 2 + (py + 0.9) ** 2) - 0.05)
+        att += 0.6 * np.exp(-((ring / 0.01) ** 2))
