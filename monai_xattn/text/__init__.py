@@ -1,1 +1,29 @@
-"""monai_xattn.text."""
+"""Report language pieces that are not transforms: sections, attribute vocabulary and matcher, Word2Vec.
+
+``monai_xattn.text.word2vec`` (gensim) is not imported here, so importing this package stays cheap.
+"""
+
+from monai_xattn.text.attributes import (
+    AttributeExtraction,
+    AttributeMatcher,
+    AttributeVocabulary,
+    NegExRules,
+    extract_attributes,
+    load_vocabulary,
+)
+from monai_xattn.text.reports import read_report
+from monai_xattn.text.sections import extract_sections, gloria_clean_sentences, select_sections, split_sentences
+
+__all__ = [
+    "AttributeExtraction",
+    "AttributeMatcher",
+    "AttributeVocabulary",
+    "NegExRules",
+    "extract_attributes",
+    "load_vocabulary",
+    "read_report",
+    "extract_sections",
+    "gloria_clean_sentences",
+    "select_sections",
+    "split_sentences",
+]
