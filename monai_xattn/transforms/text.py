@@ -4,8 +4,9 @@ Each comes as an array ``Transform`` and a dictionary ``MapTransform`` (trailing
 
     # cross-attention: report -> attribute multi-hot + Word2Vec vectors m_j
     LoadReportd("report", base_dir=root) -> ExtractAttributesd("report_text") -> Word2Vecd("attributes", kv)
-    # GLoRIA: report -> impression sentences -> BERT tokens with word ids
-    LoadReportd("report", base_dir=root) -> ReportSentencesd("report_text", ("impression",)) -> Tokenized(...)
+    # GLoRIA: report -> impression sentences -> one random sentence -> BERT tokens with word ids
+    LoadReportd("report", base_dir=root) -> ReportSentencesd("report_text", ("impression",))
+        -> RandSentenced("report_text") -> Tokenized("report_text", tokenizer)
 
 Batching: ``attribute_names`` (a list of variable length) does not collate with PyTorch's default collate;
 drop it (``names_key=None``) in batched pipelines; the tensors (multi-hot, vectors, mask) collate.
@@ -20,7 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from monai.config import KeysCollection
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import ensure_tuple_rep
 
 from monai_xattn.text.attributes import AttributeMatcher, AttributeVocabulary, NegExRules, load_vocabulary
@@ -32,6 +33,8 @@ __all__ = [
     "LoadReportd",
     "ReportSentences",
     "ReportSentencesd",
+    "RandSentence",
+    "RandSentenced",
     "ExtractAttributes",
     "ExtractAttributesd",
     "Tokenize",
@@ -144,6 +147,64 @@ class ReportSentencesd(MapTransform):
         d = dict(data)
         for key, out in self.key_iterator(d, self.output_keys):
             d[out] = self.splitter(d[key])
+        return d
+
+
+class RandSentence(Randomizable, Transform):
+    """Sentences -> one of them at random (GLoRIA trains on one random report sentence per image per step).
+
+    Args:
+        full_report: return all sentences joined by spaces instead (GLoRIA's ``full_report: true``).
+
+    Raises:
+        ValueError: for an empty sentence list (GLoRIA drops such studies: filter them when building the list).
+    """
+
+    def __init__(self, full_report: bool = False) -> None:
+        self.full_report = full_report
+        self._index = 0
+
+    def randomize(self, data: Sequence[str]) -> None:
+        self._index = int(self.R.randint(len(data)))
+
+    def __call__(self, sentences: Sequence[str], randomize: bool = True) -> str:
+        if isinstance(sentences, str):
+            raise TypeError("RandSentence takes a list of sentences (see ReportSentences), not a string")
+        if not sentences:
+            raise ValueError("RandSentence got no sentence")
+        if self.full_report:
+            return " ".join(sentences)
+        if randomize:
+            self.randomize(sentences)
+        return sentences[self._index]
+
+
+class RandSentenced(Randomizable, MapTransform):
+    """Dictionary version of :class:`RandSentence`; writes ``output_keys`` (default: in place)."""
+
+    def __init__(
+        self,
+        keys: KeysCollection = "report_text",
+        full_report: bool = False,
+        output_keys: KeysCollection | None = None,
+        allow_missing_keys: bool = False,
+    ) -> None:
+        MapTransform.__init__(self, keys, allow_missing_keys)
+        self.output_keys = self.keys if output_keys is None else ensure_tuple_rep(output_keys, len(self.keys))
+        self.picker = RandSentence(full_report)
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> RandSentenced:
+        super().set_random_state(seed, state)
+        self.picker.set_random_state(seed, state)
+        return self
+
+    def randomize(self, data: Any = None) -> None:
+        pass  # each key draws its own sentence in the array transform
+
+    def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
+        d = dict(data)
+        for key, out in self.key_iterator(d, self.output_keys):
+            d[out] = self.picker(d[key])
         return d
 
 

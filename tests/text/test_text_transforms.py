@@ -15,6 +15,8 @@ from monai_xattn.transforms.text import (
     ExtractAttributesd,
     LoadReport,
     LoadReportd,
+    RandSentence,
+    RandSentenced,
     ReportSentencesd,
     Tokenize,
     Tokenized,
@@ -68,6 +70,20 @@ def test_report_sentences():
     assert d["sentences"] == ["right lower lobe pneumonia", "possible retrocardiac consolidation"]
     raw = ReportSentencesd("report_text", sections=("findings",), clean="none")({"report_text": REPORT})
     assert raw["report_text"] == ["Patchy right lower lobe opacity.", "No left effusion."]
+
+
+def test_rand_sentence_seeded_and_covering():
+    sentences = ["a b", "c d", "e f"]
+    picker = RandSentenced("s", output_keys="one").set_random_state(seed=3)
+    draws = [picker({"s": sentences})["one"] for _ in range(60)]
+    assert set(draws) == set(sentences)
+    again = RandSentenced("s", output_keys="one").set_random_state(seed=3)
+    assert [again({"s": sentences})["one"] for _ in range(60)] == draws
+    assert RandSentence(full_report=True)(sentences) == "a b c d e f"
+    with pytest.raises(ValueError, match="no sentence"):
+        RandSentence()([])
+    with pytest.raises(TypeError, match="list of sentences"):
+        RandSentence()("a b")
 
 
 def test_extract_attributes():
