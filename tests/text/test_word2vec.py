@@ -162,3 +162,19 @@ def test_datalist_reports_errors(tmp_path):
         list(iter_datalist_reports({"training": []}, tmp_path, splits=["validation"]))
     with pytest.raises(FileNotFoundError):
         list(iter_datalist_reports({"training": [{"report": "missing.txt"}]}, tmp_path))
+
+
+def test_nearest_negatives_on_phantom_reports():
+    from monai_xattn.data.phantom.findings import sample_findings
+    from monai_xattn.data.phantom.reports import write_report
+
+    sentences = []
+    for k in range(800):
+        rng = np.random.default_rng([k, 11])
+        sentences += report_to_sentences(write_report(sample_findings(rng, "medium"), rng).text(), vocabulary=VOCAB)
+    kv = train_word2vec(sentences, vector_size=32, epochs=20, seed=0)
+    assert nearest_negatives(kv, "left", 1, VOCAB) == ["right"]
+    assert nearest_negatives(kv, "right", 1, VOCAB) == ["left"]
+    assert {"middle", "lower"} & set(nearest_negatives(kv, "upper", 2, VOCAB))
+    for name in VOCAB.names:  # never the attribute itself, across the whole ranking
+        assert name not in nearest_negatives(kv, name, 21, VOCAB)
