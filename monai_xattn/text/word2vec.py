@@ -206,8 +206,9 @@ def nearest_negatives(
             neither is returned for it), or with ``among="corpus"`` any corpus word.
         k: how many to return (fewer when fewer candidates exist).
         vocabulary: the attribute vocabulary (default: the shipped one).
-        among: ``"attributes"`` returns attribute names; ``"corpus"`` returns corpus tokens, excluding every
-            surface form of the attributes ``word`` denotes.
+        among: ``"attributes"`` ranks attribute names against the vector of the attribute(s) ``word``
+            denotes; ``"corpus"`` ranks corpus tokens against ``word``'s own vector (the attribute vector if the
+            corpus lacks it), excluding every surface form of the attributes ``word`` denotes.
 
     Raises:
         KeyError: when ``word`` is neither a vocabulary form nor (for ``"corpus"``) in ``kv``.
@@ -219,18 +220,17 @@ def nearest_negatives(
     forms = {phrase_token(f): n for f, n in vocabulary.surface_forms().items()} | {phrase_token(n): (n,) for n in names}
     token = phrase_token(word)
     own = set(forms.get(token, ()))
-    table = attribute_vectors(kv, vocabulary)
-    if own:
-        query = np.mean([table[names.index(n)] for n in own], axis=0)
-    elif among == "corpus" and token in kv.key_to_index:
+    if among == "corpus" and token in kv.key_to_index:
         query = kv[token]
+    elif own:
+        subset = AttributeVocabulary(attributes=tuple(a for a in vocabulary.attributes if a.name in own))
+        query = attribute_vectors(kv, subset).mean(axis=0)  # a form implying several attributes: their mean
     else:
-        raise KeyError(
-            f"{word!r} is not an attribute form of the vocabulary" + (" nor in the corpus" * (among == "corpus"))
-        )
+        where = "the vocabulary's attribute forms" + (" or the corpus" if among == "corpus" else "")
+        raise KeyError(f"{word!r} is not among {where}")
 
     if among == "attributes":
-        candidates, sims = names, _cosine_to(table, query)
+        candidates, sims = names, _cosine_to(attribute_vectors(kv, vocabulary), query)
         excluded = own
     else:
         candidates, sims = kv.index_to_key, _cosine_to(kv.vectors, query)

@@ -114,7 +114,7 @@ def test_nearest_negatives_left_right_and_no_synonyms(kv):
     corpus_words = nearest_negatives(kv, "opacity", 10, VOCAB, among="corpus")
     forms = {phrase_token(f) for f in VOCAB.attributes[VOCAB.index("opacity")].synonyms}
     assert len(corpus_words) == 10 and not forms & set(corpus_words)
-    with pytest.raises(KeyError, match="not an attribute form"):
+    with pytest.raises(KeyError, match="not among"):
         nearest_negatives(kv, "pneumothorax", 1, VOCAB)
 
 
