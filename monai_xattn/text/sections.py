@@ -139,6 +139,8 @@ def select_sections(
     Returns:
         the joined sections, ``""`` when none exists and ``fallback`` is off or finds nothing.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"report text must be str, got {type(text).__name__}")
     if sections is None:
         return _tidy(text, keep_phi=False)
     found = extract_sections(text)

@@ -70,6 +70,8 @@ def test_crlf_and_non_str():
     assert extract_sections("FINDINGS:\r\n Right opacity.\r\n")["findings"] == "Right opacity."
     with pytest.raises(TypeError, match="must be str"):
         extract_sections(None)
+    with pytest.raises(TypeError, match="must be str, got bytes"):
+        select_sections(b"FINDINGS: x", None)
 
 
 @pytest.mark.parametrize(
