@@ -90,3 +90,82 @@ def test_custom_vocabulary_file(tmp_path):
     result = extract_attributes("No effusions. Pleural thickening.", vocab, sections=None)
     assert result.present == ["pleural"] and result.negated == ["effusion"]
     assert result.multi_hot.tolist() == [0.0, 1.0]
+
+
+# Whole reports laid out as in MIMIC-CXR (banner, leading spaces, wrapped lines, PHI, wet read).
+REAL_REPORTS = [
+    (  # new consolidation, the other lung clear
+        "\n".join(
+            [
+                " FINAL REPORT",
+                " EXAMINATION:  CHEST (PA AND LAT)",
+                " ",
+                " INDICATION:  ___M with fever, cough  // ? pneumonia",
+                " ",
+                " COMPARISON:  ___",
+                " ",
+                " FINDINGS: ",
+                " ",
+                " There is new patchy consolidation in the right lower lobe, concerning for",
+                " pneumonia.  Left lung is clear.  There is no pleural effusion or pneumothorax. ",
+                " The cardiomediastinal silhouette is normal.",
+                " ",
+                " IMPRESSION: ",
+                " ",
+                " Right lower lobe pneumonia.",
+                "",
+            ]
+        ),
+        ["right", "lower", "lobe", "patchy", "consolidation"],
+        ["left"],
+        [],
+    ),
+    (  # improving but present, resolved, numbered impression
+        "\n".join(
+            [
+                " FINAL REPORT",
+                " INDICATION:  History: ___F with SOB  ",
+                " ",
+                " FINDINGS:  ",
+                " ",
+                " Interval improvement in bibasilar opacities, with residual mild left basilar",
+                " atelectasis.  Previously noted right upper lobe consolidation has resolved. ",
+                " No new focal consolidation.",
+                " ",
+                " IMPRESSION:  ",
+                " ",
+                " 1. Resolution of right upper lobe pneumonia.",
+                " 2. Minimal left basilar atelectasis.",
+                "",
+            ]
+        ),
+        ["left", "bilateral", "base", "opacity"],
+        ["right", "upper", "lobe", "focal", "consolidation"],
+        [],
+    ),
+    (  # wet read above the banner, no FINDINGS/IMPRESSION: last paragraph; 'may reflect A versus B' hedges
+        "\n".join(
+            [
+                " WET READ: ___ ___ ___ 9:12 PM",
+                "  Hazy opacity at the left base, could be atelectasis, though infection cannot be",
+                "  excluded.",
+                " ______________________________________________________________________________",
+                "                                 FINAL REPORT",
+                " AP CHEST:",
+                " ",
+                " Lung volumes are low.  Hazy retrocardiac opacity may reflect atelectasis versus",
+                " pneumonia.  No pulmonary edema.  Mild cardiomegaly is stable.",
+                "",
+            ]
+        ),
+        [],
+        [],
+        ["retrocardiac", "opacity"],
+    ),
+]
+
+
+@pytest.mark.parametrize("report, present, negated, uncertain", REAL_REPORTS)
+def test_whole_mimic_style_reports(report, present, negated, uncertain):
+    result = extract_attributes(report, VOCAB)
+    assert (result.present, result.negated, result.uncertain) == (present, negated, uncertain)
