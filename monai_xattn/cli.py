@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "word2vec": ("monai_xattn.text.word2vec_cli", "train the attribute Word2Vec on the cleaned reports of a datalist"),
     "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
     "phantom": ("monai_xattn.data.phantom.cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),
+    "demo": ("monai_xattn.demo", "run the whole chain on phantom data (resumable); the README's main job"),
 }
 
 
