@@ -13,8 +13,10 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from monai_xattn.data.datalist import AdapterReport, DatalistError, ensure_outside, write_datalist
+if TYPE_CHECKING:
+    from monai_xattn.data.datalist import AdapterReport
 
 __all__ = ["ADAPTERS", "get_adapter", "parse_options", "add_arguments", "run"]
 
@@ -80,6 +82,8 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_xattn.data.datalist import DatalistError, ensure_outside, write_datalist  # pandas: only when run
+
     options = {"split_seed": args.split_seed}
     if args.val_fraction is not None:
         options["val_fraction"] = args.val_fraction
