@@ -224,9 +224,29 @@ class AttributeExtraction:
 
 
 def _phrase_pattern(phrases) -> str:
-    # longest first: Python's alternation takes the first alternative that matches at a position
-    ordered = sorted({p.lower() for p in phrases}, key=lambda p: (-len(p), p))
-    return "|".join(r"\s+".join(re.escape(w) for w in p.split()) for p in ordered)
+    """One regex alternation of ``phrases`` factored as a character trie (spaces match any whitespace).
+
+    Python's ``re`` tries the branches of a flat alternation one by one at every position; sharing prefixes
+    ("no", "no change", "no evidence of", ...) makes the pattern several times faster. Optional tails are
+    greedy, so the longest phrase that ends on a word boundary wins, as with a longest-first alternation.
+    """
+    trie: dict = {}
+    for phrase in {" ".join(p.lower().split()) for p in phrases}:
+        node = trie
+        for ch in phrase:
+            node = node.setdefault(ch, {})
+        node[""] = {}  # end of a phrase
+
+    def build(node: dict) -> str:
+        branches = [(r"\s+" if ch == " " else re.escape(ch)) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" in node:  # a phrase may end here: the rest is optional
+            body = f"(?:{body})?"
+        return body
+
+    return build(trie)
 
 
 def _norm(text: str) -> str:

@@ -169,3 +169,22 @@ REAL_REPORTS = [
 def test_whole_mimic_style_reports(report, present, negated, uncertain):
     result = extract_attributes(report, VOCAB)
     assert (result.present, result.negated, result.uncertain) == (present, negated, uncertain)
+
+
+def test_trie_pattern_matches_like_a_longest_first_alternation():
+    import random
+    import re
+
+    from monai_xattn.text.attributes import DEFAULT_RULES, _phrase_pattern
+
+    rules = DEFAULT_RULES
+    phrases = {*rules.negation_pre, *rules.negation_post, *rules.uncertain_pre, *rules.uncertain_post, *rules.pseudo}
+    phrases |= set(VOCAB.surface_forms())
+    flat = "|".join(r"\s+".join(map(re.escape, p.split())) for p in sorted(phrases, key=lambda p: (-len(p), p)))
+    reference = re.compile(rf"(?<!\w)(?:{flat})(?!\w)", re.IGNORECASE)
+    trie = re.compile(rf"(?<!\w)(?:{_phrase_pattern(phrases)})(?!\w)", re.IGNORECASE)
+    rng = random.Random(0)
+    words = [w for p in phrases for w in p.split()] + ["change", "opacity", "the", "x", ",", "."]
+    for _ in range(300):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 30)))
+        assert [m.span() for m in trie.finditer(text)] == [m.span() for m in reference.finditer(text)]
