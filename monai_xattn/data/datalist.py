@@ -91,8 +91,8 @@ class AdapterReport:
         entries = [e for split in SPLITS for e in datalist.get(split, [])]
         self.splits = {split: len(datalist.get(split, [])) for split in SPLITS}
         self.images = len(entries)
-        self.studies = len({e["study_id"] for e in entries if "study_id" in e})
-        self.patients = len({e["patient_id"] for e in entries if "patient_id" in e})
+        self.studies = len({e["study_id"] for e in entries if e.get("study_id")})
+        self.patients = len({e["patient_id"] for e in entries if e.get("patient_id")})
         self.boxes = sum(len(e.get("boxes", ())) for e in entries)
         self.positives = sum(bool(is_positive(e)) for e in entries)
 
@@ -395,7 +395,7 @@ def dicom_header(path: str | os.PathLike) -> dict[str, Any]:
         ``{"image_size": [W, H], "view": ..., "patient_id": ..., "study_id": ...}`` (``Columns`` = W).
 
     Raises:
-        DatalistError: naming the file, when it is not DICOM or lacks Rows/Columns.
+        DatalistError: ``"<path>: unreadable DICOM header (...)"`` when it is not DICOM or lacks Rows/Columns.
     """
     import pydicom  # only DICOM datasets need it
 

@@ -113,7 +113,11 @@ def build_rsna_datalist(
             report.drop(patient_id, "image file missing")
             continue
         if read_headers:
-            header = dicom_header(path)
+            try:
+                header = dicom_header(path)
+            except DatalistError as exc:
+                report.drop(patient_id, str(exc).split(": ", 1)[1])
+                continue
             size, view = header["image_size"], header["view"]
         else:
             size, view = [int(s) for s in image_size], "OTHER"

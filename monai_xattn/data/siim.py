@@ -225,7 +225,11 @@ def build_siim_datalist(
             report.drop(image_id, "image file missing")
             continue
         if read_headers:
-            header = dicom_header(path)
+            try:
+                header = dicom_header(path)
+            except DatalistError as exc:
+                report.drop(image_id, str(exc).split(": ", 1)[1])
+                continue
         else:
             header = {
                 "image_size": [int(s) for s in image_size],

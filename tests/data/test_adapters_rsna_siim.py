@@ -120,9 +120,11 @@ def siim_root(tmp_path):
     lines = ["ImageId, EncodedPixels"]  # the real header's leading space
     for image_id, ms in masks.items():
         lines += [f"{image_id}, {rle_encode(m)}" for m in ms]
-    lines += ["1.2.5, -1", "1.2.6,-1", "1.2.7, -1"]  # both spellings of an empty mask; 1.2.7 has no file
+    lines += ["1.2.5, -1", "1.2.6,-1", "1.2.7, -1", "1.2.9, -1"]  # both spellings of empty; 1.2.7 has no file
     (root).mkdir()
     (root / "train-rle.csv").write_text("\n".join(lines) + "\n")
+    (root / "dicom-images-train" / "st9" / "se9").mkdir(parents=True)
+    (root / "dicom-images-train" / "st9" / "se9" / "1.2.9.dcm").write_bytes(b"truncated")
     for k, image_id in enumerate(["1.2.3", "1.2.4", "1.2.5", "1.2.6", "1.2.8"]):
         patient = "pat-A" if k < 2 else f"pat-{k}"
         dicom(root / "dicom-images-train" / f"st{k}" / f"se{k}" / f"{image_id}.dcm", patient, "PA" if k % 2 else "AP")
@@ -144,6 +146,7 @@ def test_siim_rows(siim_root):
     # images of one patient share a split
     assert {s for s, es in datalist.items() for e in es if e["patient_id"] == "pat-A"}.__len__() == 1
     assert ("1.2.7", "image file missing") in report.drops
+    assert any(i == "1.2.9" and r.startswith("unreadable DICOM header") for i, r in report.drops)
     text = str(report)
     assert "1 images have several RLE rows" in text and "RLE mode relative" in text
     assert "1 DICOM files under dicom-images-train have no row" in text
