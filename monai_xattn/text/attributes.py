@@ -256,9 +256,9 @@ def _norm(text: str) -> str:
 class AttributeMatcher:
     """Finds a vocabulary's attributes in text, with negation and uncertainty (NegEx-style).
 
-    All surface forms are compiled into one regular expression (longest form first, so "air space" wins over
-    a shorter overlapping form), all trigger phrases into another; scopes are then resolved for all
-    mention/trigger pairs at once with array operations.
+    All surface forms are compiled into one trie-factored regular expression (the longest form ending on a
+    word boundary wins, so "air space" beats a shorter overlapping form), all trigger phrases into another;
+    scopes are then resolved for all mention/trigger pairs at once with array operations.
 
     Args:
         vocabulary: the attribute vocabulary (default: the shipped one).
