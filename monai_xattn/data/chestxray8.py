@@ -196,6 +196,9 @@ def build_chestxray8_datalist(
         report.note("train_val_list.txt / test_list.txt not found: split by patient instead of the official split")
 
     files = _image_index(root)
+    n_unlisted = len(set(files) - set(df["image"]))
+    if n_unlisted:
+        report.note(f"{n_unlisted} PNG files are not in {entry_path.name} (not listed)")
     entries = []
     for row, fs in zip(df.itertuples(index=False), findings, strict=True):
         if official and row.image not in test_names and row.image not in train_val_names:

@@ -137,6 +137,9 @@ def build_mimic_cxr_datalist(
         if unknown:
             raise DatalistError(f"{split_path}: unknown split value(s) {unknown}; expected {list(MIMIC_SPLITS)}")
         official = dict(zip(table["dicom_id"], table["split"], strict=True))
+        n_unknown = len(set(official) - set(meta["dicom_id"]))
+        if n_unknown:
+            report.note(f"{n_unknown} dicom_ids of {split_path.name} are not in {meta_path.name} (not listed)")
     else:
         report.note("no mimic-cxr-2.0.0-split table: split by patient instead of the official split")
 

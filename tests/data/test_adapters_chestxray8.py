@@ -32,7 +32,15 @@ def nih_root(tmp_path):
     (root / "BBox_List_2017.csv").write_text(BBOX)
     (root / "train_val_list.txt").write_text("00000001_000.png\n00000001_001.png\n00000002_000.png\n00000003_000.png\n")
     (root / "test_list.txt").write_text("00000004_000.png\n")  # 00000005_000 is in neither list
-    for name in ["00000001_000", "00000001_001", "00000002_000", "00000003_000", "00000004_000", "00000005_000"]:
+    for name in [
+        "00000001_000",
+        "00000001_001",
+        "00000002_000",
+        "00000003_000",
+        "00000004_000",
+        "00000005_000",
+        "extra",
+    ]:
         Image.fromarray(np.zeros((48, 64), np.uint8)).save(root / "images_001" / "images" / f"{name}.png")
     return root
 
@@ -75,6 +83,7 @@ def test_nih_rows(nih_root):
     assert ("00000009_000.png (BBox line 5)", "box for an image not in Data_Entry") in report.drops
     assert ("00000005_000.png", "image in neither train_val_list.txt nor test_list.txt") in report.drops
     assert any("Infiltrate -> Infiltration" in n for n in report.notes)
+    assert "1 PNG files are not in Data_Entry_2017_v2020.csv (not listed)" in report.notes
     assert (report.images, report.patients, report.boxes, report.positives) == (5, 4, 2, 2)
 
 

@@ -18,7 +18,10 @@ META = f"""dicom_id,subject_id,study_id,PerformedProcedureStepDescription,ViewPo
 {D3},11000011,53000001,CHEST (PORTABLE AP),AP,2000,1800,21800506,213014.531,CHEST (PORTABLE AP),antero-posterior,
 {D4},12000022,54000002,,,2000,1800,21800506,213014.531,,,
 """
-SPLIT = f"dicom_id,study_id,subject_id,split\n{D1},50414267,10000032,train\n{D2},50414267,10000032,train\n{D3},53000001,11000011,test\n"
+SPLIT = (
+    f"dicom_id,study_id,subject_id,split\n{D1},50414267,10000032,train\n{D2},50414267,10000032,train\n"
+    f"{D3},53000001,11000011,test\nffff-not-in-metadata,1,2,test\n"
+)
 
 
 def chexpert_line(subject, study, **labels):
@@ -67,6 +70,7 @@ def test_mimic_rows(mimic_root):
     assert (D4, "not in the split table") in report.drops
     notes = " ".join(report.notes)
     assert "1 images have no report file" in notes and "not in the chexpert table" in notes
+    assert "1 dicom_ids of mimic-cxr-2.0.0-split.csv.gz are not in mimic-cxr-2.0.0-metadata.csv.gz" in notes
     assert (report.images, report.studies, report.patients, report.positives) == (3, 2, 2, 0)
 
 
