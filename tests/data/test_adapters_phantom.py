@@ -12,7 +12,7 @@ from monai_xattn.cli import main
 from monai_xattn.data.chestxray8 import BOX_LABEL_MAP
 from monai_xattn.data.covid import finding_labels
 from monai_xattn.data.datalist import load_datalist
-from monai_xattn.data.phantom.generate import LAYOUT_NAMES, generate
+from monai_xattn.data.phantom import LAYOUT_NAMES, generate
 from monai_xattn.data.phantom.layouts import NIH_BOX_LABELS
 from monai_xattn.data.siim import rle_decode
 
