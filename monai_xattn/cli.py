@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bundles": ("monai_xattn.bundles_cli", "list the MONAI bundles shipped in bundles/"),
     "word2vec": ("monai_xattn.text.word2vec_cli", "train the attribute Word2Vec on the cleaned reports of a datalist"),
     "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
-    "phantom": ("monai_xattn.data.phantom.cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),
+    "phantom": ("monai_xattn.data.phantom_cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),
     "demo": ("monai_xattn.demo", "run the whole chain on phantom data (resumable); the README's main job"),
 }
 

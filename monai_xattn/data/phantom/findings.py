@@ -34,7 +34,7 @@ DIFFICULTIES = ("easy", "medium", "hard")
 #: per difficulty: lesion attenuation and radius ranges (patient units), noise, rotation, distractor rates,
 #: and how often the report hedges a real pneumonia or carries a typo.
 DIFFICULTY_SETTINGS: dict[str, dict[str, float | tuple[float, float]]] = {
-    "easy": {"amp": (0.42, 0.62), "radius": (0.17, 0.28), "noise": 0.012, "rotation": 2.0, "p_device": 0.1,
+    "easy": {"amp": (0.5, 0.75), "radius": (0.18, 0.3), "noise": 0.012, "rotation": 2.0, "p_device": 0.1,
              "p_nodule": 0.03, "p_mimic": 0.05, "p_overlap": 0.1, "p_hedge": 0.0, "p_typo": 0.0},
     "medium": {"amp": (0.24, 0.42), "radius": (0.11, 0.22), "noise": 0.022, "rotation": 4.0, "p_device": 0.3,
                "p_nodule": 0.12, "p_mimic": 0.2, "p_overlap": 0.35, "p_hedge": 0.15, "p_typo": 0.1},

@@ -7,7 +7,7 @@ import json
 
 __all__ = ["add_arguments", "run"]
 
-# kept here rather than imported so that building the CLI parser does not import numpy, PIL or pydicom
+# kept here (and this module outside the phantom package) so that building the CLI parser imports nothing heavy
 _LAYOUTS = ("mimic-cxr", "mimic-cxr-jpg", "chestxray8", "rsna", "siim", "chexpert", "covid", "ms-cxr")
 
 
