@@ -19,6 +19,7 @@ import pandas as pd
 from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
+    as_names,
     check_boxes,
     check_unique,
     find_one,
@@ -151,6 +152,7 @@ def build_chestxray8_datalist(
         findings, 0/1), ``boxes, box_labels``, ``split`` (``train_val`` or ``test``).
     """
     root = Path(root)
+    box_findings = as_names(box_findings, "box_findings", NIH_FINDINGS)
     report = AdapterReport("chestxray8", positive_rule="Pneumonia = 1")
     entry_path = Path(data_entry) if data_entry else find_one(root, ["Data_Entry_2017*.csv"], "Data_Entry_2017")
     df = read_data_entry(entry_path)

@@ -16,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 
 from monai_xattn.data.datalist import (
+    VIEWS,
     AdapterReport,
     DatalistError,
+    as_names,
     assign_splits,
     check_unique,
     normalize_view,
@@ -91,6 +93,8 @@ def build_covid_datalist(
         (``{"geographic_mean", "opacity_mean"}``) for rated images.
     """
     root = Path(root)
+    views = as_names(views, "views", VIEWS)
+    modalities = as_names(modalities, "modalities")
     report = AdapterReport("covid", positive_rule="finding under Pneumonia")
     meta_path = root / "metadata.csv"
     df = read_table(meta_path)
@@ -115,7 +119,7 @@ def build_covid_datalist(
         elif row["finding"].strip().lower() in _UNUSABLE_FINDINGS or not row["finding"].strip():
             report.drop(item, f"finding {row['finding'] or 'blank'!r} unusable")
         elif views is not None and view not in views:
-            report.drop(item, f"view {view} not in {tuple(views)}")
+            report.drop(item, f"view {view} not in {views}")
         elif not row["patientid"]:
             report.drop(item, "blank patientid")
         elif not (root / row["image"]).is_file():

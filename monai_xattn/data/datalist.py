@@ -22,7 +22,9 @@ __all__ = [
     "PATH_KEYS",
     "AdapterReport",
     "DatalistError",
+    "VIEWS",
     "normalize_view",
+    "as_names",
     "xywh_to_xyxy",
     "check_boxes",
     "split_groups",
@@ -144,6 +146,27 @@ def normalize_view(value: object) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "OTHER"
     return _VIEWS.get(str(value).strip().upper(), "OTHER")
+
+
+VIEWS: tuple[str, ...] = ("PA", "AP", "LATERAL", "OTHER")
+"""The normalised view names of datalist entries."""
+
+
+def as_names(
+    values: str | Sequence[str] | None, option: str, allowed: Sequence[str] | None = None
+) -> tuple[str, ...] | None:
+    """An adapter's name-list option as a tuple (a bare string is one name, not its letters); ``None`` stays.
+
+    Raises:
+        ValueError: a name outside ``allowed``, naming the ``option``.
+    """
+    if values is None:
+        return None
+    names = (values,) if isinstance(values, str) else tuple(values)
+    unknown = [n for n in names if allowed is not None and n not in allowed]
+    if unknown:
+        raise ValueError(f"{option}: unknown value(s) {unknown}; choose from {list(allowed)}")
+    return names
 
 
 def xywh_to_xyxy(boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -303,7 +326,7 @@ def _entry_problem(entry: object) -> str:
     for key in ("image_id", "study_id", "patient_id", "report", "report_text", "mask", "split", "rle_mode"):
         if key in entry and not isinstance(entry[key], str):
             return f"{key!r} must be a string, got {type(entry[key]).__name__}"
-    if "view" in entry and entry["view"] not in ("PA", "AP", "LATERAL", "OTHER"):
+    if "view" in entry and entry["view"] not in VIEWS:
         return f"'view' must be PA, AP, LATERAL or OTHER, got {entry['view']!r}"
     if "image_size" in entry:
         size = entry["image_size"]

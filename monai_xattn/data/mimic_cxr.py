@@ -20,8 +20,10 @@ import pandas as pd
 from monai_xattn.data.chexpert import CHEXPERT_LABELS, apply_uncertainty_policy
 from monai_xattn.data.datalist import (
     SPLITS,
+    VIEWS,
     AdapterReport,
     DatalistError,
+    as_names,
     check_unique,
     find_one,
     normalize_view,
@@ -114,6 +116,7 @@ def build_mimic_cxr_datalist(
         ``report`` (when the study's ``.txt`` exists) and ``labels`` (study level; blank labels left out).
     """
     root = Path(root)
+    views = as_names(views, "views", VIEWS)
     name = "mimic-cxr-jpg" if jpg else "mimic-cxr"
     report = AdapterReport(name, positive_rule="study label Pneumonia = 1")
     meta_path = _table(root, "metadata")
@@ -161,7 +164,7 @@ def build_mimic_cxr_datalist(
         view = normalize_view(row["ViewPosition"])
         image = mimic_image_path(subject, study, dicom_id, suffix)
         if views is not None and view not in views:
-            report.drop(dicom_id, f"view {view} not in {tuple(views)}")
+            report.drop(dicom_id, f"view {view} not in {views}")
         elif split_path is not None and dicom_id not in official:
             report.drop(dicom_id, "not in the split table")
         elif not (root / image).is_file():

@@ -169,3 +169,12 @@ def test_cli_options(tmp_path, capsys):
         args = ["datalist", dataset, "--root", str(tmp_path / "d"), "--output", str(tmp_path / "o.json")]
         assert main([*args, "--set", "colour=red"]) == 1
         assert f"{dataset} has no option(s) ['colour']" in capsys.readouterr().err
+
+
+def test_name_options():
+    from monai_xattn.data.datalist import VIEWS, as_names
+
+    assert as_names("PA", "views", VIEWS) == ("PA",)  # a bare string is one name, not letters
+    assert as_names(["PA", "AP"], "views", VIEWS) == ("PA", "AP") and as_names(None, "views") is None
+    with pytest.raises(ValueError, match=r"views: unknown value\(s\) \['Frontal'\]"):
+        as_names(["Frontal"], "views", VIEWS)

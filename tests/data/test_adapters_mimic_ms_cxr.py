@@ -80,6 +80,10 @@ def test_mimic_jpg_views_and_policy(mimic_root):
     assert images == [f"files/p10/p10000032/s50414267/{D1}.jpg", f"files/p11/p11000011/s53000001/{D3}.jpg"]
     assert datalist["training"][0]["labels"]["Pneumonia"] == 1 and report.positives == 1
     assert (D2, "view LATERAL not in ('PA', 'AP')") in report.drops
+    datalist, _ = build_mimic_cxr_jpg_datalist(mimic_root, views="PA")
+    assert [e["image_id"] for es in datalist.values() for e in es] == [D1]
+    with pytest.raises(ValueError, match="views: unknown"):
+        build_mimic_cxr_datalist(mimic_root, views=["FRONTAL"])
 
 
 def test_mimic_missing_file_and_errors(mimic_root, tmp_path):
