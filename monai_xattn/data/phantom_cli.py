@@ -12,8 +12,12 @@ _LAYOUTS = ("mimic-cxr", "mimic-cxr-jpg", "chestxray8", "rsna", "siim", "chexper
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--layout", required=True, choices=[*_LAYOUTS, "all"], help="dataset layout ('all': one sub-folder each)")
-    parser.add_argument("--out", required=True, help="output folder (must be empty or a phantom written before, with --overwrite)")
+    parser.add_argument(
+        "--layout", required=True, choices=[*_LAYOUTS, "all"], help="dataset layout ('all': one sub-folder each)"
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (must be empty or a phantom written before, with --overwrite)"
+    )
     parser.add_argument("--n", type=int, default=100, help="studies per layout (default 100)")
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument("--seed", type=int, default=0, help="same seed, same bytes (default 0)")

@@ -57,7 +57,21 @@ def test_bad_arguments(tmp_path, kwargs):
 
 def test_cli(tmp_path, capsys):
     out = tmp_path / "cli"
-    argv = ["phantom", "--layout", "siim", "--out", str(out), "--n", "2", "--size", "48", "--seed", "3", "--workers", "1"]
+    argv = [
+        "phantom",
+        "--layout",
+        "siim",
+        "--out",
+        str(out),
+        "--n",
+        "2",
+        "--size",
+        "48",
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+    ]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["layouts"]["siim"]["images"] == 2 and (out / "train-rle.csv").is_file()

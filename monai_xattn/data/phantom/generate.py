@@ -86,7 +86,9 @@ def generate(
     streams: dict[str, dict[str, Path]] = {}
     for name in names:
         streams.setdefault(LAYOUTS[name].stream, {})[name] = roots[name]
-    tasks = [(stream_roots, stream, i, seed, size, difficulty) for stream, stream_roots in streams.items() for i in range(n)]
+    tasks = [
+        (stream_roots, stream, i, seed, size, difficulty) for stream, stream_roots in streams.items() for i in range(n)
+    ]
 
     start = time.perf_counter()
     workers = os.cpu_count() or 1 if workers is None else max(1, int(workers))

@@ -22,7 +22,6 @@ from PIL import Image
 from skimage.measure import label as connected_components
 
 from monai_xattn.data.dicom_writer import write_cxr_dicom
-from monai_xattn.data.phantom.findings import Finding
 from monai_xattn.data.phantom.reports import CHEXPERT_LABELS, Report, phrase_for_box, text_attributes, write_report
 from monai_xattn.data.phantom.synth import Study, study_rngs, synthesize_study
 from monai_xattn.data.siim import rle_encode
@@ -56,7 +55,19 @@ COVID_COLUMNS = (
     "neutrophil_count", "lymphocyte_count", "view", "modality", "date", "location", "folder", "filename", "doi", "url",
     "license", "clinical_notes", "other_notes",
 )  # fmt: skip
-MS_CXR_COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height", "split")
+MS_CXR_COLUMNS = (
+    "dicom_id",
+    "category_name",
+    "label_text",
+    "path",
+    "x",
+    "y",
+    "w",
+    "h",
+    "image_width",
+    "image_height",
+    "split",
+)
 
 #: DICOM encodings of the MIMIC-CXR layout, cycled over the first studies so even a small phantom holds each:
 #: (photometric, bits_stored, rescale, windows, VOI LUT sequence, spacing tag, transfer syntax)
@@ -215,15 +226,23 @@ def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed:
     date = f"21{int(rng.integers(10, 99)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
     time = f"{int(rng.integers(0, 24)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}.{int(rng.integers(0, 1000)):03d}"
     view = study.patient.view
-    images = [(study.image, view)] + ([(study.lateral, str(rng.choice(["LATERAL", "LL"], p=[0.8, 0.2])))] if study.lateral is not None else [])
-    procedure = "CHEST (PORTABLE AP)" if view == "AP" else ("CHEST (PA AND LAT)" if study.lateral is not None else "CHEST (PA)")
+    images = [(study.image, view)] + (
+        [(study.lateral, str(rng.choice(["LATERAL", "LL"], p=[0.8, 0.2])))] if study.lateral is not None else []
+    )
+    procedure = (
+        "CHEST (PORTABLE AP)" if view == "AP" else ("CHEST (PA AND LAT)" if study.lateral is not None else "CHEST (PA)")
+    )
     view_meaning = {"PA": "postero-anterior", "AP": "antero-posterior", "LATERAL": "lateral", "LL": "left lateral"}
     meta_rows, split_rows, frontal_id = [], [], None
     report_rel = f"files/p{subject[:2]}/p{subject}/s{study_id}.txt"
     for k, (pixels, vp) in enumerate(images):
         dicom_id = _hex_id(rng, (4, 4, 4, 4, 4))
         frontal_id = frontal_id or dicom_id
-        variant = DICOM_VARIANTS[(index + k) % len(DICOM_VARIANTS)] if index < 2 * len(DICOM_VARIANTS) else DICOM_VARIANTS[int(rng.integers(len(DICOM_VARIANTS)))]
+        variant = (
+            DICOM_VARIANTS[(index + k) % len(DICOM_VARIANTS)]
+            if index < 2 * len(DICOM_VARIANTS)
+            else DICOM_VARIANTS[int(rng.integers(len(DICOM_VARIANTS)))]
+        )
         photometric, bits, rescale, windows, voi_lut, spacing, syntax = variant
         stored = to_stored(pixels, photometric, bits, rescale, rng)
         if root_dcm is not None:
@@ -457,7 +476,11 @@ def write_study(roots: dict[str, Path], stream: str, index: int, seed: int, size
     report = write_report(study.findings, rngs["text"], view=study.patient.view, lateral=study.lateral is not None,
                           difficulty=difficulty, sex=study.patient.sex)  # fmt: skip
     if stream == "mimic":
-        return {"mimic": _mimic_study(roots.get("mimic-cxr"), roots.get("mimic-cxr-jpg"), index, seed, study, report, rngs["meta"])}
+        return {
+            "mimic": _mimic_study(
+                roots.get("mimic-cxr"), roots.get("mimic-cxr-jpg"), index, seed, study, report, rngs["meta"]
+            )
+        }
     (name,) = roots
     return {name: _STUDY_WRITERS[name](roots[name], index, seed, study, report, rngs["meta"])}
 
@@ -507,15 +530,25 @@ def write_tables(name: str, root: Path, records: list[dict]) -> dict[str, int]:
         _write_csv(root / "Data_Entry_2017.csv", NIH_HEADER, [rec["entry"] for rec in records])
         boxes = [b for rec in records for b in rec["boxes"]]
         # the real header: "Bbox [x,y,w,h]" split by the commas, then three empty fields
-        _write_csv(root / "BBox_List_2017.csv", ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]", "", "", ""), boxes)
+        _write_csv(
+            root / "BBox_List_2017.csv", ("Image Index", "Finding Label", "Bbox [x", "y", "w", "h]", "", "", ""), boxes
+        )
         test_patients = {rec["patient"] for rec in records if (rec["patient"] * 2654435761) % 5 == 0}
-        (root / "test_list.txt").write_text("".join(f"{rec['name']}\n" for rec in records if rec["patient"] in test_patients))
-        (root / "train_val_list.txt").write_text("".join(f"{rec['name']}\n" for rec in records if rec["patient"] not in test_patients))
+        (root / "test_list.txt").write_text(
+            "".join(f"{rec['name']}\n" for rec in records if rec["patient"] in test_patients)
+        )
+        (root / "train_val_list.txt").write_text(
+            "".join(f"{rec['name']}\n" for rec in records if rec["patient"] not in test_patients)
+        )
         return {"studies": len(records), "images": len(records), "boxes": len(boxes)}
     if name == "rsna":
         rows = [r for rec in records for r in rec["labels"]]
         _write_csv(root / "stage_2_train_labels.csv", ("patientId", "x", "y", "width", "height", "Target"), rows)
-        _write_csv(root / "stage_2_detailed_class_info.csv", ("patientId", "class"), [r for rec in records for r in rec["classes"]])
+        _write_csv(
+            root / "stage_2_detailed_class_info.csv",
+            ("patientId", "class"),
+            [r for rec in records for r in rec["classes"]],
+        )
         return {"studies": len(records), "images": len(records), "boxes": sum(r[5] for r in rows)}
     if name == "siim":
         rows = [r for rec in records for r in rec["rows"]]
@@ -524,7 +557,9 @@ def write_tables(name: str, root: Path, records: list[dict]) -> dict[str, int]:
     if name == "chexpert":
         header = ("Path", "Sex", "Age", "Frontal/Lateral", "AP/PA", *CHEXPERT_LABELS)
         for split in ("train", "valid"):
-            _write_csv(root / f"{split}.csv", header, [r for rec in records if rec["split"] == split for r in rec["rows"]])
+            _write_csv(
+                root / f"{split}.csv", header, [r for rec in records if rec["split"] == split for r in rec["rows"]]
+            )
         master = [r + [rec["split"], rec["impression"]] for rec in records for r in rec["rows"]]
         _write_csv(root / "master_updated.csv", (*header, "Split", "Report Impression"), master)
         return {"studies": len(records), "images": len(master)}
@@ -535,7 +570,9 @@ def write_tables(name: str, root: Path, records: list[dict]) -> dict[str, int]:
         text = ("## Phantom severity scores: mean of three simulated raters.\n"
                 "## geographic_mean: extent of involvement 0-8; opacity_mean: degree of opacity 0-6 (arXiv 2005.11856).\n")  # fmt: skip
         (root / "annotations").mkdir(parents=True, exist_ok=True)
-        (root / "annotations" / "covid-severity-scores.csv").write_text(text + _csv_text(("filename", "geographic_mean", "opacity_mean"), severity))
+        (root / "annotations" / "covid-severity-scores.csv").write_text(
+            text + _csv_text(("filename", "geographic_mean", "opacity_mean"), severity)
+        )
         return {"studies": len(records), "images": len(rows), "severity_scores": len(severity)}
     if name == "ms-cxr":
         rows = [r for rec in records for r in rec["rows"]]
