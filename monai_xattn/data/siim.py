@@ -84,7 +84,8 @@ def rle_decode(rle: str | Sequence[str], height: int, width: int, mode: str = "r
         mode: ``"relative"`` (SIIM ``train-rle.csv``) or ``"absolute"`` (1-based positions).
 
     Returns:
-        ``(H, W)`` uint8 mask of 0/1, row = image y.
+        ``(H, W)`` uint8 mask of 0/1, row = image y. It is the transposed view of a C-contiguous ``(W, H)``
+        array, so ``mask.T`` is MONAI's ``(W, H)`` layout without a copy.
 
     Raises:
         ValueError: malformed string, or a run past the end of the ``H * W`` image.
@@ -92,14 +93,23 @@ def rle_decode(rle: str | Sequence[str], height: int, width: int, mode: str = "r
     n = int(height) * int(width)
     strings = [rle] if isinstance(rle, str) else list(rle)
     bounds = [_runs(s, n, mode) for s in strings]
-    starts = np.concatenate([b[0] for b in bounds]) if bounds else np.zeros(0, np.int64)
-    ends = np.concatenate([b[1] for b in bounds]) if bounds else np.zeros(0, np.int64)
-    # +1 at each start, -1 at each end: the running sum counts covering runs, so overlaps unite
-    edges = np.zeros(n + 1, np.int32)
-    np.add.at(edges, starts, 1)
-    np.add.at(edges, ends, -1)
-    flat = (np.cumsum(edges[:n]) > 0).astype(np.uint8)
-    return np.ascontiguousarray(flat.reshape(width, height).T)
+    starts = np.concatenate([np.zeros(0, np.int64), *(b[0] for b in bounds)])
+    ends = np.concatenate([np.zeros(0, np.int64), *(b[1] for b in bounds)])
+    order = np.argsort(starts, kind="stable")
+    starts, ends = starts[order], ends[order]
+    flat = np.zeros(n, np.uint8)
+    if len(starts) and (starts[1:] >= ends[:-1]).all():
+        # disjoint runs (any single relative string): the flat mask up to the last run is alternating
+        # gap/run segments, written by one np.repeat
+        gaps = starts - np.concatenate([[0], ends[:-1]])
+        counts = np.stack([gaps, ends - starts], axis=1).ravel()
+        flat[: ends[-1]] = np.repeat(np.tile(np.array([0, 1], np.uint8), len(starts)), counts)
+    elif len(starts):
+        # overlapping runs (several rows of one image): pixel k of run r is starts[r] + k, painted by index
+        lengths = ends - starts
+        pixels = np.arange(lengths.sum()) + np.repeat(starts - (np.cumsum(lengths) - lengths), lengths)
+        flat[pixels] = 1
+    return flat.reshape(width, height).T
 
 
 def rle_encode(mask: np.ndarray, mode: str = "relative") -> str:
@@ -113,9 +123,12 @@ def rle_encode(mask: np.ndarray, mode: str = "relative") -> str:
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise ValueError(f"mask must be 2D (H, W), got shape {mask.shape}")
-    flat = (mask != 0).T.ravel().astype(np.int8)
-    edges = np.diff(np.concatenate([[0], flat, [0]]))
-    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    # column-major flattening, zero-padded at both ends, written in place: every run has a rising and a
+    # falling edge, so the nonzero differences alternate start, end
+    padded = np.zeros(mask.size + 2, np.int8)
+    np.not_equal(mask.T, 0, out=padded[1:-1].reshape(mask.shape[1], mask.shape[0]))
+    edges = np.flatnonzero(np.diff(padded))
+    starts, ends = edges[0::2], edges[1::2]
     if not len(starts):
         return "-1"
     first = starts - np.concatenate([[0], ends[:-1]]) if mode == "relative" else starts + 1

@@ -60,6 +60,12 @@ def test_several_rows_are_united():
     united = rle_decode([rle_encode(a), rle_encode(b)], 6, 6)
     np.testing.assert_array_equal(united, a | b)
     assert rle_decode(["-1", rle_encode(a)], 6, 6).sum() == a.sum()
+    # disjoint rows listed out of pixel order
+    c = np.zeros((6, 6), np.uint8)
+    c[4:6, 5] = 1
+    d = np.zeros((6, 6), np.uint8)
+    d[0, 0:2] = 1
+    np.testing.assert_array_equal(rle_decode([rle_encode(c), rle_encode(d)], 6, 6), c | d)
 
 
 @pytest.mark.parametrize(
