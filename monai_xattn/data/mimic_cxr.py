@@ -25,6 +25,7 @@ from monai_xattn.data.datalist import (
     DatalistError,
     as_names,
     check_unique,
+    dicom_header,
     find_one,
     normalize_view,
     read_table,
@@ -85,6 +86,32 @@ def _study_labels(
     }
 
 
+def _metadata_from_headers(records: Path, root: Path, report: AdapterReport) -> pd.DataFrame:
+    """The metadata table's needed columns, rebuilt from ``cxr-record-list`` + each DICOM header.
+
+    MIMIC-CXR (DICOM) ships ``cxr-record-list.csv.gz`` (``subject_id, study_id, dicom_id, path``); the metadata
+    table belongs to MIMIC-CXR-JPG. Files that are missing or unreadable are reported drops.
+    """
+    table = read_table(records)
+    require_columns(table, ("subject_id", "study_id", "dicom_id", "path"), records, report)
+    check_unique(table["dicom_id"], records, "dicom_id")
+    rows = []
+    for rec in table.to_dict("records"):
+        path = root / rec["path"]
+        if not path.is_file():
+            report.drop(rec["dicom_id"], "image file missing")
+            continue
+        try:
+            header = dicom_header(path)
+        except DatalistError as exc:
+            report.drop(rec["dicom_id"], str(exc).split(": ", 1)[1])
+            continue
+        w, h = header["image_size"]
+        rows.append([rec["dicom_id"], rec["subject_id"], rec["study_id"], header["view"], str(h), str(w)])
+    report.note(f"no mimic-cxr-2.0.0-metadata table: views and sizes read from the DICOM headers ({records.name})")
+    return pd.DataFrame(rows, columns=list(_METADATA), dtype=str)
+
+
 def build_mimic_cxr_datalist(
     root: str | os.PathLike,
     *,
@@ -99,7 +126,9 @@ def build_mimic_cxr_datalist(
     """MIMIC-CXR (or -JPG with ``jpg=True``) folder -> datalist, one entry per image (all views by default).
 
     Split: the official ``split`` table; without it, by patient with ``val_fraction`` / ``test_fraction``
-    (noted). Images absent from the split table, from disk, or of an unwanted view are reported drops.
+    (noted). Images absent from the split table, from disk, or of an unwanted view are reported drops. Without
+    the metadata table (a MIMIC-CXR DICOM download holds ``cxr-record-list.csv.gz`` instead), images come from
+    the record list and view and size from each DICOM header (noted).
 
     Args:
         root: dataset folder (tables at the root, images under ``files/``).
@@ -120,10 +149,14 @@ def build_mimic_cxr_datalist(
     name = "mimic-cxr-jpg" if jpg else "mimic-cxr"
     report = AdapterReport(name, positive_rule="study label Pneumonia = 1")
     meta_path = _table(root, "metadata")
-    if meta_path is None:
-        meta_path = find_one(root, ["mimic-cxr-2.0.0-metadata.csv*"], "MIMIC-CXR metadata")
-    meta = read_table(meta_path)
-    require_columns(meta, _METADATA, meta_path, report, known=_METADATA_KNOWN)
+    records = next((p for p in (root / "cxr-record-list.csv.gz", root / "cxr-record-list.csv") if p.is_file()), None)
+    if meta_path is None and records is not None and not jpg:
+        meta_path, meta = records, _metadata_from_headers(records, root, report)
+    else:
+        if meta_path is None:
+            meta_path = find_one(root, ["mimic-cxr-2.0.0-metadata.csv*"], "MIMIC-CXR metadata")
+        meta = read_table(meta_path)
+        require_columns(meta, _METADATA, meta_path, report, known=_METADATA_KNOWN)
     check_unique(meta["dicom_id"], meta_path, "dicom_id")
     size = meta[["Columns", "Rows"]].apply(pd.to_numeric, errors="coerce")
     bad = size.index[size.isna().any(axis=1) | (size <= 0).any(axis=1)]

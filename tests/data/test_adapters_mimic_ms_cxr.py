@@ -100,6 +100,33 @@ def test_mimic_missing_file_and_errors(mimic_root, tmp_path):
         build_mimic_cxr_datalist(tmp_path)
 
 
+def test_mimic_dicom_release_without_metadata(mimic_root):
+    """A MIMIC-CXR (DICOM) download: cxr-record-list instead of the metadata table; headers give view and size."""
+    import numpy as np
+
+    from monai_xattn.data.dicom_writer import write_cxr_dicom
+
+    (mimic_root / "mimic-cxr-2.0.0-metadata.csv.gz").unlink()
+    rels = {D1: "p10/p10000032/s50414267", D2: "p10/p10000032/s50414267", D3: "p11/p11000011/s53000001"}
+    for (dicom_id, rel), view in zip(rels.items(), ["PA", "LL", "AP"], strict=True):
+        write_cxr_dicom(
+            mimic_root / "files" / rel / f"{dicom_id}.dcm", np.zeros((30, 20), np.uint16), view_position=view
+        )
+    (mimic_root / "files" / rels[D3] / f"{D3}.dcm").write_bytes(b"not dicom")
+    lines = ["subject_id,study_id,dicom_id,path"] + [
+        f"{rel.split('/')[1][1:]},{rel.split('/')[2][1:]},{d},files/{rel}/{d}.dcm" for d, rel in rels.items()
+    ]
+    gz(mimic_root / "cxr-record-list.csv.gz", "\n".join(lines) + "\n")
+    datalist, report = build_mimic_cxr_datalist(mimic_root)
+    first, lateral = datalist["training"]
+    assert first["image_id"] == D1 and first["view"] == "PA" and first["image_size"] == [20, 30]
+    assert lateral["view"] == "LATERAL" and first["labels"]["Edema"] == 1
+    assert any(i == D3 and r.startswith("unreadable DICOM header") for i, r in report.drops)
+    assert any("read from the DICOM headers" in n for n in report.notes)
+    with pytest.raises(DatalistError, match="no MIMIC-CXR metadata"):
+        build_mimic_cxr_jpg_datalist(mimic_root)  # the JPG release always has the table
+
+
 MS_CXR = f"""dicom_id,category_name,label_text,path,x,y,w,h,image_width,image_height,split
 {D1},Pneumonia,Left basilar consolidation,files/p10/p10000032/s50414267/{D1}.jpg,100,200,50.5,60,2544,3056,test
 {D1},Pneumonia,Left basilar consolidation,files/p10/p10000032/s50414267/{D1}.jpg,300,210,40,30,2544,3056,test
