@@ -1,5 +1,6 @@
 """monai_xattn.metrics."""
 
+from monai_xattn.metrics.classification import CLASSIFICATION_METRICS, classification_metrics, confusion_counts
 from monai_xattn.metrics.localization import (
     COCOMAP,
     BoxRecall,
@@ -13,6 +14,7 @@ from monai_xattn.metrics.localization import (
     localization_accuracy,
     top1_overlap,
 )
+from monai_xattn.metrics.retrieval import encode_labels, hit_at_k, precision_at_k, retrieval_metrics
 
 __all__ = [
     "COCOMAP",
@@ -26,4 +28,11 @@ __all__ = [
     "coco_map",
     "localization_accuracy",
     "top1_overlap",
+    "CLASSIFICATION_METRICS",
+    "classification_metrics",
+    "confusion_counts",
+    "encode_labels",
+    "hit_at_k",
+    "precision_at_k",
+    "retrieval_metrics",
 ]

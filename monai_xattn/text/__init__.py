@@ -11,6 +11,12 @@ from monai_xattn.text.attributes import (
     extract_attributes,
     load_vocabulary,
 )
+from monai_xattn.text.prompts import (
+    DEFAULT_PROMPTS_FILE,
+    class_prompt_candidates,
+    generate_class_prompts,
+    load_prompt_vocabulary,
+)
 from monai_xattn.text.reports import read_report
 from monai_xattn.text.sections import extract_sections, gloria_clean_sentences, select_sections, split_sentences
 
@@ -21,6 +27,10 @@ __all__ = [
     "NegExRules",
     "extract_attributes",
     "load_vocabulary",
+    "DEFAULT_PROMPTS_FILE",
+    "class_prompt_candidates",
+    "generate_class_prompts",
+    "load_prompt_vocabulary",
     "read_report",
     "extract_sections",
     "gloria_clean_sentences",
