@@ -2,6 +2,7 @@
 
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
 from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch, loss_output
+from monai_xattn.engines.gloria import GloriaLossMetric, GloriaPrepareBatch, GloriaTrainingIteration
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -10,4 +11,7 @@ __all__ = [
     "DetectionLoss",
     "DetectionPrepareBatch",
     "loss_output",
+    "GloriaLossMetric",
+    "GloriaPrepareBatch",
+    "GloriaTrainingIteration",
 ]

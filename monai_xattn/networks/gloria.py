@@ -240,6 +240,15 @@ class GloriaTextEncoder(nn.Module):
         )
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
 
+    def word_strings(self, text: str) -> list[str]:
+        """The words of ``text`` in the order of the word slots that the word mask keeps (with
+        ``official_word_slots``, ``"[SEP]"`` ends the list)."""
+        enc = self.tokenizer(text, truncation=True, max_length=self.max_length)
+        ids = [w for w in enc.word_ids() if w is not None]
+        spans = [enc.word_to_chars(w) for w in range(max(ids) + 1)] if ids else []
+        words = [text[span.start:span.end] for span in spans]
+        return words + ["[SEP]"] if self.official_word_slots else words
+
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

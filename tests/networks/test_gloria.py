@@ -1,5 +1,6 @@
 import sys
 
+import numpy as np
 import pytest
 import torch
 from monai.networks.nets import resnet18
@@ -138,3 +139,37 @@ def test_gloria_forward_backward(text_encoder):
     grads = [p.grad for p in model.parameters() if p.requires_grad]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
     assert model.image_encoder.local_proj.weight.grad.abs().sum() > 0
+
+
+def test_attention_figure_keeps_the_monai_frame(tmp_path):
+    from PIL import Image
+
+    from monai_xattn.visualize import attention_figure
+
+    image = torch.zeros(1, 40, 20)  # W = 40 (x), H = 20 (y)
+    attention = torch.zeros(2, 4, 2)
+    attention[0, 3, 0] = 1.0  # word 0: right (x) and top (y)
+    attention[1, 0, 1] = 1.0  # word 1: left and bottom
+    path = tmp_path / "attention.png"
+    figure = attention_figure(image, attention, ["right-top", "left-bottom"], path=path, panel_size=40, alpha=1.0)
+    assert path.is_file() and Image.open(path).size == figure.size == (3 * 40, 40 + 16)
+    pixels = np.asarray(figure).astype(int)
+
+    def redness(panel, x, y):
+        r, _, b = pixels[y, 40 * panel + x]
+        return r - b
+
+    assert redness(1, 36, 3) > 100 and redness(1, 3, 36) < -50
+    assert redness(2, 3, 36) > 100 and redness(2, 36, 3) < -50
+    with pytest.raises(ValueError, match="3 words but attention for only 2"):
+        attention_figure(image, attention, ["a", "b", "c"])
+
+
+def test_gloria_attention_figure_runs_the_model(text_encoder, tmp_path):
+    from monai_xattn.visualize import gloria_attention_figure
+
+    model = GLoRIA(depth=18)
+    text = "bibasilar atelectasis"
+    assert model.text_encoder.word_strings(text) == ["bibasilar", "atelectasis"]
+    figure = gloria_attention_figure(model, torch.rand(1, 64, 64), text, tmp_path / "fig.png", panel_size=32)
+    assert (tmp_path / "fig.png").is_file() and figure.size == (3 * 32, 32 + 16)

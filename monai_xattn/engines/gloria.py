@@ -1,0 +1,167 @@
+"""Pieces that let MONAI's stock ``SupervisedTrainer`` / ``SupervisedEvaluator`` pretrain GLoRIA.
+
+- :class:`GloriaPrepareBatch` turns a collated batch (image + ``Tokenized`` report) into
+  ``network(image, input_ids=..., attention_mask=..., word_ids=...)`` calls, trimming the batch's common padding.
+- :class:`GloriaTrainingIteration` is the trainer's ``iteration_update``: forward, :class:`GloriaLoss` (a dict of
+  terms), backward, gradient-norm clipping (GLoRIA: 0.25, which the stock iteration cannot do between backward and
+  step under AMP), optimizer step. The output holds the detached loss terms and the attention maps.
+- :class:`GloriaLossMetric` is an Ignite metric for the evaluator: the loss (or one of its terms) averaged over
+  the validation batches, as the official validation loss.
+
+Engines run with ``decollate=False``; log with ``output_transform=monai_xattn.engines.loss_output``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import torch
+from ignite.metrics import Metric
+from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
+from monai.engines.utils import IterationEvents, PrepareBatch
+from monai.utils.enums import CommonKeys as Keys
+
+from monai_xattn.losses.gloria import GloriaLoss
+
+__all__ = ["GloriaPrepareBatch", "GloriaTrainingIteration", "GloriaLossMetric", "TOKEN_KEYS"]
+
+TOKEN_KEYS = ("input_ids", "attention_mask", "word_ids")
+
+
+class GloriaPrepareBatch(PrepareBatch):
+    """Collated GLoRIA batch -> ``(image, None, (), {"input_ids", "attention_mask", "word_ids"})``.
+
+    Token tensors come from :class:`monai_xattn.transforms.Tokenized` padded to ``max_length`` (so they collate);
+    columns that are padding in every report of the batch are dropped, so the text encoder runs on the batch's
+    longest report rather than on ``max_length`` tokens.
+
+    Args:
+        image_key: key of the ``(B, C, W, H)`` images.
+        token_prefix: prefix of the token keys (``Tokenized``'s ``output_prefix``).
+    """
+
+    def __init__(self, image_key: str = "image", token_prefix: str = "") -> None:
+        self.image_key = image_key
+        self.token_keys = {name: f"{token_prefix}{name}" for name in TOKEN_KEYS}
+
+    def __call__(
+        self,
+        batchdata: Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[torch.Tensor, None, tuple, dict[str, torch.Tensor]]:
+        if not isinstance(batchdata, Mapping):
+            raise ValueError("GLoRIA batches are collated dicts: use the default collate (not no_collation)")
+        missing = [k for k in (self.image_key, *self.token_keys.values()) if k not in batchdata]
+        if missing:
+            raise KeyError(f"GLoRIA batch lacks {missing} (keys: {sorted(batchdata)}); tokenize the report with "
+                           "monai_xattn.transforms.Tokenized")
+        tokens = {name: torch.as_tensor(batchdata[key]) for name, key in self.token_keys.items()}
+        length = int(tokens["attention_mask"].sum(dim=1).max())
+        tokens = {name: t[:, :length].to(device=device, non_blocking=non_blocking) for name, t in tokens.items()}
+        image = torch.as_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs)
+        return image, None, (), tokens
+
+
+class GloriaTrainingIteration:
+    """``iteration_update`` of a ``SupervisedTrainer`` whose ``loss_function`` is a :class:`GloriaLoss`.
+
+    Args:
+        clip_grad_norm: maximum gradient norm (official: 0.25); ``None`` or ``0`` disables clipping.
+
+    The engine's output: ``image``, ``label`` (None), ``pred`` (the network's dict, detached), ``loss`` and each
+    loss term (detached 0-d tensors), ``attention`` ``(B, T, W', H')`` (detached).
+    """
+
+    def __init__(self, clip_grad_norm: float | None = 0.25) -> None:
+        self.clip_grad_norm = clip_grad_norm
+
+    def __call__(self, engine: Any, batchdata: Mapping[str, Any]) -> dict[str, Any]:
+        if batchdata is None:
+            raise ValueError("Must provide batch data for current iteration.")
+        image, _, args, kwargs = engine.prepare_batch(
+            batchdata, engine.state.device, engine.non_blocking, **engine.to_kwargs
+        )
+        engine.state.output = {Keys.IMAGE: image, Keys.LABEL: None}
+        engine.network.train()
+        engine.optimizer.zero_grad(set_to_none=engine.optim_set_to_none)
+        device_type = torch.device(engine.state.device).type if engine.state.device is not None else "cpu"
+        with torch.autocast(device_type, enabled=bool(engine.amp), **(engine.amp_kwargs or {})):
+            pred = engine.inferer(image, engine.network, *args, **kwargs)
+            engine.fire_event(IterationEvents.FORWARD_COMPLETED)
+            terms = engine.loss_function(**pred)
+        loss = terms["loss"]
+        engine.state.output[Keys.LOSS] = loss
+        engine.fire_event(IterationEvents.LOSS_COMPLETED)
+        scaler = engine.scaler if engine.amp else None
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+        if self.clip_grad_norm:
+            if scaler is not None:
+                scaler.unscale_(engine.optimizer)  # clip the true gradients, not the scaled ones
+            params = [p for group in engine.optimizer.param_groups for p in group["params"]]
+            torch.nn.utils.clip_grad_norm_(params, self.clip_grad_norm)
+        if scaler is not None:
+            scaler.step(engine.optimizer)
+            scaler.update()
+        else:
+            engine.optimizer.step()
+        engine.state.output.update({k: v.detach() for k, v in terms.items() if k != "attention"})
+        engine.state.output["attention"] = terms["attention"].detach()
+        engine.state.output[Keys.PRED] = {k: v.detach() for k, v in pred.items()}
+        engine.fire_event(IterationEvents.MODEL_COMPLETED)
+        return engine.state.output
+
+
+def _pred(output: Mapping[str, Any]) -> Mapping[str, torch.Tensor]:
+    return output[Keys.PRED]
+
+
+_PRED_KEYS = ("image_local", "image_global", "words", "word_mask", "text_global")
+
+
+class GloriaLossMetric(Metric):
+    """Validation GLoRIA loss: one term of :class:`GloriaLoss` averaged over batches (weighted by batch size).
+
+    Args:
+        loss_function: the loss (default: ``GloriaLoss()`` with the official settings).
+        term: ``"loss"`` (weighted total) or a term name (``"global_i2t"``, ``"local_t2i"``, ...).
+        output_transform: engine output -> the network's output dict (default: ``output["pred"]``, for
+            ``decollate=False`` evaluators).
+    """
+
+    def __init__(
+        self,
+        loss_function: GloriaLoss | None = None,
+        term: str = "loss",
+        output_transform: Callable = _pred,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.loss_function = GloriaLoss() if loss_function is None else loss_function
+        self.term = term
+        self.required_output_keys = _PRED_KEYS  # Ignite hands update() these values of the output dict, in order
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._sum = 0.0
+        self._count = 0
+
+    @reinit__is_reduced
+    def update(self, output: Sequence[torch.Tensor]) -> None:
+        output = dict(zip(_PRED_KEYS, output, strict=True))
+        with torch.no_grad():
+            terms = self.loss_function(**output)
+        if self.term not in terms:
+            raise KeyError(f"GloriaLossMetric: no loss term {self.term!r}; terms are {sorted(terms)}")
+        n = int(output["image_global"].shape[0])
+        self._sum += float(terms[self.term]) * n
+        self._count += n
+
+    @sync_all_reduce("_sum", "_count")
+    def compute(self) -> float:
+        if self._count == 0:
+            raise RuntimeError("GloriaLossMetric has seen no batch")
+        return self._sum / self._count
