@@ -247,7 +247,7 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
     att += (0.3 * np.sqrt(np.clip(1 - r2, 0, 1)) + 0.28) * heart
 
     # abdomen below the domes; gastric air bubble under the left hemidiaphragm
-    bubble = np.clip(1 - ((px - 0.42) / 0.14) ** 2 - ((py - p.dome[1] - 0.16) / 0.06) ** 2, 0, 1)
+    bubble = np.clip(1 - ((px - 0.5) / 0.13) ** 2 - ((py - p.dome[1] - 0.22) / 0.06) ** 2, 0, 1)
     att -= (0.3 if rng.random() < 0.75 else 0.0) * np.sqrt(bubble)
 
     # spine: vertebral bodies with disc spaces, pedicles; visible through the mediastinum
@@ -262,8 +262,9 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
 
     # posterior ribs: arcs rising from the spine then sweeping down laterally; nearest-rib distance keeps it O(HW)
     rib_gap = 0.155 + 0.015 * (1.0 - p.aspect)
-    curve = py + 0.3 * ax - 0.55 * ax**2
-    k = (curve + 0.99) / rib_gap
+    curve = py + rng.uniform(0.25, 0.35) * ax - rng.uniform(0.48, 0.62) * ax**2
+    # lower ribs are spaced wider: a power warp of the rib coordinate
+    k = 9.0 * np.clip((curve + 0.99) / (9.0 * rib_gap), 0, None) ** 0.88
     idx = np.round(k)
     dist = (k - idx) * rib_gap
     ribs = (idx >= 0) & (idx <= 9)
@@ -280,7 +281,7 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
         * sigmoid((ax - 0.3) / 0.05)
         * sigmoid((wall - ax) / 0.02)
     )
-    att += 0.14 * posterior + 0.05 * anterior
+    att += 0.1 * posterior + 0.04 * anterior
 
     # clavicles: S-shaped from the sternal end up to the acromion
     cl = py + 0.8 + 0.22 * ax - 0.05 * np.sin(2 * np.pi * ax / 0.95)

@@ -290,7 +290,8 @@ def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple
         net = np.abs(_smooth_field(rng, u * 2.5, v * 2.5, 1.0, 6)) < 0.35
         dens = shape * (0.35 + 0.75 * net)
     else:  # patchy: confluent blotches
-        dens = shape * np.clip(0.35 + 0.7 * _smooth_field(rng, u * 2, v * 2, 0.8, 6), 0, 1.1)
+        blotches = _smooth_field(rng, u, v, 0.7, 3) + 0.5 * _smooth_field(rng, u, v, 1.4, 3)
+        dens = shape * np.clip(0.65 + 0.4 * blotches, 0, 1.1)
     return dens, shape > 0.5
 
 
@@ -396,8 +397,8 @@ def render_findings(
             )
             region = rim * g["mask"]
             line = np.exp(-(((region - 0.5) / 0.25) ** 2)) * (g["mask"] > 0.5)
-            att -= region * (anatomy.vessels + 0.1)
-            att += 0.08 * line
+            att -= region * (anatomy.vessels + 0.15)
+            att += 0.12 * line
             masks.append(region > 0.5)
         elif f.kind == "device":
             dens = _draw_devices(frame, f, rng, domes)
