@@ -211,9 +211,9 @@ class ResizeBoxd(MapTransform):
             dst = [int(round(z * s)) for z, s in zip(zoom, src, strict=True)]
             d[key] = Resize(spatial_size=dst, mode=self.mode)(d[key])
             if hasattr(d[key], "meta"):
-                d[key].meta[BOX_SCALE_KEY] = np.asarray(zoom, dtype=np.float64)
+                d[key].meta[BOX_SCALE_KEY] = torch.tensor(zoom, dtype=torch.float64)  # tensors: see LoadCXR
                 # LoadCXR records the size as read; otherwise the size before resizing is the best there is
-                d[key].meta.setdefault("original_size", np.asarray(src, dtype=np.int64))
+                d[key].meta.setdefault("original_size", torch.tensor(src, dtype=torch.int64))
         return d
 
 
@@ -292,8 +292,8 @@ def boxes_to_original(boxes: torch.Tensor | np.ndarray, meta: Mapping[str, Any])
     """
     if BOX_SCALE_KEY not in meta:
         raise KeyError(f"meta has no {BOX_SCALE_KEY!r}: the image did not pass through ResizeBoxd.")
-    scale = np.asarray(meta[BOX_SCALE_KEY], dtype=np.float64).reshape(-1)[:2]
-    upper = np.asarray(meta["original_size"], dtype=np.float64).reshape(-1)[:2]
+    scale = np.asarray(torch.as_tensor(meta[BOX_SCALE_KEY]), dtype=np.float64).reshape(-1)[:2]
+    upper = np.asarray(torch.as_tensor(meta["original_size"]), dtype=np.float64).reshape(-1)[:2]
     if isinstance(boxes, torch.Tensor):
         s = torch.as_tensor(np.tile(scale, 2), dtype=boxes.dtype, device=boxes.device)
         u = torch.as_tensor(np.tile(upper, 2), dtype=boxes.dtype, device=boxes.device)

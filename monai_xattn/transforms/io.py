@@ -21,6 +21,7 @@ float64 chain to float32 rounding, and keep the full pipeline within a few perce
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -43,6 +44,10 @@ logger = logging.getLogger(__name__)
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
 
 _NORMALIZE = ("minmax", "percentile")
+# tables over every value of up to 12-bit data (4,096 entries) are cheaper than finding the image's min and max
+_FULL_TABLE_BITS = 12
+_TAKE_BLOCK = 2**18  # pixels per np.take call
+_NATIVE_LE = (pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian)
 # beyond this many distinct stored values, the per-pixel chain is cheaper than building the table
 _MAX_TABLE = 2**17
 
@@ -69,6 +74,52 @@ def _has_dicm_marker(path: Path) -> bool:
 
 def _is_dicom(path: Path) -> bool:
     return path.suffix.lower() in DICOM_SUFFIXES or _has_dicm_marker(path)
+
+
+def _native_pixels(ds: pydicom.Dataset, ts: pydicom.uid.UID | None, path: Path) -> np.ndarray | None:
+    """Stored values of uncompressed little-endian unsigned 8/16-bit single-frame data, else ``None``.
+
+    The common chest X-ray case, read as a read-only view of PixelData: pydicom's generic native decoder spends
+    longer than the rest of the loading on copies this case does not need. The bits above BitsStored are *not*
+    cleared yet (see :func:`_mask_unused_bits`): the table lookup clears them for free. Anything else (signed, big
+    endian, deflated, compressed, 1/32-bit) goes through ``ds.pixel_array``.
+    """
+    if ts not in _NATIVE_LE or int(ds.get("PixelRepresentation", 0)) != 0:
+        return None
+    bits_allocated, bits_stored = int(ds.get("BitsAllocated", 0)), int(ds.get("BitsStored", 0))
+    if bits_allocated not in (8, 16) or not 0 < bits_stored <= bits_allocated:
+        return None
+    rows, cols = int(ds.Rows), int(ds.Columns)
+    raw = ds.PixelData
+    expected = rows * cols * bits_allocated // 8
+    if len(raw) < expected:
+        raise CXRLoadError(path, f"PixelData holds {len(raw)} bytes, {expected} expected for {rows} x {cols} "
+                           f"at {bits_allocated} bits: the file is truncated.")  # fmt: skip
+    stored = np.frombuffer(raw, dtype="<u2" if bits_allocated == 16 else np.uint8, count=rows * cols)
+    return stored.reshape(rows, cols)
+
+
+def _transposed(pixels: np.ndarray) -> np.ndarray:
+    """``(rows, cols)`` -> a C-contiguous ``(cols, rows)`` = ``(W, H)`` copy, MONAI's frame.
+
+    A copy and not a ``.T`` view: torch kernels downstream (``Resize``'s interpolation, reductions) run several times
+    slower on the transposed strides. It is made on the stored integers (half the bytes of float32) with torch,
+    whose transpose kernel is an order of magnitude faster than numpy's strided copy.
+    """
+    try:
+        with warnings.catch_warnings():  # a read-only PixelData view is only read here
+            warnings.simplefilter("ignore", UserWarning)
+            return torch.from_numpy(pixels).T.contiguous().numpy()
+    except TypeError:  # a dtype torch does not hold (e.g. big-endian)
+        return np.ascontiguousarray(pixels.T)
+
+
+def _mask_unused_bits(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
+    """Clear the bits above BitsStored of unsigned data (what pydicom's decoders do; a no-op when none exist)."""
+    bits = int(ds.get("BitsStored", 0) or 0)
+    if stored.dtype.kind != "u" or not 0 < bits < 8 * stored.dtype.itemsize:
+        return stored
+    return stored & stored.dtype.type(2**bits - 1)
 
 
 def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
@@ -212,20 +263,26 @@ class LoadCXR(Transform):
             raise CXRLoadError(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames); a chest X-ray has one.")
         if not int(ds.get("Rows", 0)) or not int(ds.get("Columns", 0)):
             raise CXRLoadError(path, f"zero-size image (Rows={ds.get('Rows')}, Columns={ds.get('Columns')}).")
-        stored = self._decode(ds, path)
+        stored = _transposed(self._decode(ds, path))
         plan = self._plan(ds, path)
-        integer = np.issubdtype(stored.dtype, np.integer)
-        affine = self._affine_form(ds, plan, stored) if integer else None
-        if affine is not None:
-            array = self._apply_affine(stored, *affine)
-        elif integer and int(stored.max()) - int(stored.min()) < _MAX_TABLE:
-            array = self._apply_table(stored, ds, plan, path)
+        bits = int(ds.get("BitsStored", 0) or 0)
+        unsigned = stored.dtype.kind == "u" and int(ds.get("PixelRepresentation", 0)) == 0
+        if unsigned and 0 < bits <= _FULL_TABLE_BITS and not self._affine_plan(ds, plan):
+            # a table over every BitsStored value, indexed modulo its power-of-two size: the modulo is the
+            # unused-bit mask, so neither a masking pass nor a min/max pass is needed
+            array = self._apply_table(stored, ds, plan, path, full_domain=bits)
         else:
-            values = self._chain(stored, None, ds, plan, path)
-            self._check_finite(values, path)
-            array = values.astype(np.float32)
-        # a transposed view, not a copy: MONAI's (W, H) frame at no cost (torch ops accept the strides)
-        array = array.T
+            stored = _mask_unused_bits(stored, ds)
+            integer = stored.dtype.kind in "iu"
+            affine = self._affine_form(ds, plan, stored) if integer else None
+            if affine is not None:
+                array = self._apply_affine(stored, *affine)
+            elif integer and int(stored.max()) - int(stored.min()) < _MAX_TABLE:
+                array = self._apply_table(stored, ds, plan, path)
+            else:
+                values = self._chain(stored, None, ds, plan, path)
+                self._check_finite(values, path)
+                array = values.astype(np.float32)
 
         spacing, source = [1.0, 1.0], "none"
         for keyword in ("PixelSpacing", "ImagerPixelSpacing"):
@@ -235,7 +292,7 @@ class LoadCXR(Transform):
                 spacing, source = [float(value[1]), float(value[0])], keyword
                 break
         meta = {
-            "spacing": np.asarray(spacing, dtype=np.float64),
+            "spacing": torch.tensor(spacing, dtype=torch.float64),
             "spacing_source": source,
             "view_position": str(ds.get("ViewPosition", "") or ""),
             "photometric_interpretation": photometric,
@@ -256,6 +313,9 @@ class LoadCXR(Transform):
                 raise CXRLoadError(
                     path, f"no installed decoder for transfer syntax {ts.name} ({ts}); install one of: {needs}."
                 )
+        stored = _native_pixels(ds, ts, path)
+        if stored is not None:
+            return stored
         try:
             stored = ds.pixel_array
         except Exception as e:  # pydicom raises ValueError/RuntimeError/struct errors depending on the codec
@@ -322,22 +382,42 @@ class LoadCXR(Transform):
             y = _normalize(x, counts, self.normalize, self.percentiles)
         return 1.0 - y if plan["invert"] else y
 
-    def _apply_table(self, stored: np.ndarray, ds: pydicom.Dataset, plan: dict[str, Any], path: Path) -> np.ndarray:
-        """Evaluate :meth:`_chain` once per value in ``[min, max]`` of ``stored`` and look the image up."""
-        lo, hi = int(stored.min()), int(stored.max())
-        values = np.arange(lo, hi + 1, dtype=np.int64).astype(stored.dtype)
-        if lo == 0:
-            index = stored
-        elif np.issubdtype(stored.dtype, np.unsignedinteger):  # stored >= lo: no wrap-around
-            index = stored - stored.dtype.type(lo)
+    def _apply_table(
+        self, stored: np.ndarray, ds: pydicom.Dataset, plan: dict[str, Any], path: Path, full_domain: int = 0
+    ) -> np.ndarray:
+        """Evaluate :meth:`_chain` once per stored value and look the image up in the result.
+
+        The table spans ``[min, max]`` of ``stored``, or with ``full_domain=bits`` every value ``[0, 2**bits)`` of
+        unsigned data, whose bits above ``bits`` the modulo indexing then ignores.
+        """
+        if full_domain:
+            lo, hi, index = 0, 2**full_domain - 1, stored
         else:
-            index = stored.astype(np.int32) - lo
-        # the histogram is only needed for statistics the table's ends cannot give
-        needs_counts = plan["voi"] == "normalize" and (self.normalize == "percentile" or "ModalityLUTSequence" in ds)
-        counts = np.bincount(index.ravel(), minlength=values.size) if needs_counts else None
+            lo, hi = int(stored.min()), int(stored.max())
+            index = stored - stored.dtype.type(lo) if stored.dtype.kind == "u" else stored.astype(np.int32) - lo
+        values = np.arange(lo, hi + 1, dtype=np.int64).astype(stored.dtype)
+        # min/max/percentiles over the values present, not over the table's domain
+        counts = None
+        if plan["voi"] == "normalize":
+            counts = np.bincount(index.ravel() % values.size if full_domain else index.ravel(), minlength=values.size)
         table = self._chain(values, counts, ds, plan, path)
         self._check_finite(table, path)
-        return table.astype(np.float32).take(index)
+        table = table.astype(np.float32)
+        out = np.empty(index.shape, dtype=np.float32)
+        # row blocks bound the intp copy numpy makes of the index (8 bytes per pixel for the whole image otherwise);
+        # "wrap": the modulo of full_domain, and otherwise in range anyway; "raise" would buffer `out` (numpy docs)
+        step = max(1, _TAKE_BLOCK // max(1, index.shape[1]))
+        for start in range(0, index.shape[0], step):
+            np.take(table, index[start : start + step], out=out[start : start + step], mode="wrap")
+        return out
+
+    def _affine_plan(self, ds: pydicom.Dataset, plan: dict[str, Any]) -> bool:
+        """Whether :meth:`_affine_form` applies (before looking at the pixels)."""
+        if "ModalityLUTSequence" in ds:
+            return False
+        if plan["voi"] == "window":
+            return plan["function"] == "LINEAR_EXACT" or (plan["function"] == "LINEAR" and plan["width"] > 1)
+        return plan["voi"] == "normalize" and self.normalize == "minmax"
 
     def _affine_form(
         self, ds: pydicom.Dataset, plan: dict[str, Any], stored: np.ndarray
@@ -374,8 +454,7 @@ class LoadCXR(Transform):
     @staticmethod
     def _apply_affine(stored: np.ndarray, o: float, k: float, h: float) -> np.ndarray:
         # float32 in place: (s - o) is exact for integer or half-integer offsets below 2**23, so only k rounds
-        x = stored.astype(np.float32)
-        x -= np.float32(o)
+        x = np.subtract(stored, np.float32(o), dtype=np.float32)
         x *= np.float32(k)
         x += np.float32(h)
         return np.clip(x, 0.0, 1.0, out=x)
@@ -407,6 +486,7 @@ class LoadCXR(Transform):
             pixels = pixels[..., 0]
         if pixels.size == 0:
             raise CXRLoadError(path, f"zero-size image {pixels.shape}.")
+        pixels = _transposed(pixels)
         if pixels.dtype == np.uint8:
             array, how = pixels.astype(np.float32) / 255.0, "/255"
         elif pixels.dtype in (np.uint16, np.dtype(">u2"), np.dtype("<u2")) or (
@@ -421,29 +501,31 @@ class LoadCXR(Transform):
         else:
             raise CXRLoadError(path, f"unsupported Pillow mode {mode!r} (dtype {pixels.dtype}, outside 16 bits).")
         meta = {
-            "spacing": np.ones(2, dtype=np.float64),
+            "spacing": torch.ones(2, dtype=torch.float64),
             "spacing_source": "none",
             "view_position": "",
             "photometric_interpretation": "MONOCHROME2",
             "intensity": how,
         }
-        return array.T, meta
+        return array, meta
 
     # output ---------------------------------------------------------------------------------------------------
     @staticmethod
     def _to_meta_tensor(array: np.ndarray, meta: dict[str, Any], path: Path) -> MetaTensor:
-        size = np.asarray(array.shape, dtype=np.int64)
-        affine = np.diag([*meta["spacing"], 1.0, 1.0])
+        # meta values are tensors, not numpy arrays: torch.load(weights_only=True) (PersistentDataset's default)
+        # refuses numpy arrays, and MONAI then silently recomputes every cached item
+        size = torch.tensor(array.shape, dtype=torch.int64)
+        affine = torch.diag(torch.cat([meta["spacing"], torch.ones(2, dtype=torch.float64)]))
         meta.update(
             {
                 "filename_or_obj": str(path),
                 "original_size": size,
-                "spatial_shape": size.copy(),
-                "original_affine": affine.copy(),
+                "spatial_shape": size.clone(),
+                "original_affine": affine.clone(),
                 "original_channel_dim": 0,
             }
         )
-        return MetaTensor(torch.from_numpy(array).unsqueeze(0), affine=torch.as_tensor(affine), meta=meta)
+        return MetaTensor(torch.from_numpy(array).unsqueeze(0), affine=affine, meta=meta)
 
 
 class LoadCXRd(MapTransform):

@@ -7,7 +7,7 @@ import numpy as np
 import pydicom
 import pytest
 import torch
-from monai.data import MetaTensor
+from monai.data import MetaTensor, PersistentDataset
 from monai.transforms import LoadImage, Resize
 from PIL import Image
 
@@ -186,6 +186,7 @@ def test_meta_and_orientation(tmp_path, stored):
     )
     img = LoadCXR()(path)
     assert img[0, 30, 2] == 1.0  # spatial axis 0 is x
+    assert img.is_contiguous()  # not a transposed view: torch kernels downstream are slow on those strides
     np.testing.assert_array_equal(img.meta["spacing"], [0.1, 0.2])  # (x, y) from PixelSpacing's (row, col)
     assert img.meta["spacing_source"] == "PixelSpacing"
     np.testing.assert_array_equal(img.meta["original_size"], [COLS, ROWS])
@@ -325,3 +326,53 @@ def test_bad_arguments():
         LoadCXR(normalize="zscore")
     with pytest.raises(ValueError, match="percentiles"):
         LoadCXR(percentiles=(90.0, 10.0))
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"window": ([2048.0], [3000.0])},  # in-place float32 path
+        {"window": ([2048.0], [3000.0]), "voi_lut_function": "SIGMOID"},  # full-range table path
+        {},  # min-max
+    ],
+)
+@pytest.mark.parametrize("normalize", ["minmax", "percentile"])
+def test_bits_above_bits_stored_are_ignored(tmp_path, stored, kwargs, normalize):
+    # garbage in the 4 unused high bits of 12-bit data must not change the image (PS3.5 8.1.1; pydicom masks them)
+    noisy = stored | (np.random.default_rng(5).integers(0, 16, stored.shape) << 12)
+    dirty = write_cxr_dicom(
+        tmp_path / "dirty.dcm", noisy, bits_stored=16, extra={"BitsStored": 12, "HighBit": 11}, **kwargs
+    )
+    clean = write_cxr_dicom(tmp_path / "clean.dcm", stored, bits_stored=12, **kwargs)
+    np.testing.assert_allclose(pydicom.dcmread(dirty).pixel_array, stored)  # the reference behaviour
+    loader = LoadCXR(normalize=normalize)
+    np.testing.assert_array_equal(loader(dirty).numpy(), loader(clean).numpy())
+
+
+def test_modality_lut_sequence(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored)
+    ds = pydicom.dcmread(path)
+    item = pydicom.Dataset()
+    lut = (4095 - np.arange(4096)).astype(np.uint16)  # an inverting modality LUT
+    item.LUTDescriptor = [4096, 0, 16]
+    item.ModalityLUTType = "US"
+    item.LUTData = lut.tobytes()
+    item["LUTData"].VR = "OW"
+    ds.ModalityLUTSequence = pydicom.Sequence([item])
+    ds.save_as(path)
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), minmax(4095 - stored), atol=ATOL, rtol=0)
+
+
+def test_meta_survives_a_weights_only_persistent_cache(tmp_path, stored):
+    # numpy arrays in meta would make torch.load(weights_only=True) fail, and MONAI would silently recompute
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, pixel_spacing=(0.2, 0.1))
+    dataset = PersistentDataset(
+        [{"image": str(path)}], LoadCXRd("image"), cache_dir=tmp_path / "cache", track_meta=True
+    )
+    first = dataset[0]["image"]
+    (cached_file,) = (tmp_path / "cache").glob("*.pt")
+    cached = torch.load(cached_file, weights_only=True)["image"]
+    assert isinstance(cached, MetaTensor)
+    np.testing.assert_array_equal(cached.numpy(), first.numpy())
+    np.testing.assert_array_equal(cached.meta["spacing"], [0.1, 0.2])
+    assert cached.meta["filename_or_obj"] == str(path)
