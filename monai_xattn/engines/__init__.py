@@ -3,6 +3,7 @@
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
 from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch, loss_output
 from monai_xattn.engines.gloria import GloriaLossMetric, GloriaPrepareBatch, GloriaTrainingIteration
+from monai_xattn.engines.segmentation import RLESubmissionSaver, balanced_fraction, is_positive
 
 __all__ = [
     "AtomicCheckpointSaver",
@@ -14,4 +15,7 @@ __all__ = [
     "GloriaLossMetric",
     "GloriaPrepareBatch",
     "GloriaTrainingIteration",
+    "RLESubmissionSaver",
+    "balanced_fraction",
+    "is_positive",
 ]

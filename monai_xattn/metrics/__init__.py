@@ -15,6 +15,7 @@ from monai_xattn.metrics.localization import (
     top1_overlap,
 )
 from monai_xattn.metrics.retrieval import encode_labels, hit_at_k, precision_at_k, retrieval_metrics
+from monai_xattn.metrics.segmentation import KaggleDice, KaggleDiceMetric, kaggle_dice
 
 __all__ = [
     "COCOMAP",
@@ -35,4 +36,7 @@ __all__ = [
     "hit_at_k",
     "precision_at_k",
     "retrieval_metrics",
+    "KaggleDice",
+    "KaggleDiceMetric",
+    "kaggle_dice",
 ]

@@ -28,6 +28,14 @@ from monai_xattn.networks.roi_detector import (
     load_detector_weights,
     roi_geometry,
 )
+from monai_xattn.networks.unet import (
+    ENCODER_INITS,
+    CXRResNetEncoder,
+    CXRUNet,
+    EncoderLoadResult,
+    load_encoder_weights,
+    read_encoder_state_dict,
+)
 
 __all__ = [
     "GLoRIA",
@@ -52,4 +60,10 @@ __all__ = [
     "load_backbone_weights",
     "load_detector_weights",
     "roi_geometry",
+    "ENCODER_INITS",
+    "CXRResNetEncoder",
+    "CXRUNet",
+    "EncoderLoadResult",
+    "load_encoder_weights",
+    "read_encoder_state_dict",
 ]

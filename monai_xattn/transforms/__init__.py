@@ -12,6 +12,7 @@ from monai_xattn.transforms.box import (
     xywh_to_xyxy,
 )
 from monai_xattn.transforms.io import CXRLoadError, LoadCXR, LoadCXRD, LoadCXRd, LoadCXRDict
+from monai_xattn.transforms.mask import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
 from monai_xattn.transforms.text import (
     ExtractAttributes,
     ExtractAttributesd,
@@ -57,4 +58,8 @@ __all__ = [
     "Tokenized",
     "Word2Vec",
     "Word2Vecd",
+    "RLEToMask",
+    "RLEToMaskd",
+    "RLEToMaskD",
+    "RLEToMaskDict",
 ]
