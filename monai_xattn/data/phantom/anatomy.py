@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 __all__ = ["Patient", "PatientFrame", "sample_patient", "render_frontal", "render_lateral", "expose", "sigmoid"]
 
@@ -108,6 +109,9 @@ class PatientFrame:
         x = (np.arange(cols, dtype=np.float32) + 0.5) / cols - patient.center[0]
         c, s = np.cos(patient.rotation), np.sin(patient.rotation)
         self._c, self._s = float(c), float(s)
+        # (px, py) = linear @ (x, y): kept so that plane-wave textures can be built from 1-D factors
+        self.x, self.y = x.astype(np.float64), y.astype(np.float64)
+        self.linear = np.array([[c, s], [-s / patient.aspect, c / patient.aspect]]) / patient.scale
         # broadcasting a column against a row builds the grids without meshgrid copies
         self.px = ((c * x[None, :] + s * y[:, None]) / patient.scale).astype(np.float32)
         self.py = ((-s * x[None, :] + c * y[:, None]) / (patient.scale * patient.aspect)).astype(np.float32)
@@ -164,15 +168,55 @@ def lung_geometry(frame: PatientFrame, side: int) -> dict[str, np.ndarray]:
     return {"q": q, "medial": medial, "lateral": lateral, "apex": apex, "dome": dome, "mask": mask}
 
 
-def _smooth_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, freq: float, terms: int = 6) -> np.ndarray:
-    """Band-limited random field: a sum of random plane waves of spatial frequency ~``freq`` (cycles per unit)."""
+def _waves(rng: np.random.Generator, freq: float, terms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random wave vectors ``(T, 2)`` (radians per unit, frequency ~``freq`` cycles per unit) and phases ``(T,)``."""
     angles = rng.uniform(0, np.pi, terms)
     freqs = freq * rng.uniform(0.6, 1.4, terms)
     phases = rng.uniform(0, 2 * np.pi, terms)
+    return 2 * np.pi * freqs[:, None] * np.stack([np.cos(angles), np.sin(angles)], 1), phases
+
+
+def _smooth_field(
+    rng: np.random.Generator,
+    frame: PatientFrame,
+    freq: float,
+    terms: int = 6,
+    linear: np.ndarray | None = None,
+    offset: np.ndarray | None = None,
+) -> np.ndarray:
+    """Band-limited random field on the pixel grid: a sum of random plane waves of ~``freq`` cycles per unit of
+    the coordinates ``(u, v) = linear @ (px, py) + offset`` (default: the patient frame itself).
+
+    Every wave is affine in the pixel indices, so ``cos(a x + b y + c) = cos(a x) cos(b y + c) - sin(a x) sin(b y
+    + c)``: ``2 T`` outer products of 1-D factors replace ``T`` full-image cosines.
+    """
+    k, phases = _waves(rng, freq, terms)
+    linear = np.eye(2) if linear is None else linear
+    offset = np.zeros(2) if offset is None else offset
+    kxy = k @ linear @ frame.linear  # (T, 2): radians per unit of the centred image coordinates x, y
+    ax = kxy[:, :1] * frame.x[None, :]  # (T, cols)
+    by = kxy[:, 1:] * frame.y[None, :] + (k @ offset + phases)[:, None]  # (T, rows)
+    cx, sx, cy, sy = (f(t).astype(np.float32) for f, t in ((np.cos, ax), (np.sin, ax), (np.cos, by), (np.sin, by)))
+    out = np.zeros((len(frame.y), len(frame.x)), np.float32)
+    for k in range(terms):  # a handful of outer products; BLAS matmul is slower at this shape on a busy machine
+        out += np.multiply.outer(cy[k], cx[k])
+        out -= np.multiply.outer(sy[k], sx[k])
+    return out / np.float32(np.sqrt(terms / 2))
+
+
+def _wave_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, freq: float, terms: int) -> np.ndarray:
+    """:func:`_smooth_field` over arbitrary (non-affine) coordinate maps ``u, v`` (full-image cosines)."""
+    k, phases = _waves(rng, freq, terms)
     out = np.zeros_like(u)
-    for a, f, ph in zip(angles, freqs, phases, strict=True):
-        out += np.cos(2 * np.pi * f * (u * np.cos(a) + v * np.sin(a)) + ph)
+    for (ku, kv), ph in zip(k, phases, strict=True):
+        out += np.cos(ku * u + kv * v + ph)
     return out / np.sqrt(terms / 2)
+
+
+def _upsample(arr: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a float image to ``shape`` (rows, cols)."""
+    img = Image.fromarray(np.ascontiguousarray(arr, dtype=np.float32), mode="F")
+    return np.asarray(img.resize((shape[1], shape[0]), Image.Resampling.BILINEAR))
 
 
 def _band(distance: np.ndarray, half_width: float | np.ndarray, edge: float) -> np.ndarray:
@@ -299,16 +343,18 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
         att += p.breast * breast
 
     # lung markings: radial vessel streaks from each hilum, tapering to the periphery, plus parenchymal texture
-    vessels = np.zeros_like(px)
+    # (polar coordinates are not affine in the pixels: drawn on every other pixel, then interpolated)
+    sub_px, sub_py = px[::2, ::2], py[::2, ::2]
+    streaks = np.zeros_like(sub_px)
     for side in (-1, 1):
-        dx, dy = side * px - 0.2, py + 0.06
+        dx, dy = side * sub_px - 0.2, sub_py + 0.06
         r = np.sqrt(dx**2 + dy**2) + 1e-3
         phi = np.arctan2(dy, dx)
-        warp = 0.25 * _smooth_field(rng, px, py, 1.5, 4)
-        streak = _smooth_field(rng, (phi + warp) * 2.0, np.log(r) * 0.3, 6.0, 6)
-        lines = np.clip(streak - 0.9, 0, None)
-        vessels += lines * np.exp(-r / 0.42) * lungs[0 if side < 0 else 1]
-    fine = _smooth_field(rng, px, py, 9.0, 8)
+        warp = 0.25 * _smooth_field(rng, frame, 1.5, 4)[::2, ::2]
+        streak = _wave_field(rng, (phi + warp) * 2.0, np.log(r) * 0.3, 6.0, 5)
+        streaks += np.clip(streak - 0.9, 0, None) * np.exp(-r / 0.42) * (np.sign(sub_px) == side)
+    vessels = _upsample(streaks, px.shape) * lungs.sum(0)
+    fine = _smooth_field(rng, frame, 9.0, 8)
     vessels = 0.12 * vessels + 0.018 * fine * lungs.sum(0)
     att += vessels
     return Anatomy(attenuation=att.astype(np.float32), lungs=lungs.astype(np.float32), vessels=vessels, heart=heart)
@@ -338,7 +384,7 @@ def render_lateral(frame: PatientFrame, rng: np.random.Generator) -> np.ndarray:
     column = _band(px - 0.72 + 0.08 * py, 0.11, 0.01) * (0.7 + 0.3 * sigmoid((0.4 - np.abs(frac - 0.5)) / 0.02))
     att += 0.45 * column * sigmoid((py + 1.5) / 0.05)
     att += 0.35 * _band(px + 0.86 - 0.05 * py, 0.025, 0.006) * sigmoid((py + 0.85) / 0.03) * sigmoid((0.5 - py) / 0.05)
-    att += 0.02 * _smooth_field(rng, px, py, 9.0, 8) * lung
+    att += 0.02 * _smooth_field(rng, frame, 9.0, 8) * lung
     return att.astype(np.float32)
 
 

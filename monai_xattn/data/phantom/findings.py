@@ -277,20 +277,28 @@ def _ellipse_level(frame: PatientFrame, f: Finding) -> tuple[np.ndarray, np.ndar
 
 def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Density field and region of a pneumonia-like lesion of type ``f.opacity``."""
-    level, u, v = _ellipse_level(frame, f)
-    level = level + 0.35 * _smooth_field(rng, u, v, 0.35, 5)
+    level, _, _ = _ellipse_level(frame, f)
+    # textures live in the lesion's own (u, v) = (rotated, radius-scaled) coordinates: an affine map of (px, py)
+    c, s = np.cos(f.angle), np.sin(f.angle)
+    linear = np.array([[c, s], [-s, c]]) / np.array(f.radii)[:, None]
+    offset = -linear @ np.array(f.center)
+
+    def field(freq: float, terms: int, zoom: float = 1.0) -> np.ndarray:
+        return _smooth_field(rng, frame, freq, terms, linear * zoom, offset * zoom)
+
+    level = level + 0.35 * field(0.35, 5)
     shape = sigmoid(level / 0.12)
     if f.opacity == "consolidation":
-        bronchi = np.abs(_smooth_field(rng, u, v, 0.6, 3)) < 0.12
+        bronchi = np.abs(field(0.6, 3)) < 0.12
         dens = shape * (0.95 - 0.3 * bronchi)
     elif f.opacity == "ground-glass":
         shape = sigmoid(level / 0.3)
         dens = 0.8 * shape
     elif f.opacity == "interstitial":
-        net = np.abs(_smooth_field(rng, u * 2.5, v * 2.5, 1.0, 6)) < 0.35
+        net = np.abs(field(1.0, 6, zoom=2.5)) < 0.35
         dens = shape * (0.35 + 0.75 * net)
     else:  # patchy: confluent blotches
-        blotches = _smooth_field(rng, u, v, 0.7, 3) + 0.5 * _smooth_field(rng, u, v, 1.4, 3)
+        blotches = field(0.7, 3) + 0.5 * field(1.4, 3)
         dens = shape * np.clip(0.65 + 0.4 * blotches, 0, 1.1)
     return dens, shape > 0.5
 
