@@ -7,10 +7,11 @@ written to a temporary file in the same folder and moved into place with ``os.re
 
 Typical use (the ``cxr_retinanet`` bundle wires the same)::
 
-    saver = AtomicCheckpointSaver("models", {"network": net, "optimizer": opt, "trainer": trainer},
-                                  save_key_metric=True, key_metric_name="val_acc")  # -> last.pt, best.pt
-    saver.attach(evaluator)  # key metric saved per validation, last saved per epoch of the trainer
-    ResumeCheckpointLoader("models/last.pt", {..., "checkpointer": saver}).attach(trainer)
+    best = AtomicCheckpointSaver("models", {"network": net}, save_key_metric=True, key_metric_name="val_acc",
+                                 save_interval=0)  # -> models/best.pt, attached to the evaluator
+    state = {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer, "best_saver": best}
+    last = AtomicCheckpointSaver("models", state)  # -> models/last.pt every epoch, attached to the trainer
+    ResumeCheckpointLoader("models/last.pt", state, enabled=resume).attach(trainer)
 """
 
 from __future__ import annotations
@@ -37,11 +38,10 @@ class AtomicDiskSaver(DiskSaver):
         super().__call__(checkpoint, self.filename or filename, metadata)
 
     def remove(self, filename: str) -> None:
-        path = self.dirname / (self.filename or filename)
-        # Ignite removes the previous file before saving when n_saved is reached; with a fixed name that file
-        # may be missing (first save after a resume)
-        if path.exists():
-            super().remove(self.filename or filename)
+        # Ignite removes the previous file *before* saving the next one; under a fixed name the atomic replace
+        # already overwrites it, and removing first would lose the checkpoint if the run died in between
+        if self.filename is None:
+            super().remove(filename)
 
 
 class AtomicCheckpointSaver(CheckpointSaver):
@@ -54,8 +54,8 @@ class AtomicCheckpointSaver(CheckpointSaver):
         last_filename: file of the last checkpoint, written every ``save_interval`` epochs (or iterations).
         save_interval: interval of the last checkpoint; 0 disables it.
 
-    When the key metric is tracked, the "last" checkpoint also stores this saver's record of the best score
-    under ``"checkpointer"``, so a resumed run keeps ``best.pt`` unless it really does better.
+    The saver has a ``state_dict`` (its record of the best score so far): put the "best" saver into the "last"
+    saver's ``save_dict`` so that a resumed run replaces ``best.pt`` only when it really does better.
     """
 
     def __init__(
@@ -98,8 +98,6 @@ class AtomicCheckpointSaver(CheckpointSaver):
             self._key_metric_checkpoint.save_handler = AtomicDiskSaver(save_dir, key_metric_filename)
         if self._interval_checkpoint is not None:
             self._interval_checkpoint.save_handler = AtomicDiskSaver(save_dir, last_filename)
-            if self._key_metric_checkpoint is not None:
-                self._interval_checkpoint.to_save = {**self._interval_checkpoint.to_save, "checkpointer": self}
 
     def state_dict(self) -> dict[str, Any]:
         """The best-score record (Ignite ``Checkpoint`` state) of the key-metric checkpoint."""

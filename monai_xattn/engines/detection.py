@@ -25,13 +25,22 @@ class DetectionPrepareBatch(PrepareBatch):
     The engine then calls ``network(images, targets)`` and ``loss_function(pred, targets)``.
 
     Args:
-        image_key: key of the ``(C, W, H)`` image.
-        box_key: key of the ``(N, 4)`` StandardMode boxes.
-        label_key: key of the ``(N,)`` integer class labels.
+        image_key: key of the ``(C, W, H)`` image in a sample.
+        box_key: key of the ``(N, 4)`` StandardMode boxes in a sample.
+        label_key: key of the ``(N,)`` integer class labels in a sample (``box_labels`` in our datalists).
+        target_keys: ``(box, label)`` keys of the target dicts, the detector's ``target_box_key`` and
+            ``target_label_key``.
     """
 
-    def __init__(self, image_key: str = "image", box_key: str = "boxes", label_key: str = "labels") -> None:
+    def __init__(
+        self,
+        image_key: str = "image",
+        box_key: str = "boxes",
+        label_key: str = "labels",
+        target_keys: Sequence[str] = ("boxes", "labels"),
+    ) -> None:
         self.image_key, self.box_key, self.label_key = image_key, box_key, label_key
+        self.target_box_key, self.target_label_key = target_keys
 
     def __call__(
         self,
@@ -55,8 +64,8 @@ class DetectionPrepareBatch(PrepareBatch):
             labels = torch.as_tensor(item[self.label_key], dtype=torch.long).reshape(-1)
             targets.append(
                 {
-                    self.box_key: boxes.to(device=device, non_blocking=non_blocking),
-                    self.label_key: labels.to(device=device, non_blocking=non_blocking),
+                    self.target_box_key: boxes.to(device=device, non_blocking=non_blocking),
+                    self.target_label_key: labels.to(device=device, non_blocking=non_blocking),
                 }
             )
         return images, targets, (targets,), {}

@@ -26,14 +26,12 @@ import torch
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fpn_feature_extractor
 from monai.apps.detection.utils.anchor_utils import AnchorGenerator, AnchorGeneratorWithAnchorShape
-from monai.apps.detection.utils.box_selector import BoxSelector
 from monai.apps.detection.utils.detector_utils import check_training_targets, preprocess_images
 from monai.losses import BoxGIoULoss, FocalLoss
 from monai.networks.nets import resnet
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
-from torch.nn.utils.rnn import pad_sequence
-from torchvision.ops import MultiScaleRoIAlign
+from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
 __all__ = [
     "ROI_GEOMETRY_FIELDS",
@@ -87,10 +85,8 @@ class RoiDetector(RetinaNetDetector):
         roi_output_size: RoIAlign output size before average pooling.
         roi_sampling_ratio: RoIAlign sampling ratio.
         roi_feature_maps: names of the FPN maps RoIAlign pools from (default: every map but ``"pool"``).
-        roi_score_thresh: score threshold for the ROI candidates. It is lower than the detection threshold on
-            purpose: the negatives are the candidates the detector ranks last.
-        roi_candidates_per_level: candidates kept per FPN level before NMS for the ROI path (default: the box
-            selector's ``topk_candidates_per_level``).
+        roi_candidates: anchors ranked per image before NMS, for the top ROIs and for the negatives alike.
+        roi_nms_thresh: IoU threshold of the NMS that de-duplicates ROIs (default: the box selector's).
         kwargs: passed to ``RetinaNetDetector`` (``spatial_dims``, ``num_classes``, ``size_divisible``, ...).
 
     Example::
@@ -110,8 +106,8 @@ class RoiDetector(RetinaNetDetector):
         roi_output_size: int = 7,
         roi_sampling_ratio: int = 2,
         roi_feature_maps: Sequence[str] | None = None,
-        roi_score_thresh: float = 0.0,
-        roi_candidates_per_level: int | None = None,
+        roi_candidates: int = 1000,
+        roi_nms_thresh: float | None = None,
         **kwargs,
     ) -> None:
         super().__init__(network=network, anchor_generator=anchor_generator, **kwargs)
@@ -121,8 +117,8 @@ class RoiDetector(RetinaNetDetector):
             raise ValueError(f"n_rois must be >= 1, got {n_rois}.")
         self.n_rois = int(n_rois)
         self.n_negatives = self.n_rois if n_negatives is None else int(n_negatives)
-        self.roi_score_thresh = float(roi_score_thresh)
-        self.roi_candidates_per_level = roi_candidates_per_level
+        self.roi_candidates = int(roi_candidates)
+        self.roi_nms_thresh = roi_nms_thresh
         if roi_feature_maps is None:
             roi_feature_maps = self._default_feature_maps()
         self.roi_feature_maps = list(roi_feature_maps)
@@ -154,23 +150,26 @@ class RoiDetector(RetinaNetDetector):
         return self
 
     def forward_rois(self, input_images: list[Tensor] | Tensor, targets: list[dict[str, Tensor]] | None = None) -> dict:
-        """One network pass giving detections, ROI features and (in training, with targets) the detection losses.
+        """One network pass giving ROI features, detections (eval) and detection losses (training, with targets).
+
+        ROIs are ranked by their class score (the maximum over classes): the top ROIs are the best of the
+        ``roi_candidates`` highest-scoring anchors after box decoding, clipping and NMS; the negatives are,
+        likewise, the NMS-distinct boxes among the ``roi_candidates`` lowest-scoring anchors (the detector's
+        most confident background).
 
         Args:
-            input_images: ``(B, C, W, H)`` tensor or list of ``(C, W, H)`` tensors, values in [0, 1] after the
-                intensity normalisation used in training.
+            input_images: ``(B, C, W, H)`` tensor or list of ``(C, W, H)`` tensors, normalised as in training.
             targets: per-image dicts with the target box / label keys; losses are computed only when the
                 detector is in training mode (and not frozen) and targets are given.
 
         Returns:
             dict with
 
-            - ``"detections"``: list of per-image dicts, identical to ``RetinaNetDetector`` in eval mode;
             - ``"rois"``: dict ``boxes (B, N, 4)``, ``r (B, N, C)``, ``s (B, N)``, ``g (B, N, 9)``,
-              ``mask (B, N)`` for the top-N ROIs (best first);
-            - ``"negatives"``: the same for the ``n_negatives`` lowest-ranking ROIs not among the top N (lowest
-              last);
-            - ``"losses"``: ``{cls_key, box_reg_key}`` loss dict, only when computed.
+              ``mask (B, N)`` for the top-N ROIs, best first;
+            - ``"negatives"``: the same for the ``n_negatives`` lowest-ranking ROIs, lowest first;
+            - ``"detections"``: in eval mode, MONAI's own per-image detections (``RetinaNetDetector`` output);
+            - ``"losses"``: ``{cls_key, box_reg_key}`` loss dict, when computed.
 
             ``boxes`` and ``g`` carry no gradient; ``r`` and ``s`` do unless the detector is frozen.
         """
@@ -202,94 +201,74 @@ class RoiDetector(RetinaNetDetector):
         out: dict = {}
         if compute_loss:
             out["losses"] = self.compute_loss(head, targets, self.anchors, num_anchor_locs_per_level)
+        if not self.training:
+            out["detections"] = self.postprocess_detections(head, self.anchors, image_sizes, num_anchor_locs_per_level)
 
-        boxes, scores, labels = self._rank_candidates(head, num_anchor_locs_per_level, image_sizes)
-        sel = self.box_selector
-        out["detections"] = []
-        for b, s, lab in zip(boxes, scores, labels, strict=True):
-            # greedy NMS never lets a lower-scored box suppress a higher one, so thresholding the ranked
-            # candidates reproduces MONAI's own selection exactly
-            keep = (s > sel.score_thresh).nonzero().flatten()[: sel.detections_per_img]
-            out["detections"].append(
-                {self.target_box_key: b[keep].detach(), self.pred_score_key: s[keep], self.target_label_key: lab[keep]}
-            )
-
-        top = [b[: self.n_rois].detach() for b in boxes]
-        top_scores = [s[: self.n_rois] for s in scores]
-        neg_start = [max(self.n_rois, len(s) - self.n_negatives) for s in scores]
-        neg = [b[i:].detach() for b, i in zip(boxes, neg_start, strict=True)]
-        neg_scores = [s[i:] for s, i in zip(scores, neg_start, strict=True)]
-
-        feats = {k: features[k] for k in self.roi_feature_maps}
-        all_boxes = [torch.cat([t, n]) for t, n in zip(top, neg, strict=True)]
-        # torchvision's RoIAlign takes the last axis as x; MONAI's maps are (B, C, W, H) -> swap box axes
-        pooled = self.roi_pooler(feats, [b[:, [1, 0, 3, 2]] for b in all_boxes], [tuple(images.shape[-2:])] * len(top))
-        pooled = pooled.mean(dim=(-2, -1))  # (sum of boxes, C)
+        scores = torch.sigmoid(head[self.cls_key].float()).amax(dim=-1)  # (B, A)
         sizes = torch.as_tensor(image_sizes, device=images.device)
-        counts = [len(b) for b in all_boxes]
-        per_image = pooled.split(counts)
-        r_top = [p[: len(t)] for p, t in zip(per_image, top, strict=True)]
-        r_neg = [p[len(t) :] for p, t in zip(per_image, top, strict=True)]
-        out["rois"] = self._pack(top, top_scores, r_top, sizes, self.n_rois, pooled)
-        out["negatives"] = self._pack(neg, neg_scores, r_neg, sizes, self.n_negatives, pooled)
+        top = self._select(head, scores, sizes, self.n_rois, largest=True)
+        neg = self._select(head, scores, sizes, self.n_negatives, largest=False)
+
+        boxes = torch.cat([top[0], neg[0]], dim=1)  # (B, N + N_neg, 4), padded rows pooled then masked
+        feats = {k: features[k] for k in self.roi_feature_maps}
+        # torchvision's RoIAlign takes the last axis as x; MONAI's maps are (B, C, W, H) -> swap box axes
+        pooled = self.roi_pooler(feats, list(boxes[..., [1, 0, 3, 2]]), [images.shape[-2:]] * len(boxes))
+        r = pooled.mean(dim=(-2, -1)).reshape(*boxes.shape[:2], -1)  # (B, N + N_neg, C)
+        for key, (b, sc, mask), part in (("rois", top, r[:, : self.n_rois]), ("negatives", neg, r[:, self.n_rois :])):
+            out[key] = {
+                "boxes": b,
+                "r": part * mask.unsqueeze(-1),
+                "s": sc,
+                "g": roi_geometry(b, sizes) * mask.unsqueeze(-1),
+                "mask": mask,
+            }
         return out
 
-    def _rank_candidates(
-        self, head: dict[str, Tensor], num_anchor_locs_per_level: Sequence[int], image_sizes: Sequence[Sequence[int]]
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
-        """Decode every anchor and rank candidates per image (top-k per level, clip, NMS), best first."""
-        per_level = [n * self.num_anchors_per_loc for n in num_anchor_locs_per_level]
-        logits, reg = head[self.cls_key], head[self.box_reg_key]
-        batch, n_anchors = reg.shape[:2]
-        anchors = torch.stack(self.anchors)  # (B, A, 4)
-        with torch.no_grad():  # ROI boxes are proposals, not trained through this path; MONAI's NMS deep-copies them
-            decoded = self.box_coder.decode_single(reg.reshape(-1, reg.shape[-1]).float(), anchors.reshape(-1, 4))
-        decoded = decoded.reshape(batch, n_anchors, -1).to(reg.dtype)
-        sel = self.box_selector
-        ranker = BoxSelector(
-            box_overlap_metric=sel.box_overlap_metric,
-            apply_sigmoid=True,
-            score_thresh=self.roi_score_thresh,
-            topk_candidates_per_level=self.roi_candidates_per_level or sel.topk_candidates_per_level,
-            nms_thresh=sel.nms_thresh,
-            detections_per_img=-1,
-        )
-        boxes, scores, labels = [], [], []
-        # top-k and NMS are per image in MONAI's BoxSelector
-        for i in range(batch):
-            b, s, lab = ranker.select_boxes_per_image(
-                list(decoded[i].split(per_level)), list(logits[i].split(per_level)), image_sizes[i]
-            )
-            order = torch.argsort(s, descending=True, stable=True)
-            boxes.append(b[order])
-            scores.append(s[order])
-            labels.append(lab[order])
-        return boxes, scores, labels
+    def _select(
+        self, head: dict[str, Tensor], scores: Tensor, sizes: Tensor, n: int, largest: bool
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """Up to ``n`` NMS-distinct boxes per image among its ``roi_candidates`` highest (lowest) scored anchors.
 
-    @staticmethod
-    def _pack(
-        boxes: list[Tensor], scores: list[Tensor], feats: list[Tensor], sizes: Tensor, n: int, like: Tensor
-    ) -> dict[str, Tensor]:
-        """Pad per-image lists to ``(B, n, ...)`` tensors plus a validity mask."""
-        batch = len(boxes)
-        counts = torch.as_tensor([len(b) for b in boxes], device=sizes.device)
-        mask = torch.arange(n, device=sizes.device).unsqueeze(0) < counts.unsqueeze(1)
+        Args:
+            head: reshaped head outputs; scores: ``(B, A)`` class scores; sizes: ``(B, 2)`` image sizes.
 
-        def pad(items: list[Tensor], tail: tuple[int, ...]) -> Tensor:
-            padded = pad_sequence(list(items), batch_first=True) if any(len(x) for x in items) else None
-            full = like.new_zeros((batch, n, *tail))
-            if padded is not None:
-                full[:, : padded.shape[1]] = padded.to(full.dtype)
-            return full
+        Returns:
+            boxes ``(B, n, 4)`` (no gradient), scores ``(B, n)`` and mask ``(B, n)``, in ranking order, zero-padded.
+        """
+        batch = scores.shape[0]
+        k = min(self.roi_candidates, scores.shape[1])
+        cand_scores, idx = scores.topk(k, dim=1, largest=largest)  # (B, k), sorted
+        with torch.no_grad():  # ROI boxes are proposals, not trained through this path
+            reg = head[self.box_reg_key]
+            reg = reg.gather(1, idx.unsqueeze(-1).expand(-1, -1, reg.shape[-1]))
+            anc = torch.stack(self.anchors).gather(1, idx.unsqueeze(-1).expand(-1, -1, 4))
+            boxes = self.box_coder.decode_single(reg.reshape(-1, 4).float(), anc.reshape(-1, 4)).reshape(batch, k, 4)
+            upper = sizes.to(boxes).repeat(1, 2).unsqueeze(1)  # (B, 1, 4): [W, H, W, H]
+            boxes = torch.minimum(boxes.clamp(min=0), upper)
+            valid = (boxes[..., 2:] > boxes[..., :2]).all(-1)  # clipping may leave empty boxes
+            image_idx = torch.arange(batch, device=scores.device).unsqueeze(1).expand(-1, k)
+            flat = valid.nonzero(as_tuple=True)
+            rank_scores = cand_scores.detach()[flat]
+            # one batched NMS call for all images (image index as the category); torchvision's C++ NMS
+            # uses the same IoU as MONAI's (no +1 on widths) and returns the kept boxes by decreasing score
+            keep = batched_nms(boxes[flat], rank_scores if largest else -rank_scores, image_idx[flat], self._roi_nms())
+            img = image_idx[flat][keep]
+            order = torch.argsort(img, stable=True)  # group by image, keeping the ranking inside each group
+            keep, img = keep[order], img[order]
+            first = torch.searchsorted(img, torch.arange(batch, device=img.device))
+            pos = torch.arange(len(img), device=img.device) - first[img]
+            take = pos < n
+            keep, img, pos = keep[take], img[take], pos[take]
+            out_boxes = boxes.new_zeros(batch, n, 4)
+            out_boxes[img, pos] = boxes[flat][keep]
+            mask = torch.zeros(batch, n, dtype=torch.bool, device=scores.device)
+            mask[img, pos] = True
+        out_scores = cand_scores.new_zeros(batch, n)
+        out_scores = out_scores.index_put((img, pos), cand_scores[flat][keep])  # differentiable
+        return out_boxes, out_scores, mask
 
-        box_t = pad([b.to(like.dtype) for b in boxes], (4,))
-        return {
-            "boxes": box_t,
-            "r": pad(feats, (like.shape[-1],)),
-            "s": pad(scores, ()),
-            "g": roi_geometry(box_t, sizes) * mask.unsqueeze(-1),
-            "mask": mask,
-        }
+    def _roi_nms(self) -> float:
+        return self.box_selector.nms_thresh if self.roi_nms_thresh is None else self.roi_nms_thresh
 
 
 def create_roi_detector(
@@ -304,7 +283,7 @@ def create_roi_detector(
     nms_thresh: float = 0.5,
     topk_candidates_per_level: int = 1000,
     detections_per_img: int = 100,
-    roi_candidates_per_level: int | None = None,
+    roi_candidates: int = 1000,
     atss_num_candidates: int = 4,
     hns_batch_size_per_image: int = 64,
     hns_positive_fraction: float = 0.3,
@@ -325,7 +304,7 @@ def create_roi_detector(
         num_classes: detection classes (1: pneumonia).
         returned_layers: ResNet stages feeding the FPN; the FPN adds a ``"pool"`` level on top.
         base_anchor_shapes: ``(W, H)`` anchor shapes at the finest level, doubled at every further level.
-        n_rois, n_negatives, roi_candidates_per_level, roi_kwargs: see :class:`RoiDetector`.
+        n_rois, n_negatives, roi_candidates, roi_kwargs: see :class:`RoiDetector`.
         score_thresh, nms_thresh, topk_candidates_per_level, detections_per_img: the box selector.
         atss_num_candidates: ATSS candidates per level.
         hns_batch_size_per_image, hns_positive_fraction: hard-negative sampler.
@@ -335,9 +314,7 @@ def create_roi_detector(
     """
     if depth not in _RESNETS:
         raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}.")
-    backbone = _RESNETS[depth](
-        spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, bias_downsample=False
-    )
+    backbone = _RESNETS[depth](spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, bias_downsample=False)
     returned_layers = list(returned_layers)
     extractor = resnet_fpn_feature_extractor(backbone, 2, returned_layers=returned_layers)
     size_divisible = 2 * 2 * 2 ** max(returned_layers)  # stem stride, max-pool, then one halving per stage
@@ -357,7 +334,7 @@ def create_roi_detector(
         anchor_generator,
         n_rois=n_rois,
         n_negatives=n_negatives,
-        roi_candidates_per_level=roi_candidates_per_level,
+        roi_candidates=roi_candidates,
         **roi_kwargs,
     )
     detector.set_atss_matcher(num_candidates=atss_num_candidates, center_in_gt=False)
