@@ -9,7 +9,7 @@ closed-form field over the pixel grid (sigmoid edges, no per-pixel loops), summe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
@@ -141,12 +141,14 @@ class Anatomy:
         vessels: ``(rows, cols)`` float32 lung marking texture (already added to ``attenuation``), kept so that a
             pneumothorax can erase it.
         heart: ``(rows, cols)`` float32 soft heart mask.
+        geometry: :func:`lung_geometry` of the patient's right and left lung.
     """
 
     attenuation: np.ndarray
     lungs: np.ndarray
     vessels: np.ndarray
     heart: np.ndarray
+    geometry: list[dict[str, np.ndarray]] = field(default_factory=list)
 
 
 def lung_geometry(frame: PatientFrame, side: int) -> dict[str, np.ndarray]:
@@ -255,8 +257,8 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
     humerus = np.sqrt(np.clip(1 - ((ax - 1.12) ** 2 + ((py + 0.98) / 1.1) ** 2) / 0.13**2, 0, 1))
     att += 0.15 * humerus
 
-    lungs = np.stack([lung_geometry(frame, -1)["mask"], lung_geometry(frame, 1)["mask"]])
     geo = [lung_geometry(frame, s) for s in (-1, 1)]
+    lungs = np.stack([g["mask"] for g in geo])
     air = np.zeros_like(px)
     for g in geo:
         t = np.clip((g["q"] - g["medial"]) / (g["lateral"] - g["medial"]), 0, 1)
@@ -357,7 +359,9 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
     fine = _smooth_field(rng, frame, 9.0, 8)
     vessels = 0.12 * vessels + 0.018 * fine * lungs.sum(0)
     att += vessels
-    return Anatomy(attenuation=att.astype(np.float32), lungs=lungs.astype(np.float32), vessels=vessels, heart=heart)
+    return Anatomy(
+        attenuation=att.astype(np.float32), lungs=lungs.astype(np.float32), vessels=vessels, heart=heart, geometry=geo
+    )
 
 
 def render_lateral(frame: PatientFrame, rng: np.random.Generator) -> np.ndarray:

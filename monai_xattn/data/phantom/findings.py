@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from monai_xattn.data.phantom.anatomy import Anatomy, PatientFrame, _smooth_field, lung_geometry, sigmoid
+from monai_xattn.data.phantom.anatomy import Anatomy, PatientFrame, _smooth_field, sigmoid
 
 __all__ = [
     "DIFFICULTIES",
@@ -356,7 +356,7 @@ def render_findings(
     an empty mask (the caller drops them).
     """
     att = anatomy.attenuation
-    geo = {s: lung_geometry(frame, _side_sign(s)) for s in ("right", "left")}
+    geo = {"right": anatomy.geometry[0], "left": anatomy.geometry[1]}
     domes = frame.patient.dome
     masks = []
     for f in findings:
