@@ -2,7 +2,12 @@
 
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
 from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch, loss_output
-from monai_xattn.engines.gloria import GloriaLossMetric, GloriaPrepareBatch, GloriaTrainingIteration
+from monai_xattn.engines.gloria import (
+    GloriaLossMetric,
+    GloriaPrepareBatch,
+    GloriaRetrievalMetric,
+    GloriaTrainingIteration,
+)
 from monai_xattn.engines.segmentation import RLESubmissionSaver, balanced_fraction, is_positive
 
 __all__ = [
@@ -14,6 +19,7 @@ __all__ = [
     "loss_output",
     "GloriaLossMetric",
     "GloriaPrepareBatch",
+    "GloriaRetrievalMetric",
     "GloriaTrainingIteration",
     "RLESubmissionSaver",
     "balanced_fraction",

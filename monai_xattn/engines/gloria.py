@@ -7,6 +7,8 @@
   step under AMP), optimizer step. The output holds the detached loss terms and the attention maps.
 - :class:`GloriaLossMetric` is an Ignite metric for the evaluator: the loss (or one of its terms) averaged over
   the validation batches, as the official validation loss.
+- :class:`GloriaRetrievalMetric`: image->text Precision@K over the whole evaluation set (class-level, as the
+  paper's 5x200 protocol), from :func:`monai_xattn.networks.gloria_tasks.gloria_similarity`.
 
 Engines run with ``decollate=False``; log with ``output_transform=monai_xattn.engines.loss_output``.
 """
@@ -17,6 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from ignite.metrics import Metric
 from ignite.metrics.metric import reinit__is_reduced, sync_all_reduce
 from monai.engines.utils import IterationEvents, PrepareBatch
@@ -24,7 +27,7 @@ from monai.utils.enums import CommonKeys as Keys
 
 from monai_xattn.losses.gloria import GloriaLoss
 
-__all__ = ["GloriaPrepareBatch", "GloriaTrainingIteration", "GloriaLossMetric", "TOKEN_KEYS"]
+__all__ = ["GloriaPrepareBatch", "GloriaTrainingIteration", "GloriaLossMetric", "GloriaRetrievalMetric", "TOKEN_KEYS"]
 
 TOKEN_KEYS = ("input_ids", "attention_mask", "word_ids")
 
@@ -39,10 +42,12 @@ class GloriaPrepareBatch(PrepareBatch):
     Args:
         image_key: key of the ``(B, C, W, H)`` images.
         token_prefix: prefix of the token keys (``Tokenized``'s ``output_prefix``).
+        label_key: optional key passed on as the engine's label (e.g. a class for retrieval metrics).
     """
 
-    def __init__(self, image_key: str = "image", token_prefix: str = "") -> None:
+    def __init__(self, image_key: str = "image", token_prefix: str = "", label_key: str | None = None) -> None:
         self.image_key = image_key
+        self.label_key = label_key
         self.token_keys = {name: f"{token_prefix}{name}" for name in TOKEN_KEYS}
 
     def __call__(
@@ -51,10 +56,11 @@ class GloriaPrepareBatch(PrepareBatch):
         device: str | torch.device | None = None,
         non_blocking: bool = False,
         **kwargs: Any,
-    ) -> tuple[torch.Tensor, None, tuple, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor, Any, tuple, dict[str, torch.Tensor]]:
         if not isinstance(batchdata, Mapping):
             raise ValueError("GLoRIA batches are collated dicts: use the default collate (not no_collation)")
-        missing = [k for k in (self.image_key, *self.token_keys.values()) if k not in batchdata]
+        wanted = (self.image_key, *self.token_keys.values(), *((self.label_key,) if self.label_key else ()))
+        missing = [k for k in wanted if k not in batchdata]
         if missing:
             raise KeyError(f"GLoRIA batch lacks {missing} (keys: {sorted(batchdata)}); tokenize the report with "
                            "monai_xattn.transforms.Tokenized")
@@ -62,7 +68,8 @@ class GloriaPrepareBatch(PrepareBatch):
         length = int(tokens["attention_mask"].sum(dim=1).max())
         tokens = {name: t[:, :length].to(device=device, non_blocking=non_blocking) for name, t in tokens.items()}
         image = torch.as_tensor(batchdata[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs)
-        return image, None, (), tokens
+        label = batchdata[self.label_key] if self.label_key else None
+        return image, label, (), tokens
 
 
 class GloriaTrainingIteration:
@@ -165,3 +172,57 @@ class GloriaLossMetric(Metric):
         if self._count == 0:
             raise RuntimeError("GloriaLossMetric has seen no batch")
         return self._sum / self._count
+
+
+def _pred_and_label(output: Mapping[str, Any]) -> tuple[Mapping[str, torch.Tensor], Any]:
+    return output[Keys.PRED], output[Keys.LABEL]
+
+
+class GloriaRetrievalMetric(Metric):
+    """Image->text Precision@K over an evaluation set: every image against every report of the set.
+
+    The engine's label (``GloriaPrepareBatch(label_key=...)``) is the class that makes a report relevant to an
+    image (the paper: the CheXpert 5x200 class; on the phantom, the report text itself).
+
+    Args:
+        k: the K of Precision@K (must not exceed the set size).
+        mode: ``"global"``, ``"local"`` or ``"both"`` (see ``gloria_similarity``).
+        output_transform: engine output -> ``(pred dict, labels)``.
+    """
+
+    def __init__(
+        self, k: int = 5, mode: str = "both", output_transform: Callable = _pred_and_label,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.k, self.mode = int(k), mode
+        super().__init__(output_transform=output_transform, device=device)
+
+    @reinit__is_reduced
+    def reset(self) -> None:
+        self._outputs: list[dict[str, torch.Tensor]] = []
+        self._labels: list[Any] = []
+
+    @reinit__is_reduced
+    def update(self, output: tuple[Mapping[str, torch.Tensor], Any]) -> None:
+        pred, labels = output
+        if labels is None:
+            raise ValueError("GloriaRetrievalMetric needs labels: set GloriaPrepareBatch(label_key=...)")
+        self._outputs.append({k: v.detach().cpu() for k, v in pred.items()})
+        self._labels.extend(labels.tolist() if isinstance(labels, torch.Tensor) else list(labels))
+
+    def compute(self) -> float:
+        from monai_xattn.metrics.retrieval import precision_at_k
+        from monai_xattn.networks.gloria_tasks import gloria_similarity
+
+        if not self._outputs:
+            raise RuntimeError("GloriaRetrievalMetric has seen no batch")
+        t = max(o["words"].shape[2] for o in self._outputs)
+        merged = {key: torch.cat([o[key] for o in self._outputs]) for key in ("image_local", "image_global",
+                                                                              "text_global")}
+        # batches are padded to their own longest report: pad words and masks to the set's longest
+        merged["words"] = torch.cat([F.pad(o["words"], (0, t - o["words"].shape[2])) for o in self._outputs])
+        merged["word_mask"] = torch.cat([F.pad(o["word_mask"], (0, t - o["word_mask"].shape[1]))
+                                         for o in self._outputs])
+        with torch.no_grad():
+            similarity = gloria_similarity(**merged, mode=self.mode)
+        return float(precision_at_k(similarity, self._labels, self._labels, self.k)[0])

@@ -1,0 +1,103 @@
+import pytest
+import torch
+import torch.nn.functional as F
+from monai.engines import SupervisedEvaluator, SupervisedTrainer
+from torch import nn
+
+from monai_xattn.engines import GloriaLossMetric, GloriaPrepareBatch, GloriaRetrievalMetric, GloriaTrainingIteration
+from monai_xattn.losses import GloriaLoss
+
+
+class TinyGloria(nn.Module):
+    """Stands in for GLoRIA: same inputs, same output dict, a few parameters."""
+
+    def __init__(self, d: int = 8) -> None:
+        super().__init__()
+        self.local = nn.Conv2d(1, d, kernel_size=1)
+        self.image = nn.Linear(16, d)
+        self.text = nn.Embedding(50, d)
+
+    def forward(self, image, input_ids, attention_mask, word_ids):
+        local = self.local(F.adaptive_avg_pool2d(image, 2))
+        words = self.text(input_ids).transpose(1, 2)  # one "word" per token
+        mask = attention_mask.bool() & (word_ids >= 0)
+        text = (words * mask[:, None]).sum(-1)
+        return {"image_local": local, "image_global": self.image(F.adaptive_avg_pool2d(image, 4).flatten(1)),
+                "words": words, "word_mask": mask, "text_global": text}
+
+
+def make_batch(b=4, length=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(3, 7, (b,), generator=g)
+    positions = torch.arange(length)[None]
+    attention = (positions < lengths[:, None]).long()
+    input_ids = torch.randint(1, 50, (b, length), generator=g) * attention
+    word_ids = torch.where((positions > 0) & (positions < lengths[:, None] - 1), positions - 1, -1)
+    return {"image": torch.rand(b, 1, 16, 16, generator=g), "input_ids": input_ids, "attention_mask": attention,
+            "word_ids": word_ids, "report_text": [f"class {i % 2}" for i in range(b)]}
+
+
+def test_prepare_batch_trims_shared_padding_and_names_missing_keys():
+    batch = make_batch()
+    image, label, args, tokens = GloriaPrepareBatch(label_key="report_text")(batch)
+    longest = int(batch["attention_mask"].sum(1).max())
+    assert image.shape == (4, 1, 16, 16) and label == batch["report_text"] and args == ()
+    assert all(t.shape == (4, longest) for t in tokens.values())
+    assert torch.equal(tokens["input_ids"], batch["input_ids"][:, :longest])
+    with pytest.raises(KeyError, match="word_ids"):
+        GloriaPrepareBatch()({k: v for k, v in batch.items() if k != "word_ids"})
+
+
+@pytest.mark.parametrize("clip", [1e-4, None])
+def test_training_iteration_steps_and_clips(clip):
+    torch.manual_seed(0)
+    net = TinyGloria()
+    before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=[make_batch(seed=1)], network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=1.0), loss_function=GloriaLoss(),
+        prepare_batch=GloriaPrepareBatch(), iteration_update=GloriaTrainingIteration(clip_grad_norm=clip),
+        decollate=False,
+    )
+    trainer.run()
+    out = trainer.state.output
+    assert {"loss", "global_i2t", "local_t2i", "attention", "pred"} <= set(out)
+    assert torch.isfinite(out["loss"]) and not out["loss"].requires_grad
+    step = (torch.cat([p.detach().flatten() for p in net.parameters()]) - before).norm()
+    if clip:
+        assert 0 < step <= clip * 1.0001  # SGD, lr 1: the step is the clipped gradient
+    else:
+        assert step > 1e-2
+
+
+def test_validation_metrics():
+    torch.manual_seed(0)
+    net = TinyGloria()
+    data = [make_batch(seed=s) for s in range(3)]
+    evaluator = SupervisedEvaluator(
+        device=torch.device("cpu"), val_data_loader=data, network=net,
+        prepare_batch=GloriaPrepareBatch(label_key="report_text"),
+        key_val_metric={"val_loss": GloriaLossMetric()},
+        additional_metrics={"p2": GloriaRetrievalMetric(k=2, mode="global")}, decollate=False,
+    )
+    evaluator.run()
+    with torch.no_grad():
+        expected = [float(GloriaLoss()(**net(b["image"], **{k: b[k] for k in ("input_ids", "attention_mask",
+                                                                              "word_ids")}))["loss"]) for b in data]
+    assert evaluator.state.metrics["val_loss"] == pytest.approx(sum(expected) / 3, rel=1e-5)
+    assert 0.0 <= evaluator.state.metrics["p2"] <= 1.0
+
+
+def test_retrieval_metric_counts_same_class_reports():
+    labels = ["a", "b", "a", "b", "c", "c"]
+    codes = F.one_hot(torch.tensor([0, 1, 0, 1, 2, 2]), 4).float()
+    pred = {"image_local": torch.rand(6, 4, 2, 2), "image_global": codes, "words": torch.rand(6, 4, 3),
+            "word_mask": torch.ones(6, 3, dtype=torch.bool), "text_global": codes}
+    metric = GloriaRetrievalMetric(k=2, mode="global")
+    metric.reset()
+    metric.update(({k: v[:3] for k, v in pred.items()}, labels[:3]))
+    metric.update(({k: v[3:] for k, v in pred.items()}, labels[3:]))
+    assert metric.compute() == pytest.approx(1.0)
+    metric.reset()
+    metric.update(({**pred, "text_global": codes.roll(1, 0)}, labels))
+    assert metric.compute() < 1.0
