@@ -10,17 +10,18 @@ Every step maps the image to ``[0, 1]`` before the polarity step, so MONOCHROME1
 ``1 - y``, on the range the previous step produced. When VOI is skipped (``voi=False``) or the file carries none,
 the modality-LUT output is normalised by its min/max or by two percentiles instead (``normalize``).
 
-Integer DICOMs never run the float64 chain per pixel. When the chain is a clipped affine map of the stored values
-(linear modality LUT, then a LINEAR/LINEAR_EXACT window or min-max scaling) it runs as four in-place float32 passes;
-otherwise (SIGMOID, VOI LUT sequence, modality LUT sequence, percentiles) the float64 chain is evaluated once per
-stored value in the image's ``[min, max]`` and the image is a single table lookup. Both agree with the per-pixel
-float64 chain to float32 rounding, and keep the full pipeline within a few percent of a bare
-``pydicom.dcmread(...).pixel_array`` min-max read (``benchmarks/load_cxr.py``).
+Speed: uncompressed little-endian unsigned data (the usual CR/DX file) is read as a view of PixelData rather than
+through pydicom's generic decoder, and transposed to MONAI's ``(W, H)`` frame while still integers, with torch. The
+chain never runs in float64 per pixel: when it is a clipped affine map of the stored values (linear modality LUT,
+then a LINEAR/LINEAR_EXACT window or min-max scaling) it runs as four in-place float32 passes; otherwise the
+float64 chain is evaluated once per possible stored value (every value of data up to 12 bits, else the image's
+``[min, max]``) and the image is one table lookup, whose modulo indexing also clears the bits above BitsStored.
+Both agree with the per-pixel float64 chain to float32 rounding. ``benchmarks/load_cxr.py`` compares the whole
+loader with a bare ``pydicom.dcmread(...).pixel_array`` read.
 """
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from os import PathLike
@@ -38,7 +39,6 @@ from pydicom.pixels import apply_modality_lut, get_decoder
 
 __all__ = ["CXRLoadError", "LoadCXR", "LoadCXRd", "LoadCXRD", "LoadCXRDict", "DICOM_SUFFIXES"]
 
-logger = logging.getLogger(__name__)
 
 #: file name endings read with pydicom even without the ``DICM`` preamble marker.
 DICOM_SUFFIXES = (".dcm", ".dicom", ".dic")
