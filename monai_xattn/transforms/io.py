@@ -22,7 +22,6 @@ loader with a bare ``pydicom.dcmread(...).pixel_array`` read.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable, Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -106,10 +105,10 @@ def _transposed(pixels: np.ndarray) -> np.ndarray:
     slower on the transposed strides. It is made on the stored integers (half the bytes of float32) with torch,
     whose transpose kernel is an order of magnitude faster than numpy's strided copy.
     """
+    if not pixels.flags.writeable:  # a PixelData view: torch.from_numpy warns on read-only memory
+        pixels = pixels.copy()
     try:
-        with warnings.catch_warnings():  # a read-only PixelData view is only read here
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(pixels).T.contiguous().numpy()
+        return torch.from_numpy(pixels).T.contiguous().numpy()
     except TypeError:  # a dtype torch does not hold (e.g. big-endian)
         return np.ascontiguousarray(pixels.T)
 
