@@ -15,8 +15,7 @@ through pydicom's generic decoder, and transposed to MONAI's ``(W, H)`` frame wh
 chain never runs in float64 per pixel: when it is a clipped affine map of the stored values (linear modality LUT,
 then a LINEAR/LINEAR_EXACT window or min-max scaling) it runs as four in-place float32 passes; otherwise the
 float64 chain is evaluated once per possible stored value (every value of data up to 12 bits, else the image's
-``[min, max]``) and the image is one table lookup, whose modulo indexing also clears the bits above BitsStored.
-Both agree with the per-pixel float64 chain to float32 rounding. ``benchmarks/load_cxr.py`` compares the whole
+``[min, max]``) and the image is one table lookup. Both agree with the per-pixel float64 chain to float32 rounding. ``benchmarks/load_cxr.py`` compares the whole
 loader with a bare ``pydicom.dcmread(...).pixel_array`` read.
 """
 
@@ -80,8 +79,8 @@ def _native_pixels(ds: pydicom.Dataset, ts: pydicom.uid.UID | None, path: Path) 
 
     The common chest X-ray case, read as a read-only view of PixelData: pydicom's generic native decoder spends
     longer than the rest of the loading on copies this case does not need. The bits above BitsStored are *not*
-    cleared yet (see :func:`_mask_unused_bits`): the table lookup clears them for free. Anything else (signed, big
-    endian, deflated, compressed, 1/32-bit) goes through ``ds.pixel_array``.
+    cleared yet: :func:`_mask_unused_bits` does it in the one copy the view needs anyway. Anything else (signed,
+    big endian, deflated, compressed, 1/32-bit) goes through ``ds.pixel_array``.
     """
     if ts not in _NATIVE_LE or int(ds.get("PixelRepresentation", 0)) != 0:
         return None
@@ -105,7 +104,7 @@ def _transposed(pixels: np.ndarray) -> np.ndarray:
     slower on the transposed strides. It is made on the stored integers (half the bytes of float32) with torch,
     whose transpose kernel is an order of magnitude faster than numpy's strided copy.
     """
-    if not pixels.flags.writeable:  # a PixelData view: torch.from_numpy warns on read-only memory
+    if not pixels.flags.writeable:  # torch.from_numpy warns on read-only memory
         pixels = pixels.copy()
     try:
         return torch.from_numpy(pixels).T.contiguous().numpy()
@@ -113,11 +112,11 @@ def _transposed(pixels: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(pixels.T)
 
 
-def _mask_unused_bits(stored: np.ndarray, ds: pydicom.Dataset) -> np.ndarray:
-    """Clear the bits above BitsStored of unsigned data (what pydicom's decoders do; a no-op when none exist)."""
+def _mask_unused_bits(stored: np.ndarray, ds: pydicom.Dataset, copy: bool = False) -> np.ndarray:
+    """Clear the bits above BitsStored of unsigned data, as pydicom's decoders do (a copy when ``copy``)."""
     bits = int(ds.get("BitsStored", 0) or 0)
     if stored.dtype.kind != "u" or not 0 < bits < 8 * stored.dtype.itemsize:
-        return stored
+        return stored.copy() if copy else stored
     return stored & stored.dtype.type(2**bits - 1)
 
 
@@ -262,16 +261,17 @@ class LoadCXR(Transform):
             raise CXRLoadError(path, f"multi-frame DICOM ({ds.NumberOfFrames} frames); a chest X-ray has one.")
         if not int(ds.get("Rows", 0)) or not int(ds.get("Columns", 0)):
             raise CXRLoadError(path, f"zero-size image (Rows={ds.get('Rows')}, Columns={ds.get('Columns')}).")
-        stored = _transposed(self._decode(ds, path))
+        stored = self._decode(ds, path)
+        if not stored.flags.writeable:  # the PixelData view: one pass makes it a masked, writable copy
+            stored = _mask_unused_bits(stored, ds, copy=True)
+        stored = _transposed(stored)
         plan = self._plan(ds, path)
         bits = int(ds.get("BitsStored", 0) or 0)
         unsigned = stored.dtype.kind == "u" and int(ds.get("PixelRepresentation", 0)) == 0
         if unsigned and 0 < bits <= _FULL_TABLE_BITS and not self._affine_plan(ds, plan):
-            # a table over every BitsStored value, indexed modulo its power-of-two size: the modulo is the
-            # unused-bit mask, so neither a masking pass nor a min/max pass is needed
+            # a table over every BitsStored value spares the min/max passes
             array = self._apply_table(stored, ds, plan, path, full_domain=bits)
         else:
-            stored = _mask_unused_bits(stored, ds)
             integer = stored.dtype.kind in "iu"
             affine = self._affine_form(ds, plan, stored) if integer else None
             if affine is not None:
@@ -387,7 +387,7 @@ class LoadCXR(Transform):
         """Evaluate :meth:`_chain` once per stored value and look the image up in the result.
 
         The table spans ``[min, max]`` of ``stored``, or with ``full_domain=bits`` every value ``[0, 2**bits)`` of
-        unsigned data, whose bits above ``bits`` the modulo indexing then ignores.
+        unsigned data masked to ``bits``.
         """
         if full_domain:
             lo, hi, index = 0, 2**full_domain - 1, stored
@@ -398,13 +398,13 @@ class LoadCXR(Transform):
         # min/max/percentiles over the values present, not over the table's domain
         counts = None
         if plan["voi"] == "normalize":
-            counts = np.bincount(index.ravel() % values.size if full_domain else index.ravel(), minlength=values.size)
+            counts = np.bincount(index.ravel(), minlength=values.size)
         table = self._chain(values, counts, ds, plan, path)
         self._check_finite(table, path)
         table = table.astype(np.float32)
         out = np.empty(index.shape, dtype=np.float32)
         # row blocks bound the intp copy numpy makes of the index (8 bytes per pixel for the whole image otherwise);
-        # "wrap": the modulo of full_domain, and otherwise in range anyway; "raise" would buffer `out` (numpy docs)
+        # indices are in range by construction; mode="raise" would buffer `out` (numpy docs), "wrap" measured fastest
         step = max(1, _TAKE_BLOCK // max(1, index.shape[1]))
         for start in range(0, index.shape[0], step):
             np.take(table, index[start : start + step], out=out[start : start + step], mode="wrap")
