@@ -29,7 +29,7 @@ def test_same_seed_same_bytes_whatever_the_workers(tmp_path):
     assert len(da) > 8 * 3 and da == db
     images = {v for k, v in da.items() if k.endswith((".png", ".jpg", ".dcm")) and "ground_truth" not in k}
     assert len(images) >= 8 * 3 and images.isdisjoint(dc.values())  # another seed, other images
-    assert a["layouts"]["rsna"]["studies"] == 3
+    assert a["layouts"]["rsna"]["studies"] == 3 and a["workers"] == 1
 
 
 def test_refuses_non_empty_folders(tmp_path):

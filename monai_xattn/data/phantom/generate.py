@@ -91,7 +91,7 @@ def generate(
     ]
 
     start = time.perf_counter()
-    workers = os.cpu_count() or 1 if workers is None else max(1, int(workers))
+    workers = (os.cpu_count() or 1) if workers is None else max(1, int(workers))
     if workers == 1:
         results = [_task(t) for t in tasks]
     else:
