@@ -28,6 +28,9 @@ W, H = 96, 64  # non-square: an axis mix-up moves the box
 def test_xywh_to_xyxy():
     np.testing.assert_array_equal(xywh_to_xyxy([[10, 20, 5, 7], [0.5, 1, 2, 3]]), [[10, 20, 15, 27], [0.5, 1, 2.5, 4]])
     assert xywh_to_xyxy([]).shape == (0, 4)
+    # NIH writes 15 significant digits: float64 all the way (MONAI's convert_box_mode rounds through float32)
+    nih = [[225.084745762712, 547.019216763771, 86.7796610169491, 79.1864406779661]]
+    assert xywh_to_xyxy(nih)[0, 2] == 225.084745762712 + 86.7796610169491
 
 
 def test_validate_boxes_policies(caplog):
