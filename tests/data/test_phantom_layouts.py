@@ -87,8 +87,10 @@ def test_monochrome1_decodes_to_the_same_anatomy(phantom_root, tmp_path):
                                photometric=photometric, bits_stored=12, rescale=(1.0, -1024.0))  # fmt: skip
         ds = pydicom.dcmread(path)
         values = apply_modality_lut(ds.pixel_array, ds)
-        if ds.PhotometricInterpretation == "MONOCHROME1":  # correct handling: invert over the value range, once
-            values = values.max() + values.min() - values
+        if ds.PhotometricInterpretation == "MONOCHROME1":
+            # correct handling: invert once, over the range the modality LUT maps the stored range to
+            lo, hi = apply_modality_lut(np.array([0, 2**ds.BitsStored - 1]), ds)
+            values = lo + hi - values
         decoded[photometric] = values
     assert np.abs(decoded["MONOCHROME1"] - decoded["MONOCHROME2"]).max() <= 1
     assert np.corrcoef(decoded["MONOCHROME2"].ravel(), image.ravel())[0, 1] > 0.999

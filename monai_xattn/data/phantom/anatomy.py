@@ -99,6 +99,8 @@ class PatientFrame:
 
     Attributes:
         px, py: ``(rows, cols)`` float32 patient coordinates of the pixel centres.
+        x, y: ``(cols,)`` / ``(rows,)`` image-normalised pixel-centre coordinates relative to the thorax centre.
+        linear: ``(2, 2)`` matrix with ``(px, py) = linear @ (x, y)``.
     """
 
     def __init__(self, shape: tuple[int, int], patient: Patient) -> None:
@@ -288,9 +290,11 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
     r2 = u**2 + v**2
     heart = sigmoid((1 - r2) / 0.04)
     # the heart sits on the diaphragm: below the domes it merges with the equally dense abdomen
-    above = sigmoid((np.where(px < 0, geo[0]["dome"], geo[1]["dome"]) + 0.03 - py) / 0.02)
+    above = sigmoid((p.dome[1] + 0.07 + 0.06 * px - py) / 0.015)
     heart = heart * above
-    att += (0.3 * np.sqrt(np.clip(1 - r2, 0, 1)) + 0.28) * heart
+    # the heart displaces aerated lung: it adds back the air it replaces (most where it is thickest), so it
+    # reaches soft-tissue density over the lungs and adds little over the mediastinum and abdomen
+    att += heart * 0.78 * air * (0.75 + 0.25 * np.sqrt(np.clip(1 - r2, 0, 1))) + 0.05 * heart
 
     # abdomen below the domes; gastric air bubble under the left hemidiaphragm
     bubble = np.clip(1 - ((px - 0.5) / 0.13) ** 2 - ((py - p.dome[1] - 0.22) / 0.06) ** 2, 0, 1)
@@ -379,8 +383,8 @@ def render_lateral(frame: PatientFrame, rng: np.random.Generator) -> np.ndarray:
     lung = sigmoid((px + 0.78) / 0.02) * sigmoid((0.82 - px) / 0.02) * sigmoid((py - apex) / 0.02)
     lung = lung * sigmoid((dome - py) / 0.02)
     att -= 0.85 * lung
-    heart = np.clip(1 - ((px + 0.3) / 0.42) ** 2 - ((py - 0.45) / 0.4) ** 2, 0, 1)
-    att += 0.7 * np.sqrt(heart)
+    heart = np.clip(1 - ((px + 0.3) / 0.42) ** 2 - ((py - 0.45) / 0.4) ** 2, 0, 1) * sigmoid((dome - py) / 0.02)
+    att += 0.8 * np.sqrt(heart) * lung
     trachea = _band(px - 0.25 * (py + 0.4) + 0.05, 0.04, 0.01) * sigmoid((-0.25 - py) / 0.03)
     att -= 0.2 * trachea
     phase = (py + 1.3) / 0.125

@@ -289,8 +289,8 @@ def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple
     level = level + 0.35 * field(0.35, 5)
     shape = sigmoid(level / 0.12)
     if f.opacity == "consolidation":
-        bronchi = np.abs(field(0.6, 3)) < 0.12
-        dens = shape * (0.95 - 0.3 * bronchi)
+        bronchi = np.abs(field(0.6, 3)) < 0.06
+        dens = shape * (0.95 - 0.2 * bronchi)
     elif f.opacity == "ground-glass":
         shape = sigmoid(level / 0.3)
         dens = 0.8 * shape
@@ -383,7 +383,8 @@ def render_findings(
                 * sigmoid((g["lateral"] + 0.02 - g["q"]) / 0.015)
                 * sigmoid((g["dome"] + 0.06 - frame.py) / 0.02)
             )
-            att += f.amplitude * region
+            # fluid replaces aerated lung: no denser than the soft tissue around it
+            att += f.amplitude * region * np.maximum(lung, sigmoid((g["dome"] - frame.py) / 0.01))
             masks.append(region > 0.5)
         elif f.kind == "cardiomegaly":
             masks.append(anatomy.heart > 0.5)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
@@ -49,7 +49,6 @@ class Study:
     masks: list[np.ndarray]
     lateral: np.ndarray | None = None
     difficulty: str = "medium"
-    extra: dict = field(default_factory=dict)
 
     @property
     def has_pneumonia(self) -> bool:
