@@ -39,6 +39,7 @@ __all__ = [
     "build_trunk",
     "load_trunk_weights",
     "gloria_trunk",
+    "probe_trunks",
     "label_entries",
     "stratified_subset",
     "extract_features",
@@ -118,6 +119,31 @@ def gloria_trunk(checkpoint: str | os.PathLike, depth: int = 50, in_channels: in
     return trunk
 
 
+def probe_trunks(
+    gloria_checkpoint: str | os.PathLike | None,
+    depth: int = 50,
+    in_channels: int = 1,
+    imagenet_weights: str | os.PathLike | None = None,
+    seed: int = 0,
+) -> dict[str, nn.Module]:
+    """The encoders Table 2 compares, built the same way: GLoRIA (when a checkpoint is given), random
+    initialisation (seeded) and ImageNet (when a torchvision weight file is given).
+
+    Returns:
+        ``{"GLoRIA": ..., "Random": ..., "ImageNet": ...}`` (the available ones).
+    """
+    trunks = {}
+    if gloria_checkpoint is not None:
+        trunks["GLoRIA"] = gloria_trunk(gloria_checkpoint, depth, in_channels)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        trunks["Random"] = build_trunk(depth, in_channels)
+    if imagenet_weights is not None:
+        trunks["ImageNet"] = build_trunk(depth, in_channels)
+        load_trunk_weights(trunks["ImageNet"], imagenet_weights, transpose_kernels=True)
+    return trunks
+
+
 def label_entries(
     entries: Sequence[Mapping[str, Any]], tasks: Sequence[str], label_key: str = "label", source: str = "datalist"
 ) -> list[dict[str, Any]]:
@@ -183,8 +209,11 @@ def extract_features(
     trunk.eval()
     feats, labels = [], []
     for batch in batches:
-        feats.append(trunk(torch.as_tensor(batch[image_key]).to(device)).float().cpu())
-        labels.append(torch.as_tensor(batch[label_key]).float().reshape(feats[-1].shape[0], -1))
+        # plain tensors: MetaTensor rows would carry their batch's metadata into the probe's own batches
+        image = torch.as_tensor(batch[image_key]).as_subclass(torch.Tensor).to(device)
+        feats.append(trunk(image).float().cpu())
+        label = torch.as_tensor(batch[label_key]).as_subclass(torch.Tensor)
+        labels.append(label.float().reshape(feats[-1].shape[0], -1))
     if not feats:
         raise ValueError("extract_features got no batch")
     return torch.cat(feats), torch.cat(labels)

@@ -223,10 +223,12 @@ def encode_texts(text_encoder: nn.Module, texts: Sequence[str], batch_size: int 
     Raises:
         ValueError: a text has no word left after cleaning (its index and text are named).
     """
-    texts = [clean_report(t) if clean else t for t in texts]
+    texts_in = list(texts)
+    texts = [clean_report(t) if clean else t for t in texts_in]
     empty = [(i, t) for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise ValueError(f"{len(empty)} texts have no word after cleaning, e.g. #{empty[0][0]}; drop them first")
+        raise ValueError(f"{len(empty)} texts keep no sentence of two or more words after GLoRIA's cleaning, e.g. "
+                         f"#{empty[0][0]} {texts_in[empty[0][0]]!r}; drop them first")
     device = _module_device(text_encoder)
     parts = []
     for start in range(0, len(texts), batch_size):
