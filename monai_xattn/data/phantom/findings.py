@@ -295,8 +295,9 @@ def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple
         shape = sigmoid(level / 0.3)
         dens = 0.8 * shape
     elif f.opacity == "interstitial":
-        net = np.abs(field(1.0, 6, zoom=2.5)) < 0.35
-        dens = shape * (0.35 + 0.75 * net)
+        # reticulation: thin bright lines along the zero set of a fine random field, over a faint haze
+        net = np.exp(-((field(1.6, 6, zoom=2.5) / 0.25) ** 2))
+        dens = shape * (0.45 + 0.6 * net)
     else:  # patchy: confluent blotches
         blotches = field(0.7, 3) + 0.5 * field(1.4, 3)
         dens = shape * np.clip(0.65 + 0.4 * blotches, 0, 1.1)
