@@ -377,20 +377,29 @@ def render_lateral(frame: PatientFrame, rng: np.random.Generator) -> np.ndarray:
     half = 0.35 + 0.7 * sigmoid((py + 1.0) / 0.08)
     body = np.sqrt(np.clip(1 - (px / half) ** 2, 0, 1)) * sigmoid((half - np.abs(px)) / 0.015)
     att = 0.8 * body + 0.3 * sigmoid((half - np.abs(px)) / 0.01)
-    # both lungs superimposed, from behind the sternum to the posterior sulci
-    dome = 0.45 + 0.35 * ((px - 0.1) / 0.9) ** 2 - 0.05 * px
+    # both lungs superimposed, from behind the sternum to the posterior sulci; the two hemidiaphragms project
+    # as two domes a little apart, lowest posteriorly
+    domes = [0.42 + shift + 0.35 * ((px - 0.1) / 0.9) ** 2 - 0.08 * px for shift in (0.0, rng.uniform(0.03, 0.08))]
     apex = -0.9 + 0.5 * (px / 0.6) ** 2
     lung = sigmoid((px + 0.78) / 0.02) * sigmoid((0.82 - px) / 0.02) * sigmoid((py - apex) / 0.02)
-    lung = lung * sigmoid((dome - py) / 0.02)
-    att -= 0.85 * lung
-    heart = np.clip(1 - ((px + 0.3) / 0.42) ** 2 - ((py - 0.45) / 0.4) ** 2, 0, 1) * sigmoid((dome - py) / 0.02)
-    att += 0.8 * np.sqrt(heart) * lung
+    lungs = [lung * sigmoid((d - py) / 0.02) for d in domes]
+    lung = 0.5 * (lungs[0] + lungs[1])
+    # thicker air column behind the heart and in the posterior sulci than under the sternum
+    att -= (0.6 + 0.2 * sigmoid(px / 0.3)) * lung
+    # heart: anterior and inferior, resting on the diaphragm, its long axis tilted forward
+    ca, sa = np.cos(0.5), np.sin(0.5)
+    u = ((px + 0.3) * ca - (py - 0.42) * sa) / 0.45
+    v = ((px + 0.3) * sa + (py - 0.42) * ca) / 0.34
+    heart = np.clip(1 - u**2 - v**2, 0, 1)
+    att += (0.35 + 0.25 * np.sqrt(heart)) * sigmoid((1 - u**2 - v**2) / 0.08) * lung
+    # hila: a soft density over the middle of the lung
+    att += 0.12 * np.exp(-(((px - 0.1) / 0.16) ** 2 + ((py + 0.05) / 0.14) ** 2))
     trachea = _band(px - 0.25 * (py + 0.4) + 0.05, 0.04, 0.01) * sigmoid((-0.25 - py) / 0.03)
     att -= 0.2 * trachea
     phase = (py + 1.3) / 0.125
     frac = phase - np.floor(phase)
     column = _band(px - 0.72 + 0.08 * py, 0.11, 0.01) * (0.7 + 0.3 * sigmoid((0.4 - np.abs(frac - 0.5)) / 0.02))
-    att += 0.45 * column * sigmoid((py + 1.5) / 0.05)
+    att += 0.3 * column * sigmoid((py + 1.5) / 0.05) * sigmoid((half - np.abs(px) - 0.05) / 0.02)
     att += 0.35 * _band(px + 0.86 - 0.05 * py, 0.025, 0.006) * sigmoid((py + 0.85) / 0.03) * sigmoid((0.5 - py) / 0.05)
     att += 0.02 * _smooth_field(rng, frame, 9.0, 8) * lung
     return att.astype(np.float32)
