@@ -14,7 +14,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-__all__ = ["Patient", "PatientFrame", "sample_patient", "render_frontal", "render_lateral", "expose", "sigmoid"]
+__all__ = [
+    "Patient", "PatientFrame", "Anatomy", "sample_patient", "lung_geometry", "render_frontal", "render_lateral", "expose",
+    "sigmoid", "smooth_field",
+]  # fmt: skip
 
 
 def sigmoid(t: np.ndarray) -> np.ndarray:
@@ -180,7 +183,7 @@ def _waves(rng: np.random.Generator, freq: float, terms: int) -> tuple[np.ndarra
     return 2 * np.pi * freqs[:, None] * np.stack([np.cos(angles), np.sin(angles)], 1), phases
 
 
-def _smooth_field(
+def smooth_field(
     rng: np.random.Generator,
     frame: PatientFrame,
     freq: float,
@@ -209,7 +212,7 @@ def _smooth_field(
 
 
 def _wave_field(rng: np.random.Generator, u: np.ndarray, v: np.ndarray, freq: float, terms: int) -> np.ndarray:
-    """:func:`_smooth_field` over arbitrary (non-affine) coordinate maps ``u, v`` (full-image cosines)."""
+    """:func:`smooth_field` over arbitrary (non-affine) coordinate maps ``u, v`` (full-image cosines)."""
     k, phases = _waves(rng, freq, terms)
     out = np.zeros_like(u)
     for (ku, kv), ph in zip(k, phases, strict=True):
@@ -356,11 +359,11 @@ def render_frontal(frame: PatientFrame, rng: np.random.Generator) -> Anatomy:
         dx, dy = side * sub_px - 0.2, sub_py + 0.06
         r = np.sqrt(dx**2 + dy**2) + 1e-3
         phi = np.arctan2(dy, dx)
-        warp = 0.25 * _smooth_field(rng, frame, 1.5, 4)[::2, ::2]
+        warp = 0.25 * smooth_field(rng, frame, 1.5, 4)[::2, ::2]
         streak = _wave_field(rng, (phi + warp) * 2.0, np.log(r) * 0.3, 6.0, 5)
         streaks += np.clip(streak - 0.9, 0, None) * np.exp(-r / 0.42) * (np.sign(sub_px) == side)
     vessels = _upsample(streaks, px.shape) * lungs.sum(0)
-    fine = _smooth_field(rng, frame, 9.0, 8)
+    fine = smooth_field(rng, frame, 9.0, 8)
     vessels = 0.12 * vessels + 0.018 * fine * lungs.sum(0)
     att += vessels
     return Anatomy(
@@ -401,7 +404,7 @@ def render_lateral(frame: PatientFrame, rng: np.random.Generator) -> np.ndarray:
     column = _band(px - 0.72 + 0.08 * py, 0.11, 0.01) * (0.7 + 0.3 * sigmoid((0.4 - np.abs(frac - 0.5)) / 0.02))
     att += 0.3 * column * sigmoid((py + 1.5) / 0.05) * sigmoid((half - np.abs(px) - 0.05) / 0.02)
     att += 0.35 * _band(px + 0.86 - 0.05 * py, 0.025, 0.006) * sigmoid((py + 0.85) / 0.03) * sigmoid((0.5 - py) / 0.05)
-    att += 0.02 * _smooth_field(rng, frame, 9.0, 8) * lung
+    att += 0.02 * smooth_field(rng, frame, 9.0, 8) * lung
     return att.astype(np.float32)
 
 

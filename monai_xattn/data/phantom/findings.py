@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image, ImageDraw
 
-from monai_xattn.data.phantom.anatomy import Anatomy, PatientFrame, _smooth_field, sigmoid
+from monai_xattn.data.phantom.anatomy import Anatomy, PatientFrame, sigmoid, smooth_field
 
 __all__ = [
     "DIFFICULTIES",
@@ -284,7 +284,7 @@ def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple
     offset = -linear @ np.array(f.center)
 
     def field(freq: float, terms: int, zoom: float = 1.0) -> np.ndarray:
-        return _smooth_field(rng, frame, freq, terms, linear * zoom, offset * zoom)
+        return smooth_field(rng, frame, freq, terms, linear * zoom, offset * zoom)
 
     level = level + 0.35 * field(0.35, 5)
     shape = sigmoid(level / 0.12)

@@ -215,7 +215,7 @@ def _write_ground_truth(root: Path, gt_id: str, image: str, study: Study, report
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _mimic_ids(index: int, seed: int, rng: np.random.Generator) -> tuple[str, str]:
+def _mimic_ids(index: int, seed: int) -> tuple[str, str]:
     # multiplying by a prime coprime to the range makes ids unique over the index, whatever the seed
     subject = 10_000_000 + (index * 104_729 + seed * 7_919) % 9_000_000
     study = 50_000_000 + (index * 7_727 + seed * 613) % 10_000_000
@@ -224,7 +224,7 @@ def _mimic_ids(index: int, seed: int, rng: np.random.Generator) -> tuple[str, st
 
 def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed: int, study: Study,
                  report: Report, rng: np.random.Generator) -> dict:  # fmt: skip
-    subject, study_id = _mimic_ids(index, seed, rng)
+    subject, study_id = _mimic_ids(index, seed)
     folder = f"files/p{subject[:2]}/p{subject}/s{study_id}"
     split = str(rng.choice(["train", "validate", "test"], p=[0.8, 0.1, 0.1]))
     date = f"21{int(rng.integers(10, 99)):02d}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 29)):02d}"
@@ -436,7 +436,7 @@ def _covid_study(root: Path, index: int, seed: int, study: Study, report: Report
 
 
 def _ms_cxr_study(root: Path, index: int, seed: int, study: Study, report: Report, rng: np.random.Generator) -> dict:
-    subject, study_id = _mimic_ids(index, seed + 1, rng)
+    subject, study_id = _mimic_ids(index, seed + 1)
     dicom_id = _hex_id(rng, (4, 4, 4, 4, 4))
     path = f"files/p{subject[:2]}/p{subject}/s{study_id}/{dicom_id}.jpg"
     _save_jpg(root / path, mimic_jpg_pixels(to_stored(study.image, "MONOCHROME2", 12), "MONOCHROME2"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from monai_xattn.data.phantom.findings import Finding
+from monai_xattn.data.phantom.findings import DIFFICULTY_SETTINGS, Finding
 from monai_xattn.text.attributes import AttributeVocabulary, load_vocabulary
 
 __all__ = ["CHEXPERT_LABELS", "Sentence", "Report", "write_report", "phrase_for_box", "text_attributes", "location"]
@@ -245,8 +245,6 @@ def write_report(
         sex: for the indication line.
         vocabulary: attribute vocabulary whose surface forms define the ground truth (default: shipped one).
     """
-    from monai_xattn.data.phantom.findings import DIFFICULTY_SETTINGS
-
     cfg = DIFFICULTY_SETTINGS[difficulty]
     pattern, form_names = _vocab_pattern(vocabulary)
     status: dict[str, str] = {}
