@@ -22,6 +22,7 @@ from PIL import Image
 from skimage.measure import label as connected_components
 
 from monai_xattn.data.dicom_writer import write_cxr_dicom
+from monai_xattn.data.phantom.findings import Finding
 from monai_xattn.data.phantom.reports import CHEXPERT_LABELS, Report, phrase_for_box, text_attributes, write_report
 from monai_xattn.data.phantom.synth import Study, study_rngs, synthesize_study
 from monai_xattn.data.siim import rle_encode
@@ -276,7 +277,7 @@ def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed:
             _save_jpg(root_jpg / folder / f"{dicom_id}.jpg", mimic_jpg_pixels(stored, photometric))
         rows, cols = pixels.shape
         meta_rows.append([dicom_id, subject, study_id, procedure, vp, rows, cols, date, time,
-                          procedure.title(), view_meaning[vp], "Recumbent" if view == "AP" else "Erect"])  # fmt: skip
+                          procedure, view_meaning[vp], "Recumbent" if view == "AP" else "Erect"])  # fmt: skip
         split_rows.append([dicom_id, study_id, subject, split])
     attributes = report.attributes()
     for root in (root_dcm, root_jpg):
@@ -442,14 +443,17 @@ def _ms_cxr_study(root: Path, index: int, seed: int, study: Study, report: Repor
     _save_jpg(root / path, mimic_jpg_pixels(to_stored(study.image, "MONOCHROME2", 12), "MONOCHROME2"))
     split = str(rng.choice(["train", "val", "test"], p=[0.7, 0.1, 0.2]))
     rows, rows_px = [], study.image.shape
-    phrases: dict[int, tuple[str, str]] = {}
+    groups: dict[int, list[Finding]] = {}
     for f in study.findings:
-        if f.kind == "device" or f.box is None:
-            continue
-        # one phrase per finding (group); its instances are several boxes of the same phrase, as in MS-CXR
-        category, text = phrases.setdefault(f.group, phrase_for_box(rng, f))
-        x0, y0, x1, y1 = (int(v) for v in f.box)
-        rows.append([dicom_id, category, text, path, x0, y0, x1 - x0, y1 - y0, rows_px[1], rows_px[0], split])
+        if f.kind != "device":
+            groups.setdefault(f.group, []).append(f)
+    phrases = {g: phrase_for_box(rng, members) for g, members in groups.items()}
+    for g, members in groups.items():
+        # one phrase per finding; its instances are several boxes of the same phrase, as in MS-CXR
+        category, text = phrases[g]
+        for f in members:
+            x0, y0, x1, y1 = (int(v) for v in f.box)
+            rows.append([dicom_id, category, text, path, x0, y0, x1 - x0, y1 - y0, rows_px[1], rows_px[0], split])
     texts = [t for _, t in phrases.values()]
     attrs = {"attributes": text_attributes(texts), "uncertain_attributes": [], "negated_attributes": []}
     _write_ground_truth(root, dicom_id, path, study, " ".join(f"{t}." for t in texts), attrs, report.labels)

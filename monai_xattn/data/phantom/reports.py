@@ -466,15 +466,27 @@ def _typo(rng: np.random.Generator, text: str, pattern: re.Pattern, p: float) ->
     return new if same else text
 
 
-def phrase_for_box(rng: np.random.Generator, f: Finding) -> tuple[str, str]:
-    """``(category_name, label_text)`` of one box, MS-CXR style ("Pneumonia", "Right lower lobe consolidation")."""
+def phrase_for_box(rng: np.random.Generator, group: list[Finding]) -> tuple[str, str]:
+    """``(category_name, label_text)`` of one finding, MS-CXR style ("Pneumonia", "Right lower lobe consolidation").
+
+    Args:
+        rng: the study's generator.
+        group: the finding's instances (one box each); the phrase covers all of them ("Bilateral pleural
+            effusions" for a left and a right box), as an MS-CXR phrase with several boxes does.
+    """
+    f = group[0]
+    sides = {g.side for g in group}
+    where = "bilateral" if len(sides) > 1 else f.side
     if f.kind == "pneumonia":
-        prep, adj = location(rng, f)
         noun = _pick(rng, _OPACITY_NOUNS[f.opacity])
-        text = _pick(rng, [f"{_cap(adj)} {noun}", f"{_cap(noun)} {prep}"])
+        if len(group) > 1:
+            text = f"{_cap(where if len(sides) > 1 else 'multifocal')} {noun}"
+        else:
+            prep, adj = location(rng, f)
+            text = _pick(rng, [f"{_cap(adj)} {noun}", f"{_cap(noun)} {prep}"])
         return ("Consolidation" if f.opacity == "consolidation" and rng.random() < 0.5 else "Pneumonia"), text
     if f.kind == "effusion":
-        return "Pleural Effusion", f"{_cap(f.severity)} {f.side} pleural effusion"
+        return "Pleural Effusion", f"{_cap(f.severity)} {where} pleural effusion{'s' if len(group) > 1 else ''}"
     if f.kind == "cardiomegaly":
         return "Cardiomegaly", _pick(
             rng, ["Cardiomegaly", "Enlarged cardiac silhouette", f"{_cap(f.severity)} cardiomegaly"]
@@ -485,7 +497,7 @@ def phrase_for_box(rng: np.random.Generator, f: Finding) -> tuple[str, str]:
     if f.kind == "edema":
         return "Edema", _pick(rng, ["Pulmonary edema", f"{_cap(f.severity)} pulmonary edema"])
     if f.kind == "pneumothorax":
-        return "Pneumothorax", f"{_cap(f.severity)} {f.side} pneumothorax"
+        return "Pneumothorax", f"{_cap(f.severity)} {where} pneumothorax"
     if f.kind == "nodule":
         prep, _ = location(rng, f)
         return "Lung Opacity", f"Nodular opacity {prep}"
