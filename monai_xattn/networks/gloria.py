@@ -25,6 +25,8 @@ from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
+from monai_xattn.transforms.text import Tokenize
+
 __all__ = [
     "DEFAULT_TEXT_MODEL_HELP",
     "GLoRIA",
@@ -230,15 +232,8 @@ class GloriaTextEncoder(nn.Module):
         Returns:
             ``{"input_ids", "attention_mask", "word_ids"}``, each ``(B, L)``; ``word_ids`` is -1 off words.
         """
-        if isinstance(texts, str):
-            texts = [texts]
-        enc = self.tokenizer(list(texts), padding="longest", truncation=True, max_length=self.max_length,
-                             return_tensors="pt")
-        # the fast tokenizer exposes word ids only as Python lists (one per text)
-        word_ids = torch.tensor(
-            [[-1 if w is None else w for w in enc.word_ids(i)] for i in range(len(texts))], dtype=torch.long
-        )
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "word_ids": word_ids}
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return Tokenize(self.tokenizer, self.max_length, padding="longest")(texts)
 
     def word_strings(self, text: str) -> list[str]:
         """The words of ``text`` in the order of the word slots that the word mask keeps (with
