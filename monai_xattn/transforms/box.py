@@ -4,7 +4,8 @@ Everything box-geometric that MONAI already has is used as is (``monai.data.box_
 ``monai.apps.detection.transforms``: ``ZoomBox``, ``RandFlipBoxd``, ``ClipBoxToImaged``, ``StandardizeEmptyBoxd``,
 ``BoxToMaskd``/``MaskToBoxd``). What is added:
 
-- :func:`xywh_to_xyxy` and :func:`validate_boxes`, for the dataset adapters (boxes are converted once, there);
+- :func:`validate_boxes` (error / clip / drop policies); :func:`xywh_to_xyxy` is re-exported from
+  :mod:`monai_xattn.data.datalist`, where the adapters convert every dataset box once;
 - :class:`ResizeBox`/:class:`ResizeBoxd`: resize to a fixed size whatever the input size. MONAI has no
   ``ResizeBoxd``, and ``ZoomBoxd`` takes a fixed zoom factor (and rewrites it on its first call), which cannot
   bring chest X-rays of different sizes to one ``S x S``;
@@ -40,6 +41,7 @@ from monai.transforms import (
 )
 from monai.utils import ensure_tuple_rep
 
+from monai_xattn.data.datalist import xywh_to_xyxy
 from monai_xattn.transforms.io import LoadCXRd
 
 __all__ = [
@@ -62,22 +64,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_LABEL_NAMES: dict[str, int] = {"Pneumonia": 0}
 #: meta key (on the image) holding the per-axis factor the boxes were scaled by.
 BOX_SCALE_KEY = "box_scale"
-
-
-def xywh_to_xyxy(boxes: Sequence[Sequence[float]] | np.ndarray) -> np.ndarray:
-    """Top-left ``[x, y, w, h]`` boxes (NIH, RSNA, MS-CXR, COCO) -> ``StandardMode`` ``[x0, y0, x1, y1]``.
-
-    Not ``monai.data.box_utils.convert_box_mode``: it computes in float32, which moves NIH's 15-digit float
-    coordinates by up to 1e-5 px (tested).
-
-    Args:
-        boxes: ``(N, 4)`` boxes, or an empty sequence.
-
-    Returns:
-        float64 array of shape ``(N, 4)`` (``(0, 4)`` for no boxes).
-    """
-    array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([array[:, :2], array[:, :2] + array[:, 2:]], axis=1)
 
 
 def validate_boxes(
