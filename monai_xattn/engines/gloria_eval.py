@@ -190,6 +190,9 @@ def evaluate_retrieval_zero_shot(
     }
 
 
+_HEADERS = {"accuracy": "Acc.", "sensitivity": "Sens.", "specificity": "Spec.", "ppv": "PPV", "npv": "NPV", "f1": "F1"}
+
+
 def _fmt(value: Any, scale: float = 1.0, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
@@ -231,8 +234,7 @@ def format_tables(results: Mapping[str, Any]) -> str:
         lines += ["**Table 3: zero-shot classification** (summary: top-1 accuracy, other columns "
                   + (f"of the positive class {evaluation['positive']}" if evaluation.get("positive") else "macro over classes")
                   + "; class rows one-vs-rest)", "",
-                  "| | " + " | ".join(m if m in ("ppv", "npv", "f1") else m[:4].capitalize() + "." for m in metrics)
-                  + " |", "|---|" + "---|" * len(metrics)]
+                  "| | " + " | ".join(_HEADERS[m] for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
         for row, values in zero_shot.items():
             lines.append(f"| {row} | " + " | ".join(_fmt(values[m]) for m in metrics) + " |")
         lines.append("")

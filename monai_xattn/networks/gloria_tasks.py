@@ -258,7 +258,7 @@ def encode_images(
     local, glob = [], []
     for batch in batches:
         image = batch[image_key] if isinstance(batch, Mapping) else batch
-        lo, gl = image_encoder(torch.as_tensor(image).to(device))
+        lo, gl = image_encoder(torch.as_tensor(image).as_subclass(torch.Tensor).to(device))
         local.append(lo)
         glob.append(gl)
     if not glob:
