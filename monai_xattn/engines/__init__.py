@@ -1,7 +1,14 @@
 """monai_xattn.engines."""
 
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
-from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch, loss_output
+from monai_xattn.engines.detection import (
+    DetectionLoss,
+    DetectionPrepareBatch,
+    DetectionWriter,
+    compile_detector,
+    distribute_detector,
+    loss_output,
+)
 from monai_xattn.engines.gloria import (
     GloriaLossMetric,
     GloriaPrepareBatch,
@@ -16,6 +23,9 @@ __all__ = [
     "ResumeCheckpointLoader",
     "DetectionLoss",
     "DetectionPrepareBatch",
+    "DetectionWriter",
+    "compile_detector",
+    "distribute_detector",
     "loss_output",
     "GloriaLossMetric",
     "GloriaPrepareBatch",

@@ -9,14 +9,27 @@ handlers of :mod:`monai_xattn.metrics.localization` compare with the targets.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from ignite.engine import Engine, Events
+from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 from monai.engines.utils import PrepareBatch
 from torch import Tensor, nn
 
-__all__ = ["DetectionPrepareBatch", "DetectionLoss", "loss_output"]
+__all__ = [
+    "DetectionPrepareBatch",
+    "DetectionLoss",
+    "DetectionWriter",
+    "compile_detector",
+    "distribute_detector",
+    "loss_output",
+]
 
 
 class DetectionPrepareBatch(PrepareBatch):
@@ -30,6 +43,8 @@ class DetectionPrepareBatch(PrepareBatch):
         label_key: key of the ``(N,)`` integer class labels in a sample (``box_labels`` in our datalists).
         target_keys: ``(box, label)`` keys of the target dicts, the detector's ``target_box_key`` and
             ``target_label_key``.
+        require_targets: ``False`` for inference on images without annotations: a sample without boxes then
+            gets an empty target.
     """
 
     def __init__(
@@ -38,8 +53,10 @@ class DetectionPrepareBatch(PrepareBatch):
         box_key: str = "boxes",
         label_key: str = "labels",
         target_keys: Sequence[str] = ("boxes", "labels"),
+        require_targets: bool = True,
     ) -> None:
         self.image_key, self.box_key, self.label_key = image_key, box_key, label_key
+        self.require_targets = require_targets
         self.target_box_key, self.target_label_key = target_keys
 
     def __call__(
@@ -55,13 +72,14 @@ class DetectionPrepareBatch(PrepareBatch):
             )
         images, targets = [], []
         for i, item in enumerate(batchdata):
-            missing = [k for k in (self.image_key, self.box_key, self.label_key) if k not in item]
+            needed = (self.image_key, self.box_key, self.label_key) if self.require_targets else (self.image_key,)
+            missing = [k for k in needed if k not in item]
             if missing:
                 name = item.get("image_id", item.get(f"{self.image_key}_meta_dict", {}).get("filename_or_obj", i))
                 raise KeyError(f"sample {name!r} has no {missing} (keys: {sorted(item)}).")
             images.append(torch.as_tensor(item[self.image_key]).to(device=device, non_blocking=non_blocking, **kwargs))
-            boxes = torch.as_tensor(item[self.box_key], dtype=torch.float32).reshape(-1, 4)
-            labels = torch.as_tensor(item[self.label_key], dtype=torch.long).reshape(-1)
+            boxes = torch.as_tensor(item.get(self.box_key, []), dtype=torch.float32).reshape(-1, 4)
+            labels = torch.as_tensor(item.get(self.label_key, []), dtype=torch.long).reshape(-1)
             targets.append(
                 {
                     self.target_box_key: boxes.to(device=device, non_blocking=non_blocking),
@@ -98,4 +116,107 @@ def loss_output(output: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> floa
     """
     if not isinstance(output, Mapping):
         output = output[0]
-    return float(output["loss"])
+    loss = output["loss"]
+    return float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
+
+
+def distribute_detector(detector: RetinaNetDetector, **ddp_kwargs: Any) -> RetinaNetDetector:
+    """Wrap ``detector.network`` (where all parameters live) in ``DistributedDataParallel``; returns ``detector``.
+
+    On CUDA the network must already be on its device; ``device_ids`` defaults to that device.
+    """
+    net = detector.network
+    device = next(net.parameters()).device
+    if device.type == "cuda":
+        ddp_kwargs.setdefault("device_ids", [device.index])
+    detector.network = nn.parallel.DistributedDataParallel(net, **ddp_kwargs)
+    return detector
+
+
+def compile_detector(detector: RetinaNetDetector, enabled: bool = True, **compile_kwargs: Any) -> RetinaNetDetector:
+    """``torch.compile`` the network of a detector (not the detector: its box selection is data-dependent)."""
+    if enabled:
+        detector.network = torch.compile(detector.network, **compile_kwargs)
+    return detector
+
+
+class DetectionWriter:
+    """Ignite handler writing each image's detections as JSON (and optionally a PNG with the boxes drawn).
+
+    Boxes are mapped back to the original image pixels with
+    :func:`monai_xattn.transforms.box.boxes_to_original` when the image went through ``ResizeBoxd`` (the
+    evaluation pipeline); otherwise they stay in the network's input frame. One ``<image_id>.json`` per image,
+    ``{"image", "image_id", "boxes" ([x0, y0, x1, y1] in MONAI's (W, H) frame, i.e. x = column), "scores",
+    "labels", "frame"}``, and ``predictions.json`` gathering all of them when the run completes.
+
+    Args:
+        output_dir: folder for the files (created).
+        box_key, score_key, label_key: keys of the detection dicts.
+        overlays: also write ``<image_id>.png``: the network input, min-max scaled, with the boxes drawn.
+        score_thresh: boxes below this score are not written.
+    """
+
+    def __init__(
+        self,
+        output_dir: str | os.PathLike,
+        box_key: str = "boxes",
+        score_key: str = "labels_scores",
+        label_key: str = "labels",
+        overlays: bool = False,
+        score_thresh: float = 0.0,
+    ) -> None:
+        self.output_dir = Path(output_dir)
+        self.box_key, self.score_key, self.label_key = box_key, score_key, label_key
+        self.overlays, self.score_thresh = overlays, score_thresh
+        self.records: list[dict[str, Any]] = []
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.STARTED, self._reset)
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+        engine.add_event_handler(Events.COMPLETED, self._write_all)
+
+    def _reset(self, engine: Engine) -> None:
+        self.records = []
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, engine: Engine) -> None:
+        from monai_xattn.transforms.box import BOX_SCALE_KEY, boxes_to_original
+
+        batch, images, preds = engine.state.batch, engine.state.output["image"], engine.state.output["pred"]
+        for i, (item, image, pred) in enumerate(zip(batch, images, preds, strict=True)):
+            keep = pred[self.score_key] >= self.score_thresh
+            boxes = pred[self.box_key][keep].detach().cpu()
+            meta = getattr(image, "meta", {})
+            source = str(meta.get("filename_or_obj", item.get("image", "")))
+            image_id = str(item.get("image_id") or Path(source).stem or f"{engine.state.iteration}_{i}")
+            original = BOX_SCALE_KEY in meta
+            out_boxes = boxes_to_original(boxes, meta) if original else boxes
+            record = {
+                "image": source,
+                "image_id": image_id,
+                "boxes": out_boxes.tolist(),
+                "scores": pred[self.score_key][keep].detach().cpu().tolist(),
+                "labels": pred[self.label_key][keep].detach().cpu().tolist(),
+                "frame": "original" if original else "network_input",
+            }
+            self.records.append(record)
+            stem = self.output_dir / Path(image_id).stem
+            stem.with_suffix(".json").write_text(json.dumps(record))
+            if self.overlays:
+                self._overlay(image, boxes, stem.with_suffix(".png"))
+
+    @staticmethod
+    def _overlay(image: Tensor, boxes: Tensor, path: Path) -> None:
+        from PIL import Image, ImageDraw
+
+        x = torch.as_tensor(image).detach().cpu().float()[0]
+        x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-8)
+        # MONAI's (W, H) array is the transpose of a picture's (rows, cols)
+        picture = Image.fromarray((x.T.numpy() * 255).astype(np.uint8)).convert("RGB")
+        draw = ImageDraw.Draw(picture)
+        for x0, y0, x1, y1 in boxes.tolist():
+            draw.rectangle([x0, y0, x1, y1], outline=(255, 64, 0), width=2)
+        picture.save(path)
+
+    def _write_all(self, engine: Engine) -> None:
+        (self.output_dir / "predictions.json").write_text(json.dumps(self.records, indent=1))
