@@ -338,8 +338,17 @@ def _entry_problem(entry: object) -> str:
             isinstance(b, list) and len(b) == 4 and all(_is_number(v) for v in b) for b in boxes
         ):
             return "'boxes' must be a list of [x0, y0, x1, y1] number lists"
+        if not all(math.isfinite(v) for b in boxes for v in b):  # json reads NaN/Infinity literals
+            return "'boxes' coordinates must be finite numbers"
         if any(b[2] < b[0] or b[3] < b[1] for b in boxes):
             return "'boxes' must be StandardMode [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1"
+        size = entry.get("image_size")
+        if size is not None:
+            # the detection transforms clip boxes to the image silently; a box beyond the image is a wrong label
+            w, h = size
+            outside = [b for b in boxes if b[0] < 0 or b[1] < 0 or b[2] > w or b[3] > h]
+            if outside:
+                return f"'boxes' {outside} reach outside the [W, H] = {size} image"
         labels = entry.get("box_labels")
         if labels is not None and (not isinstance(labels, list) or len(labels) != len(boxes)):
             return f"'box_labels' must be a list as long as 'boxes' ({len(boxes)})"

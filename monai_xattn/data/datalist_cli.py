@@ -10,15 +10,18 @@ import argparse
 import importlib
 import inspect
 import json
+import os
 import sys
-from collections.abc import Callable
+import types
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from monai_xattn.data.datalist import AdapterReport
 
-__all__ = ["ADAPTERS", "get_adapter", "parse_options", "add_arguments", "run"]
+__all__ = ["ADAPTERS", "get_adapter", "parse_options", "check_option_types", "add_arguments", "run"]
 
 # dataset name -> "module:function"; imported on use so the CLI stays light
 ADAPTERS: dict[str, str] = {
@@ -81,6 +84,47 @@ def parse_options(pairs: list[str]) -> dict[str, object]:
     return options
 
 
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a JSON-parsed ``--set`` value fits the type hint ``hint`` (hints it cannot judge pass)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:  # JSON true/false are bools, which Python would take for 1/0
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if hint in (str, os.PathLike) or origin is os.PathLike:
+        return isinstance(value, str)
+    if origin in (Sequence, list, tuple):
+        # a bare string is one name where names are expected (``as_names``), never a list of numbers
+        if isinstance(value, str):
+            return not args or args[0] is str
+        return isinstance(value, list) and (not args or all(_matches(v, args[0]) for v in value))
+    if origin in (Mapping, dict):
+        return isinstance(value, dict) and (not args or all(_matches(v, args[1]) for v in value.values()))
+    return True
+
+
+def check_option_types(adapter: Callable[..., Any], options: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` naming the option, its value and the expected type when a value does not fit.
+
+    ``--set`` values arrive as JSON or plain strings; without this check ``read_headers="no"`` would count as
+    true and a string ``val_fraction`` would fail deep inside the adapter with a bare ``TypeError``.
+    """
+    hints = typing.get_type_hints(adapter)
+    for key, value in options.items():
+        if key in hints and not _matches(value, hints[key]):
+            hint = hints[key]
+            expected = hint.__name__ if isinstance(hint, type) else str(hint).replace("collections.abc.", "")
+            raise ValueError(f"option {key}={value!r} ({type(value).__name__}) does not fit {key}: {expected}")
+
+
 def run(args: argparse.Namespace) -> int:
     from monai_xattn.data.datalist import DatalistError, ensure_outside, write_datalist  # pandas: only when run
 
@@ -97,6 +141,7 @@ def run(args: argparse.Namespace) -> int:
         unknown = sorted(set(options) - set(inspect.signature(adapter).parameters))
         if unknown:
             raise ValueError(f"{args.dataset} has no option(s) {unknown}; see docs/datasets.md")
+        check_option_types(adapter, options)
         if not args.root.is_dir():
             raise DatalistError(f"{args.root}: not a folder")
         ensure_outside(args.output, args.root)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
@@ -28,6 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_xattn.data.datalist import DatalistError, ensure_outside
     from monai_xattn.text.attributes import load_vocabulary
     from monai_xattn.text.reports import iter_datalist_reports
     from monai_xattn.text.word2vec import (
@@ -38,6 +40,11 @@ def run(args: argparse.Namespace) -> int:
         train_word2vec,
     )
 
+    try:
+        ensure_outside(args.out, args.root)  # dataset folders are read-only to us
+    except DatalistError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     vocabulary = load_vocabulary(args.vocabulary)
     sections = None if args.sections == ["all"] else tuple(args.sections)
     errors = "replace" if args.replace_invalid_utf8 else "strict"
