@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
 import torch
+from ignite.engine import Engine
 from monai.engines import SupervisedEvaluator, SupervisedTrainer
 from monai.handlers import StatsHandler, ValidationHandler
 
@@ -132,3 +134,35 @@ def test_detector_learns_blobs():
     random_boxes = [torch.cat([c, c + wh])[None] for c in corners]
     base_random = localization_accuracy(random_boxes, [[1.0]] * len(test), gts)[0.25]
     assert acc >= max(base_centre, base_random) + 0.4, (acc, base_centre, base_random)
+
+
+def test_detection_writer_maps_boxes_back(tmp_path):
+    from monai.data import MetaTensor
+
+    from monai_xattn.engines import DetectionWriter
+
+    # an image resized from (W, H) = (200, 100) to (64, 64): boxes scale back by (200 / 64, 100 / 64)
+    image = MetaTensor(
+        torch.rand(1, 64, 64),
+        meta={
+            "box_scale": torch.tensor([64 / 200, 64 / 100]),
+            "original_size": [200, 100],
+            "filename_or_obj": "a/p1.png",
+        },
+    )
+    pred = {"boxes": torch.tensor([[32.0, 16.0, 64.0, 32.0], [0.0, 0.0, 8.0, 8.0]]),
+            "labels_scores": torch.tensor([0.9, 0.01]), "labels": torch.tensor([0, 0])}  # fmt: skip
+    engine = Engine(lambda e, batch: {"image": [image], "pred": [pred]})
+    DetectionWriter(tmp_path, overlays=True, score_thresh=0.05).attach(engine)
+    engine.run([[{"image_id": "p1.png"}]], max_epochs=1)
+    record = json.loads((tmp_path / "p1.json").read_text())
+    assert record["frame"] == "original" and record["scores"] == pytest.approx([0.9])
+    torch.testing.assert_close(torch.tensor(record["boxes"]), torch.tensor([[100.0, 25.0, 200.0, 50.0]]))
+    assert json.loads((tmp_path / "predictions.json").read_text()) == [record]
+    assert (tmp_path / "p1.png").is_file()
+
+
+def test_prepare_batch_without_targets_for_inference():
+    item = blobs(1, 32, seed=0)[0]
+    images, targets, _, _ = DetectionPrepareBatch(require_targets=False)([{"image": item["image"]}])
+    assert targets[0]["boxes"].shape == (0, 4) and targets[0]["labels"].shape == (0,)
