@@ -1,0 +1,236 @@
+"""Pieces that let MONAI's stock ``SupervisedTrainer`` / ``SupervisedEvaluator`` train and evaluate the
+cross-attention localizer (:class:`monai_xattn.networks.localizer.XAttnLocalizer`).
+
+Batches are lists of sample dicts (``collate_fn=monai.data.utils.no_collation``), as for the detector, and the
+engines run with ``decollate=False``. Training: :class:`XAttnPrepareBatch` feeds ``localizer(images, words=...,
+word_mask=..., negative_words=...)`` and :class:`XAttnTrainLoss` turns its scores into Eq. 1 + BCE. Evaluation and
+inference: the detector's :class:`~monai_xattn.engines.detection.DetectionPrepareBatch` feeds images only -- no
+text reaches the model -- and the localization metrics compare its boxes with the targets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.engines.utils import PrepareBatch
+from monai.transforms import Compose
+from torch import Tensor, nn
+
+from monai_xattn.losses.xattn import XAttnLoss
+
+__all__ = [
+    "XAttnPrepareBatch",
+    "XAttnTrainLoss",
+    "xattn_transforms",
+    "train_attribute_word2vec",
+    "attach_phantom_boxes",
+]
+
+
+def _name(item: Mapping[str, Any], index: int) -> str:
+    return str(item.get("image_id", item.get("image", index)))
+
+
+class XAttnPrepareBatch(PrepareBatch):
+    """Turn a list of sample dicts into ``(images, targets, (), kwargs)`` for the localizer's training step.
+
+    The engine then calls ``localizer(images, words=..., word_mask=..., negative_words=...)`` and
+    ``loss_function(pred, targets)`` with ``targets = {"attributes": (B, A)}``.
+
+    Args:
+        image_key: ``(C, W, H)`` image.
+        words_key: ``(M, D)`` attribute word vectors (``Word2Vecd``'s ``attribute_vectors``).
+        mask_key: ``(M,)`` bool valid words.
+        negative_key: ``(M, D)`` nearest-absent-attribute vectors (``T_n``).
+        attributes_key: ``(A,)`` multi-hot attribute targets.
+    """
+
+    def __init__(
+        self,
+        image_key: str = "image",
+        words_key: str = "attribute_vectors",
+        mask_key: str = "attribute_mask",
+        negative_key: str = "negative_vectors",
+        attributes_key: str = "attributes",
+    ) -> None:
+        self.image_key, self.words_key, self.mask_key = image_key, words_key, mask_key
+        self.negative_key, self.attributes_key = negative_key, attributes_key
+
+    def __call__(
+        self,
+        batchdata: Sequence[Mapping[str, Any]] | Mapping[str, Any],
+        device: str | torch.device | None = None,
+        non_blocking: bool = False,
+        **kwargs: Any,
+    ) -> tuple[list[Tensor], dict[str, Tensor], tuple, dict[str, Tensor]]:
+        if isinstance(batchdata, Mapping):
+            raise ValueError(
+                "xattn batches must be lists of sample dicts: use collate_fn=monai.data.utils.no_collation."
+            )
+        keys = (self.image_key, self.words_key, self.mask_key, self.negative_key, self.attributes_key)
+        for i, item in enumerate(batchdata):
+            missing = [k for k in keys if k not in item]
+            if missing:
+                raise KeyError(
+                    f"sample {_name(item, i)!r} has no {missing} (keys: {sorted(item)}); training needs the report "
+                    "transforms (LoadReportd -> ExtractAttributesd -> Word2Vecd with negative_keys)."
+                )
+
+        def stack(key: str, dtype: torch.dtype | None = None) -> Tensor:
+            t = torch.stack([torch.as_tensor(item[key]) for item in batchdata])
+            return t.to(device=device, dtype=dtype, non_blocking=non_blocking)
+
+        images = [
+            torch.as_tensor(item[self.image_key]).to(device=device, non_blocking=non_blocking) for item in batchdata
+        ]
+        inputs = {
+            "words": stack(self.words_key, torch.float32),
+            "word_mask": stack(self.mask_key, torch.bool),
+            "negative_words": stack(self.negative_key, torch.float32),
+        }
+        return images, {"attributes": stack(self.attributes_key, torch.float32)}, (), inputs
+
+
+class XAttnTrainLoss(nn.Module):
+    """:class:`~monai_xattn.losses.xattn.XAttnLoss` on the localizer's training output, for ``SupervisedTrainer``.
+
+    Returns the scalar loss; the terms of the last call stay in :attr:`last` (floats) for logging.
+
+    Args:
+        margin, bce_weight, use_bce: see :class:`~monai_xattn.losses.xattn.XAttnLoss` (``use_bce=False`` is the
+            paper's "Proposed w/o classification").
+    """
+
+    def __init__(self, margin: float = 0.2, bce_weight: float = 1.0, use_bce: bool = True) -> None:
+        super().__init__()
+        self.loss = XAttnLoss(margin=margin, bce_weight=bce_weight, use_bce=use_bce)
+        self.last: dict[str, float] = {}
+
+    def forward(self, pred: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> Tensor:
+        if not isinstance(pred, Mapping) or "s_roi" not in pred:
+            raise ValueError("XAttnTrainLoss needs the localizer's training output: was it called with words?")
+        targets = target["attributes"]
+        # uncertain attributes (-1, ExtractAttributes(uncertain="ignore")) have no target: mask them out of BCE
+        known = targets >= 0
+        logits = torch.where(known, pred["attribute_logits"], torch.full_like(targets, -1e4))
+        terms = self.loss(
+            pred["s_roi"],
+            pred["s_roi_negative"],
+            pred["s_text"],
+            pred["s_text_negative"],
+            pred["has_words"],
+            logits,
+            targets.clamp(min=0),
+        )
+        self.last = {k: float(v.detach()) for k, v in terms.items()}
+        return terms["loss"]
+
+
+def xattn_transforms(
+    size: int | Sequence[int] = 128,
+    word_vectors: Any = None,
+    attributes: bool = True,
+    report_key: str = "report",
+    vocabulary: Any = None,
+    normalize: str | tuple[float, float] = "zscore",
+    uncertain: str = "positive",
+) -> Compose:
+    """Image (+ report) pipeline of the localizer.
+
+    Image and boxes: :func:`~monai_xattn.transforms.box.detection_eval_transforms` (no flips: a horizontal
+    flip swaps the patient's sides while the report's ``left``/``right`` attributes stay). Report:
+    ``LoadReportd`` -> ``ExtractAttributesd`` (multi-hot ``attributes``) -> with ``word_vectors``,
+    ``Word2Vecd`` (``attribute_vectors``, ``attribute_mask``, ``negative_vectors`` = ``T_n``).
+
+    Args:
+        size: network input ``(W, H)``.
+        word_vectors: gensim ``KeyedVectors`` or a file; ``None`` for evaluation (attribute targets only).
+        attributes: read the report at all (``False``: image-only inference).
+        report_key: datalist key of the report path.
+        vocabulary: attribute vocabulary (default: the shipped one).
+        normalize: image intensity normalisation, as in the detector's pipeline (keep them equal).
+        uncertain: policy of ``ExtractAttributesd`` for hedged attributes.
+    """
+    from monai_xattn.transforms.box import detection_eval_transforms
+    from monai_xattn.transforms.text import ExtractAttributesd, LoadReportd, Word2Vecd
+
+    xforms: list[Any] = [detection_eval_transforms(size=size, normalize=normalize)]
+    if attributes:
+        xforms += [
+            LoadReportd(report_key),
+            ExtractAttributesd("report_text", names_keys=None, vocabulary=vocabulary, uncertain=uncertain),
+        ]
+        if word_vectors is not None:
+            xforms.append(Word2Vecd("attributes", word_vectors, vocabulary, negative_keys="negative_vectors"))
+    return Compose(xforms)
+
+
+def train_attribute_word2vec(
+    entries: Iterable[Mapping[str, Any]],
+    vector_size: int = 300,
+    epochs: int = 10,
+    seed: int = 0,
+    vocabulary: Any = None,
+    sections: Sequence[str] | None = ("findings", "impression"),
+    save_path: str | os.PathLike | None = None,
+) -> Any:
+    """Word2Vec on the reports of ``entries`` (absolute ``report`` paths, as from ``load_datalist``).
+
+    Each report is read once. Every vocabulary attribute is also added as a one-word sentence: an attribute that
+    no training report mentions then still has a vector (its random initial one), so it can serve as a negative
+    ``T_n``; it never occurs as a positive, so its vector does not matter otherwise.
+
+    Returns:
+        gensim ``KeyedVectors`` (also saved to ``save_path`` when given).
+    """
+    from monai_xattn.text.attributes import load_vocabulary
+    from monai_xattn.text.reports import read_report
+    from monai_xattn.text.word2vec import phrase_token, report_to_sentences, save_word2vec, train_word2vec
+
+    vocab = vocabulary if vocabulary is not None else load_vocabulary()
+    seen: set[str] = set()
+    sentences: list[list[str]] = []
+    for entry in entries:
+        path = entry.get("report")
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        sentences += report_to_sentences(read_report(Path(path)), sections, vocab)
+    if not seen:
+        raise ValueError("no entry has a 'report': the attribute Word2Vec needs the training reports.")
+    sentences += [[phrase_token(a.name)] for a in vocab.attributes]
+    kv = train_word2vec(sentences, vector_size=vector_size, epochs=epochs, seed=seed)
+    if save_path is not None:
+        save_word2vec(kv, save_path)
+    return kv
+
+
+def attach_phantom_boxes(
+    entries: Iterable[Mapping[str, Any]], root: str | os.PathLike, findings: Sequence[str] = ("pneumonia",)
+) -> list[dict[str, Any]]:
+    """Give phantom MIMIC-CXR entries the boxes of their ground-truth sidecar (``ground_truth/<image_id>.json``).
+
+    The real MIMIC-CXR has no boxes (the paper annotated its own test set); the phantom writes them beside the
+    dataset. Entries without a sidecar (lateral views) are returned unchanged. Boxes are StandardMode in original
+    pixels, labels ``"Pneumonia"``, as the ChestX-ray8 adapter writes them.
+
+    Returns:
+        new entry dicts (the inputs are not modified).
+    """
+    root = Path(root)
+    out = []
+    for entry in entries:
+        entry = dict(entry)
+        sidecar = root / "ground_truth" / f"{entry.get('image_id')}.json"
+        if sidecar.is_file():
+            record = json.loads(sidecar.read_text())
+            boxes = [f["box"] for f in record.get("findings", []) if f.get("type") in findings and f.get("box")]
+            entry["boxes"] = [[float(v) for v in b] for b in boxes]
+            entry["box_labels"] = ["Pneumonia"] * len(boxes)
+        out.append(entry)
+    return out

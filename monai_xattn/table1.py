@@ -1,0 +1,359 @@
+"""``monai-xattn table1``: Table 1 of Bhalodia et al. (MICCAI 2021) measured on phantom data.
+
+One run, all rows on the same images: CAM, GradCAM, RetinaNet (supervised), Proposed w/o attribute
+classification, Proposed; columns IoU@0.25 / 0.5 / 0.75 localization accuracy on the phantom MIMIC-CXR test split
+(boxes from the phantom's ground-truth sidecars, standing in for the paper's private MIMIC boxes) and the phantom
+ChestX-ray8 test split; plus attribute classification accuracy and macro AUC on the MIMIC test split.
+
+Training, as in the paper: the RetinaNet learns from ChestX-ray8 boxes; the cross-attention head learns from
+MIMIC-CXR images + reports on top of the frozen detector; the CAM classifier from MIMIC-CXR image labels
+(Pneumonia). Every number is measured in the run; the published ones (real data) are printed beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["PAPER_TABLE1", "METHODS", "THRESHOLDS", "run_table1", "format_table1", "add_arguments", "run"]
+
+THRESHOLDS = (0.25, 0.5, 0.75)
+METHODS = ("CAM", "GradCAM", "RetinaNet", "Proposed w/o classification", "Proposed")
+# REFERENCE: the paper's Table 1 (real data), IoU@0.25/0.5/0.75; None where the paper has no entry
+PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float] | None]] = {
+    "CAM": {"mimic-cxr": (0.521, 0.212, 0.015), "chestxray8": None},
+    "GradCAM": {"mimic-cxr": (0.545, 0.178, 0.029), "chestxray8": None},
+    "RetinaNet": {"mimic-cxr": (0.493, 0.369, 0.071), "chestxray8": (0.492, 0.430, 0.115)},
+    "Proposed w/o classification": {"mimic-cxr": (0.510, 0.408, 0.097), "chestxray8": (0.484, 0.422, 0.099)},
+    "Proposed": {"mimic-cxr": (0.529, 0.428, 0.123), "chestxray8": (0.507, 0.439, 0.114)},
+}
+PAPER_ATTRIBUTES = {"accuracy": 0.956, "auc": 0.84}
+
+logger = logging.getLogger(__name__)
+
+
+def _loader(data: Sequence[dict], transform: Any, batch_size: int, shuffle: bool, collate: bool = False):
+    from monai.data import CacheDataset, DataLoader
+    from monai.data.utils import no_collation
+
+    dataset = CacheDataset(data, transform, progress=False, num_workers=0)
+    kwargs = {} if collate else {"collate_fn": no_collation}
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=0, **kwargs)
+
+
+def _train(network, params, loader, loss_fn, prepare_batch, epochs: int, lr: float, device) -> None:
+    import torch
+    from monai.engines import SupervisedTrainer
+
+    kwargs = {} if prepare_batch is None else {"prepare_batch": prepare_batch}
+    trainer = SupervisedTrainer(
+        device=device,
+        max_epochs=epochs,
+        train_data_loader=loader,
+        network=network,
+        optimizer=torch.optim.AdamW(params, lr=lr, weight_decay=1e-5),
+        loss_function=loss_fn,
+        decollate=False,
+        **kwargs,
+    )
+    trainer.run()
+
+
+def _predict(model, loader, device) -> tuple[list[dict], list[dict]]:
+    """Detections of ``model`` (eval mode, images only) and the samples they belong to."""
+    import torch
+
+    model.eval()
+    preds, samples = [], []
+    with torch.no_grad():
+        for batch in loader:
+            images = torch.stack([torch.as_tensor(item["image"]) for item in batch]).to(device)
+            preds += [{k: v.cpu() for k, v in d.items()} for d in model(images)]
+            samples += batch
+    return preds, samples
+
+
+def _localization(preds: Sequence[dict], samples: Sequence[dict]) -> dict[str, float]:
+    from monai_xattn.metrics.localization import localization_accuracy
+
+    acc = localization_accuracy(
+        [p["boxes"] for p in preds],
+        [p["labels_scores"] for p in preds],
+        [s.get("boxes", []) for s in samples],
+        THRESHOLDS,
+    )
+    return {f"IoU@{t}": v for t, v in acc.items()}
+
+
+def attribute_metrics(probs, targets) -> dict[str, float]:
+    """Attribute classification accuracy (all attribute decisions at 0.5) and macro ROC AUC.
+
+    Args:
+        probs: ``(N, A)`` probabilities; targets: ``(N, A)`` multi-hot (entries < 0 are unknown and skipped).
+
+    Returns:
+        ``accuracy``, ``auc`` (mean over attributes with both classes in the targets; ``nan`` if none) and
+        ``auc_attributes`` (how many attributes entered the AUC).
+    """
+    import torch
+    from monai.metrics import compute_roc_auc
+
+    probs, targets = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(targets, dtype=torch.float32)
+    known = targets >= 0
+    accuracy = ((probs >= 0.5).float() == targets)[known].float().mean()
+    aucs = []
+    for a in range(targets.shape[1]):
+        k = known[:, a]
+        y = targets[k, a]
+        if 0 < y.sum() < len(y):
+            aucs.append(float(compute_roc_auc(probs[k, a], y)))
+    return {
+        "accuracy": float(accuracy),
+        "auc": float(sum(aucs) / len(aucs)) if aucs else math.nan,
+        "auc_attributes": float(len(aucs)),
+    }
+
+
+def run_table1(
+    out_dir: str | Path,
+    n: int = 200,
+    size: int = 128,
+    difficulty: str = "medium",
+    seed: int = 0,
+    detector_epochs: int = 8,
+    head_epochs: int = 10,
+    cam_epochs: int = 8,
+    batch_size: int = 8,
+    word_dim: int = 64,
+    detector_weights: str | Path | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """Generate the phantoms (if absent), train every method, evaluate, write ``table1.json`` and ``table1.md``.
+
+    Args:
+        out_dir: output folder (phantoms under ``data/``; never inside a user's dataset).
+        n: phantom studies per dataset.
+        size: phantom image size and network input size.
+        difficulty: phantom difficulty (``easy``, ``medium``, ``hard``).
+        seed: phantom and training seed.
+        detector_epochs: RetinaNet epochs on ChestX-ray8 boxes (ignored with ``detector_weights``).
+        head_epochs: cross-attention head epochs on MIMIC-CXR reports (each variant).
+        cam_epochs: CAM classifier epochs on MIMIC-CXR labels.
+        batch_size: batch size of every training.
+        word_dim: Word2Vec size (``phi``'s size).
+        detector_weights: a ``cxr_retinanet`` ``model.pt`` trained with ``depth=18, returned_layers=(2, 3)`` and
+            anchors scaled to ``size`` (as :func:`_detector` builds); skips the detector training.
+        device: torch device (default: CUDA if available).
+
+    Returns:
+        ``{"rows": {method: {dataset: {IoU@t: acc}}}, "attributes": {...}, "settings": {...}, "seconds": ...}``.
+    """
+    import torch
+    from monai.utils import set_determinism
+
+    from monai_xattn.data import build_chestxray8_datalist, build_mimic_cxr_datalist, load_datalist, write_datalist
+    from monai_xattn.data.phantom import generate
+    from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch
+    from monai_xattn.engines.xattn import (
+        XAttnPrepareBatch,
+        XAttnTrainLoss,
+        attach_phantom_boxes,
+        train_attribute_word2vec,
+        xattn_transforms,
+    )
+    from monai_xattn.networks.classifier_cam import CAMLocalizer, create_cam_classifier, pneumonia_label_entries
+    from monai_xattn.networks.localizer import create_xattn_localizer
+    from monai_xattn.networks.roi_detector import create_roi_detector, load_detector_weights
+    from monai_xattn.text.attributes import load_vocabulary
+    from monai_xattn.transforms.box import detection_eval_transforms, detection_train_transforms
+
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    set_determinism(seed=seed)
+
+    roots = {"mimic-cxr": out / "data" / "phantom_mimic-cxr", "chestxray8": out / "data" / "phantom_chestxray8"}
+    for layout, root in roots.items():
+        if not (root / "phantom.json").is_file():
+            generate(root, layout=layout, n=n, size=size, seed=seed, difficulty=difficulty, workers=1)
+    splits = {}
+    for layout, root in roots.items():
+        if layout == "mimic-cxr":
+            datalist, _ = build_mimic_cxr_datalist(root, views=("PA", "AP"))
+        else:
+            datalist, _ = build_chestxray8_datalist(root, box_findings=["Pneumonia"], split_seed=seed)
+        path = write_datalist(datalist, out / f"datalist_{layout}.json")
+        splits[layout] = load_datalist(path, root)
+    mimic, cx8 = splits["mimic-cxr"], splits["chestxray8"]
+    mimic_test = attach_phantom_boxes(mimic["test"], roots["mimic-cxr"])
+
+    # RetinaNet: supervised on ChestX-ray8 boxes
+    s = size // 8  # anchors from 1/8 of the image, doubling per FPN level
+    detector = create_roi_detector(
+        depth=18, returned_layers=(2, 3), base_anchor_shapes=((s, s), (s * 3 // 2, s * 3 // 4), (s * 3 // 4, s * 3 // 2)),
+        n_rois=16,
+    ).to(dev)  # fmt: skip
+    if detector_weights is not None:
+        load_detector_weights(detector, detector_weights)
+    else:
+        train_boxes = [e for e in cx8["training"] if e.get("boxes")]
+        detector.train()
+        _train(
+            detector, detector.network.parameters(),
+            _loader(train_boxes, detection_train_transforms(size=size, flip_prob=0.5), batch_size, True),
+            DetectionLoss(), DetectionPrepareBatch(label_key="box_labels"), detector_epochs, 1e-3, dev,
+        )  # fmt: skip
+        torch.save(detector.network.state_dict(), out / "detector.pt")
+
+    # cross-attention head (two variants) on MIMIC-CXR reports, detector frozen
+    vocabulary = load_vocabulary()
+    kv = train_attribute_word2vec(mimic["training"], vector_size=word_dim, seed=seed, save_path=out / "word2vec.kv")
+    head_loader = _loader(mimic["training"], xattn_transforms(size, kv), batch_size, True)
+    localizers = {}
+    for name, use_bce in (("Proposed w/o classification", False), ("Proposed", True)):
+        torch.manual_seed(seed)
+        loc = create_xattn_localizer(detector, len(vocabulary), word_dim=word_dim).to(dev)
+        loc.train()
+        _train(loc, loc.head.parameters(), head_loader, XAttnTrainLoss(use_bce=use_bce), XAttnPrepareBatch(),
+               head_epochs, 2e-3, dev)  # fmt: skip
+        torch.save(loc.head.state_dict(), out / f"head_{'bce' if use_bce else 'nobce'}.pt")
+        localizers[name] = loc
+
+    # CAM / GradCAM: an image-level Pneumonia classifier on the same MIMIC-CXR training images
+    torch.manual_seed(seed)
+    classifier = create_cam_classifier(depth=18).to(dev)
+    cls_data = pneumonia_label_entries(mimic["training"])
+    cls_loader = _loader(cls_data, detection_eval_transforms(size=size), batch_size, True, collate=True)
+    classifier.train()
+    _train(classifier, classifier.parameters(), cls_loader, torch.nn.BCEWithLogitsLoss(), None, cam_epochs, 1e-3, dev)
+    torch.save(classifier.state_dict(), out / "classifier.pt")
+
+    models = {
+        "CAM": CAMLocalizer(classifier, "cam"),
+        "GradCAM": CAMLocalizer(classifier, "gradcam"),
+        "RetinaNet": _RetinaNetTop(detector),
+        **localizers,
+    }
+    eval_sets = {
+        "mimic-cxr": _loader(mimic_test, xattn_transforms(size, attributes=True), batch_size, False),
+        "chestxray8": _loader(cx8["test"], detection_eval_transforms(size=size), batch_size, False),
+    }
+    rows: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
+    attributes: dict[str, dict[str, float]] = {}
+    for method, model in models.items():
+        for dataset, loader in eval_sets.items():
+            preds, samples = _predict(model, loader, dev)
+            rows[method][dataset] = _localization(preds, samples)
+            if dataset == "mimic-cxr" and "attribute_probs" in preds[0]:
+                attributes[method] = attribute_metrics(
+                    torch.stack([p["attribute_probs"] for p in preds]),
+                    torch.stack([torch.as_tensor(s["attributes"]) for s in samples]),
+                )
+    n_eval = {d: sum(1 for s in (mimic_test if d == "mimic-cxr" else cx8["test"]) if s.get("boxes")) for d in eval_sets}
+    result = {
+        "rows": rows,
+        "attributes": attributes,
+        "settings": {
+            "n": n,
+            "size": size,
+            "difficulty": difficulty,
+            "seed": seed,
+            "detector_epochs": detector_epochs,
+            "head_epochs": head_epochs,
+            "cam_epochs": cam_epochs,
+            "batch_size": batch_size,
+            "word_dim": word_dim,
+            "detector_weights": str(detector_weights) if detector_weights else None,
+            "device": str(dev),
+            "test_images_with_boxes": n_eval,
+        },  # fmt: skip
+        "paper": {"rows": PAPER_TABLE1, "attributes": PAPER_ATTRIBUTES},
+        "seconds": time.perf_counter() - start,
+    }
+    (out / "table1.json").write_text(json.dumps(result, indent=1))
+    (out / "table1.md").write_text(format_table1(result))
+    return result
+
+
+class _RetinaNetTop:
+    """The supervised RetinaNet row: MONAI's own detections (``RetinaNetDetector`` in eval mode)."""
+
+    def __init__(self, detector) -> None:
+        self.detector = detector
+
+    def eval(self):
+        self.detector.eval()
+        return self
+
+    def __call__(self, images):
+        return self.detector(images)
+
+
+def _cells(values: Mapping[str, float] | None) -> str:
+    return " / ".join(f"{values[f'IoU@{t}']:.3f}" for t in THRESHOLDS) if values else "—"
+
+
+def format_table1(result: Mapping[str, Any]) -> str:
+    """Markdown of a :func:`run_table1` result: measured rows, then the paper's (real data) for reference."""
+    s = result["settings"]
+    lines = [
+        f"# Table 1 on phantom data ({s['difficulty']}, n={s['n']}, {s['size']} px, seed {s['seed']})",
+        "",
+        f"Localization accuracy IoU@0.25 / 0.5 / 0.75 (top-scored box per image). Test images with boxes: "
+        f"MIMIC-CXR {s['test_images_with_boxes']['mimic-cxr']}, ChestX-ray8 {s['test_images_with_boxes']['chestxray8']}.",
+        "",
+        "| method | phantom MIMIC-CXR | phantom ChestX-ray8 | paper, real data: MIMIC-CXR | paper, real data: ChestX-ray8 |",
+        "|---|---|---|---|---|",
+    ]
+    for method in METHODS:
+        row = result["rows"].get(method, {})
+        paper = PAPER_TABLE1[method]
+        cells = [_cells(row.get("mimic-cxr")), _cells(row.get("chestxray8"))]
+        cells += [" / ".join(f"{v:.3f}" for v in p) if p else "—" for p in (paper["mimic-cxr"], paper["chestxray8"])]
+        lines.append(f"| {method} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Attribute classification (phantom MIMIC-CXR test):",
+        "",
+        "| method | accuracy | AUC |",
+        "|---|---|---|",
+    ]
+    for method, m in result["attributes"].items():
+        lines.append(f"| {method} | {m['accuracy']:.3f} | {m['auc']:.3f} |")
+    lines.append(
+        f"| paper, real data (Proposed) | {PAPER_ATTRIBUTES['accuracy']:.3f} | {PAPER_ATTRIBUTES['auc']:.2f} |"
+    )
+    lines += ["", f"Run time: {result['seconds']:.0f} s on {s['device']}.", ""]
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, required=True, help="output folder (phantoms, checkpoints, table1.md/json)")
+    parser.add_argument("--n", type=int, default=200, help="phantom studies per dataset")
+    parser.add_argument("--size", type=int, default=128, help="image size (phantom and network input)")
+    parser.add_argument("--difficulty", default="medium", choices=("easy", "medium", "hard"))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detector-epochs", type=int, default=8)
+    parser.add_argument("--head-epochs", type=int, default=10)
+    parser.add_argument("--cam-epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--word-dim", type=int, default=64, help="Word2Vec size (300 in the paper)")
+    parser.add_argument("--detector-weights", type=Path, default=None, help="skip the RetinaNet training")
+    parser.add_argument("--device", default=None)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_table1(
+        args.out, n=args.n, size=args.size, difficulty=args.difficulty, seed=args.seed,
+        detector_epochs=args.detector_epochs, head_epochs=args.head_epochs, cam_epochs=args.cam_epochs,
+        batch_size=args.batch_size, word_dim=args.word_dim, detector_weights=args.detector_weights, device=args.device,
+    )  # fmt: skip
+    print(format_table1(result))
+    return 0
