@@ -85,7 +85,7 @@ def test_train_resume_evaluate_infer(tmp_path):
     metrics = (models / "eval" / "metrics.csv").read_text()
     assert "val_acc_iou25" in metrics and "val_mAP" in metrics
 
-    _run(tmp_path, ("train", "inference"), "--overlays", "True", "--score_thresh", "0.0")
+    _run(tmp_path, ("train", "inference"), "--overlays", "True", "--min_score", "0.0")
     datalist = json.loads((models / "datalist.json").read_text())
     records = json.loads((models / "predictions" / "predictions.json").read_text())
     assert len(records) == len(datalist["test"]) > 0
