@@ -17,14 +17,22 @@ Typical use (the ``cxr_retinanet`` bundle wires the same)::
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Mapping
 from typing import Any
 
+import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
-__all__ = ["AtomicDiskSaver", "AtomicCheckpointSaver", "ResumeCheckpointLoader"]
+__all__ = [
+    "AtomicDiskSaver",
+    "AtomicCheckpointSaver",
+    "CheckpointMismatchError",
+    "ResumeCheckpointLoader",
+    "describe_mismatch",
+]
 
 
 class AtomicDiskSaver(DiskSaver):
@@ -106,6 +114,31 @@ class AtomicCheckpointSaver(CheckpointSaver):
         return self._key_metric_checkpoint.state_dict()
 
 
+class CheckpointMismatchError(RuntimeError):
+    """A checkpoint that cannot be loaded into the objects given; the message names the file and what differs."""
+
+
+def describe_mismatch(module: torch.nn.Module, state: Mapping[str, Any], limit: int = 3) -> str:
+    """Missing, unexpected and wrongly shaped keys of ``state`` for ``module``, the first ``limit`` of each.
+
+    ``load_state_dict`` lists every key (hundreds for a detector); this is the one-line summary a user reads.
+    """
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != own[k].shape
+    ]
+    parts = [
+        f"{len(keys)} {what} ({', '.join(keys[:limit])}{', ...' if len(keys) > limit else ''})"
+        for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
+        if keys
+    ]
+    return ", ".join(parts) or "keys and shapes match"
+
+
 class ResumeCheckpointLoader(CheckpointLoader):
     """``CheckpointLoader`` (``weights_only=True``) that resumes only when the checkpoint exists.
 
@@ -117,6 +150,11 @@ class ResumeCheckpointLoader(CheckpointLoader):
         load_dict: objects to restore, keyed as when saved (``trainer``, ``network``, ``optimizer``, ...).
         enabled: ``False`` turns the handler into a no-op (bundle ``--resume`` switch).
         kwargs: passed to ``CheckpointLoader`` (``map_location``, ``strict``, ...).
+
+    Raises:
+        CheckpointMismatchError: naming ``load_path``, when the file is not a complete checkpoint, holds objects
+            ``torch.load(weights_only=True)`` refuses, lacks one of ``load_dict``'s entries, or was written by a
+            network with other keys or shapes (summarised by :func:`describe_mismatch`).
     """
 
     def __init__(self, load_path: str | os.PathLike, load_dict: dict, enabled: bool = True, **kwargs: Any) -> None:
@@ -134,5 +172,35 @@ class ResumeCheckpointLoader(CheckpointLoader):
         if not os.path.isfile(self.load_path):
             self.logger.info(f"no checkpoint at {self.load_path}: starting from scratch.")
             return
-        super().__call__(engine)
+        try:
+            super().__call__(engine)
+        except pickle.UnpicklingError as e:
+            raise CheckpointMismatchError(
+                f"{self.load_path}: refused by torch.load(weights_only=True), which loads only tensors and plain "
+                f"containers ({str(e).splitlines()[0]})."
+            ) from e
+        except (RuntimeError, ValueError, KeyError) as e:
+            raise CheckpointMismatchError(f"{self.load_path}: cannot resume from it: {self._explain(e)}") from e
         self.logger.info(f"resumed at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
+
+    def _explain(self, error: Exception) -> str:
+        """What differs between the checkpoint and ``load_dict``, or the original error when the file is broken."""
+        try:
+            checkpoint = torch.load(self.load_path, map_location="cpu", weights_only=True)
+        except Exception as e:  # torn or foreign file: torch names the zip/pickle problem
+            return f"not a complete checkpoint file ({type(e).__name__}: {str(e).splitlines()[0]})."
+        if not isinstance(checkpoint, Mapping):
+            return f"it holds a {type(checkpoint).__name__}, not a dict of named states."
+        absent = [k for k in self.load_dict if k not in checkpoint]
+        if absent and len(self.load_dict) > 1:
+            return (
+                f"it holds {sorted(checkpoint)}, this run needs {sorted(self.load_dict)} (missing {absent}): was it "
+                "written by another bundle or configuration?"
+            )
+        for name, obj in self.load_dict.items():
+            state = checkpoint.get(name, checkpoint)
+            if isinstance(obj, torch.nn.Module) and isinstance(state, Mapping):
+                summary = describe_mismatch(obj, state)
+                if summary != "keys and shapes match":
+                    return f"{name!r} was written by another network: {summary}."
+        return f"{type(error).__name__}: {error}"

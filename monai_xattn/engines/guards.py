@@ -1,0 +1,97 @@
+"""Training guards for MONAI's Ignite trainers: stop on a non-finite loss, reseed every epoch for exact resumes.
+
+``StopOnNonFiniteLoss`` checks the loss on MONAI's ``IterationEvents.LOSS_COMPLETED``, which ``SupervisedTrainer``
+(and :class:`~monai_xattn.engines.GloriaTrainingIteration`) fire after the loss and *before* ``backward`` and the
+optimizer step: a NaN never reaches the weights, and since the error stops the run before the epoch ends, the
+last checkpoint on disk stays the one of the previous epoch. Ignite's ``TerminateOnNan`` looks at the output after
+the step, and only terminates quietly.
+
+``SeedEachEpoch`` makes a resumed run replay an uninterrupted one: MONAI seeds its random state once, so a run
+resumed at epoch ``e`` would draw a different random stream (hard-negative sampling, augmentation, a shuffling
+sampler) than the uninterrupted run did in epoch ``e``. Seeding from ``(seed, epoch)`` at every epoch start gives
+both the same stream. Together with a data order that is a function of the epoch (no shuffling, or a
+``DistributedSampler``, whose epoch MONAI's workflows set), CPU training then resumes to the same weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from ignite.engine import Engine, Events
+from monai.engines.utils import IterationEvents
+from monai.utils import CommonKeys, set_determinism
+
+__all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss", "SeedEachEpoch"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss that is NaN or infinite; ``epoch``, ``iteration`` and ``loss`` say where and what."""
+
+    def __init__(self, epoch: int, iteration: int, batch: int, loss: float, checked_before_step: bool) -> None:
+        self.epoch, self.iteration, self.batch, self.loss = epoch, iteration, batch, loss
+        when = "before the optimizer step; the weights are those of the iteration before" if checked_before_step \
+            else "after the optimizer step (the engine fires no LOSS_COMPLETED): the weights in memory may be NaN"  # fmt: skip
+        super().__init__(
+            f"non-finite loss {loss} at iteration {iteration} (epoch {epoch}, batch {batch} of the epoch); training "
+            f"stopped {when}. Checkpoints on disk are from earlier epochs. Usual causes: a learning rate too high, "
+            "an empty or degenerate batch, AMP overflow; lower the learning rate or clip gradients and --resume."
+        )
+
+
+class StopOnNonFiniteLoss:
+    """Raise :class:`NonFiniteLossError` on the first NaN/Inf training loss, naming the iteration.
+
+    Args:
+        output_key: key of the loss in ``engine.state.output`` (MONAI's ``"loss"``); a tensor output is the loss.
+
+    Attach to the trainer (a bundle lists it in ``train_handlers``)::
+
+        StopOnNonFiniteLoss().attach(trainer)
+    """
+
+    def __init__(self, output_key: str = CommonKeys.LOSS) -> None:
+        self.output_key = output_key
+        self.before_step = True
+
+    def attach(self, engine: Engine) -> None:
+        # MONAI workflows register IterationEvents; a plain Ignite engine only has ITERATION_COMPLETED
+        self.before_step = IterationEvents.LOSS_COMPLETED in engine._allowed_events
+        event = IterationEvents.LOSS_COMPLETED if self.before_step else Events.ITERATION_COMPLETED
+        if not engine.has_event_handler(self, event):
+            engine.add_event_handler(event, self)
+
+    def __call__(self, engine: Engine) -> None:
+        output = engine.state.output
+        loss = output.get(self.output_key) if isinstance(output, dict) else output
+        if loss is None:
+            return
+        value = loss.detach() if isinstance(loss, torch.Tensor) else torch.as_tensor(loss)
+        if bool(torch.isfinite(value).all()):
+            return
+        state = engine.state
+        batch = (state.iteration - 1) % state.epoch_length + 1 if state.epoch_length else state.iteration
+        shown = value.item() if value.numel() == 1 else math.nan
+        raise NonFiniteLossError(state.epoch, state.iteration, batch, shown, self.before_step)
+
+
+class SeedEachEpoch:
+    """Seed Python, NumPy and torch from ``seed + epoch`` at every epoch start (``monai.utils.set_determinism``).
+
+    Args:
+        seed: base seed; epoch ``e`` (1-based) runs with ``seed + e``.
+        deterministic: also switch on torch's deterministic algorithms (as ``set_determinism`` does).
+
+    Attach it before the resume handler's ``STARTED`` has run or after, either way: it acts on ``EPOCH_STARTED``.
+    """
+
+    def __init__(self, seed: int = 0, deterministic: bool = True) -> None:
+        self.seed = seed
+        self.deterministic = deterministic
+
+    def attach(self, engine: Engine) -> None:
+        if not engine.has_event_handler(self, Events.EPOCH_STARTED):
+            engine.add_event_handler(Events.EPOCH_STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        set_determinism(self.seed + engine.state.epoch, use_deterministic_algorithms=self.deterministic)
