@@ -9,8 +9,10 @@ the step, and only terminates quietly.
 ``SeedEachEpoch`` makes a resumed run replay an uninterrupted one: MONAI seeds its random state once, so a run
 resumed at epoch ``e`` would draw a different random stream (hard-negative sampling, augmentation, a shuffling
 sampler) than the uninterrupted run did in epoch ``e``. Seeding from ``(seed, epoch)`` at every epoch start gives
-both the same stream. Together with a data order that is a function of the epoch (no shuffling, or a
-``DistributedSampler``, whose epoch MONAI's workflows set), CPU training then resumes to the same weights.
+both the same stream: the global generators, and the random transforms of the trainer's dataset (as MONAI's
+``DataLoader`` seeds them once at construction). Ignite creates an epoch's data iterator after ``EPOCH_STARTED``,
+so a shuffling sampler and worker seeds draw from the reseeded generator too. CPU training then resumes from an
+epoch checkpoint to bit-identical weights (``tests/reliability/test_training_faults.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 
 import torch
 from ignite.engine import Engine, Events
+from monai.data.utils import set_rnd
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys, set_determinism
 
@@ -76,7 +79,7 @@ class StopOnNonFiniteLoss:
 
 
 class SeedEachEpoch:
-    """Seed Python, NumPy and torch from ``seed + epoch`` at every epoch start (``monai.utils.set_determinism``).
+    """Seed Python, NumPy, torch and the dataset's random transforms from ``seed + epoch`` at every epoch start.
 
     Args:
         seed: base seed; epoch ``e`` (1-based) runs with ``seed + e``.
@@ -94,4 +97,8 @@ class SeedEachEpoch:
             engine.add_event_handler(Events.EPOCH_STARTED, self)
 
     def __call__(self, engine: Engine) -> None:
-        set_determinism(self.seed + engine.state.epoch, use_deterministic_algorithms=self.deterministic)
+        seed = self.seed + engine.state.epoch
+        set_determinism(seed, use_deterministic_algorithms=self.deterministic)
+        dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
+        if dataset is not None:  # transforms run in this process (num_workers=0); workers get seeds from torch
+            set_rnd(dataset, seed)

@@ -13,9 +13,11 @@ Behaviours:
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import json
+import re
 import shutil
 import sys
 from collections.abc import Callable
@@ -599,6 +601,23 @@ def test_docs_table_lists_exactly_the_cases():
     assert text[start:end].split("\n", 1)[1].strip() == markdown_table().strip(), (
         "docs/reliability.md is out of date: paste the output of `python tests/reliability/test_bad_inputs.py`"
     )
+
+
+def test_docs_name_every_reliability_test():
+    """Each other test of ``tests/reliability`` is a row of the docs, each row names a test that exists, and the
+    per-file counts the docs give are right."""
+    text = DOC.read_text()
+    named = set(re.findall(r"`(test_\w+\.py)::(test_\w+)`", text))
+    existing = {
+        (path.name, node.name)
+        for path in Path(__file__).parent.glob("test_*.py")
+        if path.name != Path(__file__).name
+        for node in ast.parse(path.read_text()).body
+        if isinstance(node, ast.FunctionDef) and node.name.startswith("test_")
+    }
+    assert named == existing, f"only in docs: {named - existing}; only in tests: {existing - named}"
+    for name, count in re.findall(r"(test_\w+\.py) (\d+)", text):
+        assert int(count) == sum(f == name for f, _ in existing), name
 
 
 if __name__ == "__main__":

@@ -16,11 +16,11 @@ import sys
 
 import torch
 from ignite.engine import Events
-from monai.data import DataLoader
+from monai.apps.detection.transforms.dictionary import RandFlipBoxd
+from monai.data import DataLoader, Dataset
 from monai.data.utils import no_collation
 from monai.engines import SupervisedTrainer
 from monai.utils import set_determinism
-from torch.utils.data import DistributedSampler
 
 from monai_xattn.engines import AtomicCheckpointSaver, DetectionLoss, DetectionPrepareBatch, ResumeCheckpointLoader
 from monai_xattn.engines.guards import SeedEachEpoch, StopOnNonFiniteLoss
@@ -61,10 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         n_rois=4,
         hns_batch_size_per_image=32,
     )
-    data = blobs(N_IMAGES, SIZE, seed=1)
-    # the order of an epoch is a function of (seed, epoch), as MONAI sets the sampler's epoch: resumable exactly
-    sampler = DistributedSampler(data, num_replicas=1, rank=0, shuffle=True, seed=0)
-    loader = DataLoader(data, batch_size=BATCH, sampler=sampler, collate_fn=no_collation, num_workers=0)
+    # shuffled and randomly flipped, as the bundles train: SeedEachEpoch makes both replay after a resume
+    flip = RandFlipBoxd("image", "boxes", "image", prob=0.5, spatial_axis=0)
+    data = Dataset(blobs(N_IMAGES, SIZE, seed=1), transform=flip)
+    loader = DataLoader(data, batch_size=BATCH, shuffle=True, collate_fn=no_collation, num_workers=0)
     optimizer = torch.optim.Adam(detector.network.parameters(), lr=1e-3)
     trainer = SupervisedTrainer(
         device=torch.device("cpu"),
