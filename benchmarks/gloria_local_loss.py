@@ -1,9 +1,10 @@
 """Speed and memory of the batched GLoRIA local loss and word-piece aggregation, against per-caption/token loops.
 
 Run: ``python benchmarks/gloria_local_loss.py`` (defaults: B=48, D=768, 19x19 regions, 8-24 words, float32, CPU,
-forward + backward). Each variant runs in a fresh process so that its peak memory can be read: on CPU the peak
-resident set size above the process's size once the inputs exist; on CUDA ``max_memory_allocated``. Times are the
-best of ``--repeat`` runs after one warm-up. The printed ratios compare variants measured in this same run.
+forward + backward). Times are the best of ``--repeat`` runs after one warm-up, the variants taking turns in one
+process so that the load of a shared machine hits them alike. Peak memory is read in a fresh process per variant:
+on CPU the peak resident set size above the process's size once the inputs exist; on CUDA
+``max_memory_allocated``. The printed ratios compare variants measured in this same run.
 
 Variants of the local loss:
 - ``official-loop``: one caption at a time, structured as the official code (words repeated over the images,
@@ -130,10 +131,7 @@ def _aggregation_inputs(args, device):
     return hidden.to(device), word_ids.to(device)
 
 
-def _measure(kind: str, name: str, args, queue) -> None:
-    torch.set_num_threads(args.threads)
-    device = torch.device(args.device)
-    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+def _step_fn(kind: str, name: str, args, device):
     if kind == "loss":
         regions, words, mask = _loss_inputs(args, device)
 
@@ -147,31 +145,52 @@ def _measure(kind: str, name: str, args, queue) -> None:
 
         def step():
             return float(AGGREGATIONS[name](hidden, word_ids).sum().detach())
+    return step
 
-    base = _rss_mib()
+
+def _peak(kind: str, name: str, args, queue) -> None:
+    """Peak memory of one step, in a fresh process: max RSS (CPU) or max allocated (CUDA) above the inputs."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    step = _step_fn(kind, name, args, device)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device) / 2**20
-    value = step()
-    times = []
-    for _ in range(args.repeat):
-        sync()
-        start = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - start)
-    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else _rss_mib()) - base
-    queue.put((min(times), peak, value))
+        value = step()
+        queue.put((torch.cuda.max_memory_allocated(device) / 2**20 - base, value))
+    else:
+        base = _rss_mib()
+        value = step()
+        queue.put((_rss_mib() - base, value))
 
 
-def run(kind: str, name: str, args) -> tuple[float, float, float]:
+def peak_memory(kind: str, name: str, args) -> tuple[float, float]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_measure, args=(kind, name, args, queue))
+    proc = ctx.Process(target=_peak, args=(kind, name, args, queue))
     proc.start()
     result = queue.get()
     proc.join()
     return result
+
+
+def best_times(kind: str, names, args) -> dict[str, float]:
+    """Best time of each variant; the variants take turns, so that a shared machine's load hits them alike."""
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    steps = {name: _step_fn(kind, name, args, device) for name in names}
+    for step in steps.values():
+        step()  # warm-up
+    times = {name: [] for name in names}
+    for _ in range(args.repeat):
+        for name, step in steps.items():
+            sync()
+            start = time.perf_counter()
+            step()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: min(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -189,12 +208,10 @@ def main() -> None:
     args = parser.parse_args()
     print(f"local loss: B={args.batch} D={args.dim} regions={args.grid}x{args.grid} words={args.min_words}-"
           f"{args.max_words} float32 {args.device} threads={args.threads}, forward+backward, best of {args.repeat}")
-    results = {}
-    for name in LOSSES:
-        if name == "einsum" and args.skip_einsum:
-            continue
-        results[name] = run("loss", name, args)
-        t, peak, value = results[name]
+    names = [n for n in LOSSES if not (n == "einsum" and args.skip_einsum)]
+    times = best_times("loss", names, args)
+    results = {name: (times[name], *peak_memory("loss", name, args)) for name in names}
+    for name, (t, peak, value) in results.items():
         print(f"  {name:<14} {t * 1000:9.1f} ms  peak {peak:8.1f} MiB  loss {value:.6f}")
     for ref in ("official-loop", "loop"):
         ref_t, ref_peak, _ = results[ref]
@@ -202,11 +219,11 @@ def main() -> None:
             if name not in ("official-loop", "loop"):
                 print(f"  {name} vs {ref}: {ref_t / t:.1f}x faster, peak memory x{peak / max(ref_peak, 1e-9):.2f}")
     print(f"word-piece aggregation: B={args.batch} L={args.tokens} D={args.dim}, forward, best of {args.repeat}")
-    agg = {name: run("aggregation", name, args) for name in AGGREGATIONS}
+    times = best_times("aggregation", list(AGGREGATIONS), args)
+    agg = {name: (times[name], *peak_memory("aggregation", name, args)) for name in AGGREGATIONS}
     for name, (t, peak, value) in agg.items():
         print(f"  {name:<14} {t * 1000:9.2f} ms  peak {peak:8.1f} MiB  checksum {value:.4f}")
     print(f"  speed-up batched vs loop: {agg['loop'][0] / agg['batched'][0]:.1f}x")
-
 
 if __name__ == "__main__":
     main()
