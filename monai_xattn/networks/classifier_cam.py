@@ -131,7 +131,9 @@ class CAMLocalizer(nn.Module):
             maps = cam(images)
         return maps.detach()
 
-    def forward(self, images: Tensor | list[Tensor]) -> Tensor | list[dict[str, Tensor]]:
+    def forward(self, images: Tensor | list[Tensor], targets: Any = None) -> Tensor | list[dict[str, Tensor]]:
+        """Logits ``(B, num_classes)`` in training mode, detections in eval mode; ``targets`` is ignored (it lets
+        the detector's ``network(images, targets)`` engine pieces drive this module)."""
         if isinstance(images, (list, tuple)):
             images = torch.stack(list(images))
         if self.training:

@@ -1,0 +1,97 @@
+"""The cxr_cam_baseline bundle: metadata, configs, a real train + evaluate run (CAM and GradCAM, both phantoms);
+CAM-to-box conversion."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import monai
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from monai_xattn.networks.classifier_cam import (
+    CAMLocalizer,
+    create_cam_classifier,
+    maps_to_boxes,
+    pneumonia_label_entries,
+)
+
+BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "cxr_cam_baseline"
+CONFIGS = BUNDLE / "configs"
+TINY = ["--phantom_studies", "16", "--phantom_size", "64", "--image_size", "64", "--progress", "False"]
+
+
+def _run(root: Path, names: tuple[str, ...], *args: str) -> str:
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", str([f"configs/{n}.json" for n in names])]
+    cmd += ["--bundle_root", str(root), *TINY, *args]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    proc = subprocess.run(cmd, cwd=BUNDLE, capture_output=True, text=True, timeout=900, env=env)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-4000:]
+    return log
+
+
+def test_metadata_and_configs():
+    meta = json.loads((CONFIGS / "metadata.json").read_text())
+    assert meta["version"] in meta["changelog"] and meta["monai_version"] == monai.__version__.split("+")[0]
+    for name in ("LICENSE", "docs/README.md", "configs/logging.conf"):
+        assert (BUNDLE / name).is_file(), name
+    for names in (("train",), ("train", "evaluate")):
+        parser = ConfigParser()
+        parser.read_config([str(CONFIGS / f"{n}.json") for n in names])
+        parser["bundle_root"] = "unused"
+        parser.parse()
+        assert "run" in parser.config
+
+
+def test_maps_to_boxes_follow_monai_axes():
+    maps = torch.zeros(2, 1, 20, 30)  # (B, 1, W, H)
+    maps[0, 0, 2:6, 10:21] = 1.0  # x 2..5, y 10..20
+    maps[0, 0, 12:15, 3:6] = 0.7
+    boxes = maps_to_boxes(maps, threshold=0.5)
+    assert boxes[0]["boxes"].tolist() == [[2, 10, 6, 21], [12, 3, 15, 6]]
+    torch.testing.assert_close(boxes[0]["labels_scores"], torch.tensor([1.0, 0.7]))
+    assert len(boxes[1]["boxes"]) == 0  # a flat map has no region above its range
+    assert len(maps_to_boxes(maps, threshold=0.8)[0]["boxes"]) == 1
+    with pytest.raises(ValueError, match="maps"):
+        maps_to_boxes(torch.zeros(4, 4))
+
+
+def test_cam_localizer_modes_and_gradcam_under_no_grad():
+    torch.manual_seed(0)
+    loc = CAMLocalizer(create_cam_classifier(), "gradcam")
+    assert loc.train()(torch.rand(2, 1, 32, 32)).shape == (2, 1)
+    loc.eval()
+    with torch.no_grad():  # as in SupervisedEvaluator
+        dets = loc(torch.rand(2, 1, 32, 32))
+    assert len(dets) == 2 and all(len(d["boxes"]) >= 1 for d in dets)
+    maps = loc.class_activation_maps(torch.rand(1, 1, 32, 32))
+    assert maps.shape == (1, 1, 32, 32)
+    with pytest.raises(ValueError, match="method"):
+        CAMLocalizer(create_cam_classifier(), "occlusion")
+
+
+def test_label_entries():
+    entries = [
+        {"image": "a", "labels": {"Pneumonia": 1}}, {"image": "b", "labels": {"Pneumonia": 0}},
+        {"image": "c", "labels": {"Pneumonia": -1}}, {"image": "d"}, {"image": "e", "labels": {"Pneumonia": None}},
+    ]  # fmt: skip
+    out = pneumonia_label_entries(entries)
+    assert [(e["image"], float(e["label"])) for e in out] == [("a", 1.0), ("b", 0.0), ("e", 0.0)]
+    with pytest.raises(ValueError, match="Pneumonia"):
+        pneumonia_label_entries([{"image": "d"}])
+
+
+@pytest.mark.slow
+def test_train_and_evaluate(tmp_path):
+    _run(tmp_path, ("train",), "--epochs", "1")
+    assert (tmp_path / "models" / "model.pt").is_file()
+    for dataset, method in (("mimic-cxr", "cam"), ("chestxray8", "gradcam")):
+        _run(tmp_path, ("train", "evaluate"), "--eval_dataset", dataset, "--cam_method", method)
+        metrics = (tmp_path / "models" / f"eval_{dataset}_{method}" / "metrics.csv").read_text()
+        assert "val_acc_iou50" in metrics
