@@ -18,14 +18,8 @@ from monai_xattn.data.siim import rle_decode
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "siim_unet"
 CONFIGS = BUNDLE / "configs"
-# small enough for a shared 2-core CPU: 64 px images, ResNet-18, a narrow decoder
-FAST = {
-    "phantom_images": 64,
-    "phantom_size": 64,
-    "spatial_size": 64,
-    "decoder_channels": [64, 32, 16, 16, 8],
-    "batch_size": 8,
-}
+# small enough for a shared 2-core CPU: 64 px images, ResNet-18
+FAST = {"phantom_images": 96, "phantom_size": 64, "spatial_size": 64, "batch_size": 8, "learning_rate": 0.001}
 
 
 def _workflow(configs: list[str], workflow_type: str, **overrides) -> ConfigWorkflow:
@@ -84,7 +78,14 @@ def test_inference_writes_png_masks_and_matching_rle_csv(trained):
 
 def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
     pytest.importorskip("torch.distributed.run")
-    overrides = {"bundle_root": str(tmp_path), **FAST, "phantom_images": 24, "spatial_size": 32, "epochs": 1}
+    overrides = {
+        "bundle_root": str(tmp_path),
+        **FAST,
+        "phantom_images": 24,
+        "spatial_size": 32,
+        "epochs": 1,
+        "decoder_channels": [64, 32, 16, 16, 8],
+    }
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
            "-m", "monai.bundle", "run", "--config_file",
            json.dumps([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]),
