@@ -44,8 +44,9 @@ def kaggle_dice(y_pred: Tensor, y: Tensor, ignore_empty: bool = False, threshold
     pred = y_pred > threshold if threshold is not None else y_pred.bool()
     gt = y.bool()
     dims = tuple(range(2, y.ndim))
-    n_pred, n_gt = pred.sum(dims), gt.sum(dims)
-    overlap = (pred & gt).sum(dims)
+    # count_nonzero counts bools without the int64 copy a sum makes
+    n_pred, n_gt = torch.count_nonzero(pred, dim=dims), torch.count_nonzero(gt, dim=dims)
+    overlap = torch.count_nonzero(pred & gt, dim=dims)
     empty_gt = n_gt == 0
     dice = 2.0 * overlap / (n_pred + n_gt).clamp_min(1)
     empty_score = torch.full_like(dice, float("nan")) if ignore_empty else (n_pred == 0).to(dice.dtype)
