@@ -22,9 +22,9 @@ __all__ = ["PROFILES", "Step", "BundleStep", "demo_steps", "run_demo", "add_argu
 
 # phantom settings and per-bundle overrides of each profile; "tiny" exists for the end-to-end test
 PROFILES: dict[str, dict] = {
-    "tiny": {"phantom": {"n": 24, "size": 128}, "bundle_overrides": {"max_epochs": 1}},
-    "cpu": {"phantom": {"n": 200, "size": 256}, "bundle_overrides": {}},
-    "paper": {"phantom": {"n": 1000, "size": 512}, "bundle_overrides": {}},
+    "tiny": {"phantom": {"n": 24, "size": 128}, "cxr_retinanet": {"epochs": 1, "batch_size": 2}},
+    "cpu": {"phantom": {"n": 200, "size": 128}, "cxr_retinanet": {}},
+    "paper": {"phantom": {"n": 1000, "size": 512}, "cxr_retinanet": {"depth": 50, "image_size": 512}},
 }
 
 
@@ -41,21 +41,41 @@ class Step:
 
 @dataclass
 class BundleStep:
-    """Run one bundle config through ``python -m monai.bundle run`` with overrides."""
+    """Run bundle configs through ``python -m monai.bundle run``; outputs go to ``out_dir/<bundle>``.
+
+    The bundle reads the phantom the demo wrote (``out_dir/data/<dataset>``) and never writes into the source
+    tree: ``output_dir`` is redirected, ``make_phantom`` is off.
+    """
 
     bundle: str
     configs: list[str]
+    dataset: str
     overrides: dict = field(default_factory=dict)
+    metrics_file: str | None = None  # MetricsSaver output, relative to the bundle's output folder
 
-    def __call__(self, out_dir: Path) -> dict:
+    def command(self, out_dir: Path) -> list[str]:
         config_dir = bundle_root() / self.bundle / "configs"
         files = [str(config_dir / c) for c in self.configs]
+        overrides = {
+            "bundle_root": bundle_root() / self.bundle,
+            "output_dir": (out_dir / self.bundle).resolve(),
+            "dataset_dir": (out_dir / "data" / self.dataset).resolve(),
+            "make_phantom": False,
+            **self.overrides,
+        }
         cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
-        cmd += ["--bundle_root", str(bundle_root() / self.bundle)]
-        for key, value in self.overrides.items():
+        for key, value in overrides.items():
             cmd += [f"--{key}", str(value)]
+        return cmd
+
+    def __call__(self, out_dir: Path) -> dict:
+        cmd = self.command(out_dir)
         subprocess.run(cmd, check=True, cwd=out_dir)
-        return {"command": cmd}
+        result: dict = {"command": " ".join(cmd[1:])}
+        if self.metrics_file is not None:
+            rows = (out_dir / self.bundle / self.metrics_file).read_text().splitlines()
+            result["metrics"] = {name: float(value) for name, value in (row.split(",", 1) for row in rows if row)}
+        return result
 
 
 def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
@@ -68,7 +88,13 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
         return generate(out_dir / "data", layout="all", seed=seed, difficulty=difficulty, overwrite=True,
                         **settings["phantom"])
 
-    return [Step("phantom", make_phantom)]
+    retinanet = settings["cxr_retinanet"]
+    return [
+        Step("phantom", make_phantom),
+        Step("cxr_retinanet_train", BundleStep("cxr_retinanet", ["train.json"], "chestxray8", retinanet)),
+        Step("cxr_retinanet_evaluate",
+             BundleStep("cxr_retinanet", ["train.json", "evaluate.json"], "chestxray8", retinanet, "eval/metrics.csv")),
+    ]
 
 
 def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", seed: int = 0,
@@ -108,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force)
     print("\nsummary")
     for summary in summaries:
-        print(f"  {summary['step']:<16} {summary['seconds']:>7} s  {json.dumps(summary['result'], default=str)[:100]}")
+        metrics = summary["result"].get("metrics")
+        shown = json.dumps(metrics) if metrics else json.dumps(summary["result"], default=str)[:90]
+        print(f"  {summary['step']:<24} {summary['seconds']:>7} s  {shown}")
     print(f"outputs in {args.out.resolve()}")
     return 0
