@@ -22,6 +22,7 @@ import math
 import torch
 from ignite.engine import Engine, Events
 from monai.data.utils import set_rnd
+from monai.engines import Workflow
 from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys, set_determinism
 
@@ -55,16 +56,17 @@ class StopOnNonFiniteLoss:
 
     def __init__(self, output_key: str = CommonKeys.LOSS) -> None:
         self.output_key = output_key
-        self.before_step = True
 
     def attach(self, engine: Engine) -> None:
-        # MONAI workflows register IterationEvents; a plain Ignite engine only has ITERATION_COMPLETED
-        self.before_step = IterationEvents.LOSS_COMPLETED in engine._allowed_events
-        event = IterationEvents.LOSS_COMPLETED if self.before_step else Events.ITERATION_COMPLETED
-        if not engine.has_event_handler(self, event):
-            engine.add_event_handler(event, self)
+        # MONAI workflows register IterationEvents; an iteration function that never fires LOSS_COMPLETED (or a
+        # plain Ignite engine) is still caught after the step, on ITERATION_COMPLETED, and the message says so
+        if isinstance(engine, Workflow) and not engine.has_event_handler(self.check, IterationEvents.LOSS_COMPLETED):
+            engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self.check, True)
+        if not engine.has_event_handler(self.check, Events.ITERATION_COMPLETED):
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self.check, False)
 
-    def __call__(self, engine: Engine) -> None:
+    def check(self, engine: Engine, before_step: bool) -> None:
+        """Raise :class:`NonFiniteLossError` if the loss in ``engine.state.output`` is not finite."""
         output = engine.state.output
         loss = output.get(self.output_key) if isinstance(output, dict) else output
         if loss is None:
@@ -75,7 +77,7 @@ class StopOnNonFiniteLoss:
         state = engine.state
         batch = (state.iteration - 1) % state.epoch_length + 1 if state.epoch_length else state.iteration
         shown = value.item() if value.numel() == 1 else math.nan
-        raise NonFiniteLossError(state.epoch, state.iteration, batch, shown, self.before_step)
+        raise NonFiniteLossError(state.epoch, state.iteration, batch, shown, before_step)
 
 
 class SeedEachEpoch:

@@ -94,6 +94,23 @@ def test_guard_on_a_plain_ignite_engine_checks_after_the_step():
         engine.run([0, 1, 2], max_epochs=1)
 
 
+def test_guard_catches_an_iteration_that_fires_no_loss_event():
+    net = nn.Linear(3, 1)
+    trainer = SupervisedTrainer(
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=_batches(None),
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+        loss_function=nn.MSELoss(),
+        iteration_update=lambda engine, batch: {"loss": torch.tensor(float("nan"))},  # a custom step, no events
+        decollate=False,
+    )
+    StopOnNonFiniteLoss().attach(trainer)
+    with pytest.raises(NonFiniteLossError, match=r"iteration 1 \(epoch 1, batch 1 .*after the optimizer step"):
+        trainer.run()
+
+
 def test_seed_each_epoch_replays_the_random_stream():
     draws = {}
     engine = Engine(lambda e, b: draws.setdefault((e.state.epoch, e.state.iteration), torch.rand(1).item()))
