@@ -12,6 +12,10 @@ Typical use (the ``cxr_retinanet`` bundle wires the same)::
     state = {"network": net, "optimizer": opt, "lr_scheduler": sched, "trainer": trainer, "best_saver": best}
     last = AtomicCheckpointSaver("models", state)  # -> models/last.pt every epoch, attached to the trainer
     ResumeCheckpointLoader("models/last.pt", state, enabled=resume).attach(trainer)
+    CheckedCheckpointLoader("models/best.pt", {"network": net}).attach(evaluator)  # evaluation / inference
+
+Both loaders read with ``weights_only=True`` and raise :class:`CheckpointMismatchError` naming the file and what
+differs (a checkpoint of another network, another configuration, a torn file) instead of torch's key list.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from monai.handlers import CheckpointLoader, CheckpointSaver
 __all__ = [
     "AtomicDiskSaver",
     "AtomicCheckpointSaver",
+    "CheckedCheckpointLoader",
     "CheckpointMismatchError",
     "ResumeCheckpointLoader",
     "describe_mismatch",
@@ -139,39 +144,29 @@ def describe_mismatch(module: torch.nn.Module, state: Mapping[str, Any], limit: 
     return ", ".join(parts) or "keys and shapes match"
 
 
-class ResumeCheckpointLoader(CheckpointLoader):
-    """``CheckpointLoader`` (``weights_only=True``) that resumes only when the checkpoint exists.
+class CheckedCheckpointLoader(CheckpointLoader):
+    """MONAI's ``CheckpointLoader`` (``weights_only=True``) whose errors name the file and say what differs.
 
-    On a first run there is nothing to resume and training starts from scratch; afterwards the engine's epoch and
-    iteration, the optimizer, the LR scheduler and the network continue from ``load_path``.
+    A drop-in for evaluation and inference configs: MONAI's own loader answers a checkpoint of another network
+    with torch's list of every missing key, and a missing file with a bare ``FileNotFoundError``.
 
     Args:
-        load_path: checkpoint file, e.g. ``models/last.pt``.
-        load_dict: objects to restore, keyed as when saved (``trainer``, ``network``, ``optimizer``, ...).
-        enabled: ``False`` turns the handler into a no-op (bundle ``--resume`` switch).
-        kwargs: passed to ``CheckpointLoader`` (``map_location``, ``strict``, ...).
+        load_path, load_dict, kwargs: as ``CheckpointLoader`` (``map_location``, ``strict``, ...).
 
     Raises:
-        CheckpointMismatchError: naming ``load_path``, when the file is not a complete checkpoint, holds objects
-            ``torch.load(weights_only=True)`` refuses, lacks one of ``load_dict``'s entries, or was written by a
-            network with other keys or shapes (summarised by :func:`describe_mismatch`).
+        CheckpointMismatchError: naming ``load_path``, when the file is missing or not a complete checkpoint, holds
+            objects ``torch.load(weights_only=True)`` refuses, lacks one of ``load_dict``'s entries, or was written
+            by a network with other keys or shapes (summarised by :func:`describe_mismatch`).
     """
 
-    def __init__(self, load_path: str | os.PathLike, load_dict: dict, enabled: bool = True, **kwargs: Any) -> None:
-        super().__init__(load_path=os.fspath(load_path), load_dict=load_dict, **kwargs)
-        self.enabled = enabled
+    action = "cannot load it"
 
-    def attach(self, engine: Engine) -> None:
-        if self._name is None:
-            self.logger = engine.logger
-        engine.add_event_handler(Events.STARTED, self)
+    def __init__(self, load_path: str | os.PathLike, load_dict: dict, **kwargs: Any) -> None:
+        super().__init__(load_path=os.fspath(load_path), load_dict=load_dict, **kwargs)
 
     def __call__(self, engine: Engine) -> None:
-        if not self.enabled:
-            return
         if not os.path.isfile(self.load_path):
-            self.logger.info(f"no checkpoint at {self.load_path}: starting from scratch.")
-            return
+            raise CheckpointMismatchError(f"{self.load_path}: no such checkpoint file.")
         try:
             super().__call__(engine)
         except pickle.UnpicklingError as e:
@@ -180,8 +175,7 @@ class ResumeCheckpointLoader(CheckpointLoader):
                 f"containers ({str(e).splitlines()[0]})."
             ) from e
         except (RuntimeError, ValueError, KeyError) as e:
-            raise CheckpointMismatchError(f"{self.load_path}: cannot resume from it: {self._explain(e)}") from e
-        self.logger.info(f"resumed at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")
+            raise CheckpointMismatchError(f"{self.load_path}: {self.action}: {self._explain(e)}") from e
 
     def _explain(self, error: Exception) -> str:
         """What differs between the checkpoint and ``load_dict``, or the original error when the file is broken."""
@@ -204,3 +198,40 @@ class ResumeCheckpointLoader(CheckpointLoader):
                 if summary != "keys and shapes match":
                     return f"{name!r} was written by another network: {summary}."
         return f"{type(error).__name__}: {error}"
+
+
+class ResumeCheckpointLoader(CheckedCheckpointLoader):
+    """:class:`CheckedCheckpointLoader` that resumes only when the checkpoint exists.
+
+    On a first run there is nothing to resume and training starts from scratch; afterwards the engine's epoch and
+    iteration, the optimizer, the LR scheduler and the network continue from ``load_path``.
+
+    Args:
+        load_path: checkpoint file, e.g. ``models/last.pt``.
+        load_dict: objects to restore, keyed as when saved (``trainer``, ``network``, ``optimizer``, ...).
+        enabled: ``False`` turns the handler into a no-op (bundle ``--resume`` switch).
+        kwargs: passed to ``CheckpointLoader`` (``map_location``, ``strict``, ...).
+
+    Raises:
+        CheckpointMismatchError: as :class:`CheckedCheckpointLoader`, for a checkpoint that exists.
+    """
+
+    action = "cannot resume from it"
+
+    def __init__(self, load_path: str | os.PathLike, load_dict: dict, enabled: bool = True, **kwargs: Any) -> None:
+        super().__init__(load_path=load_path, load_dict=load_dict, **kwargs)
+        self.enabled = enabled
+
+    def attach(self, engine: Engine) -> None:
+        if self._name is None:
+            self.logger = engine.logger
+        engine.add_event_handler(Events.STARTED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        if not self.enabled:
+            return
+        if not os.path.isfile(self.load_path):
+            self.logger.info(f"no checkpoint at {self.load_path}: starting from scratch.")
+            return
+        super().__call__(engine)
+        self.logger.info(f"resumed at epoch {engine.state.epoch}, iteration {engine.state.iteration}.")

@@ -15,7 +15,7 @@ from ignite.engine import Engine
 from torch import nn
 
 from monai_xattn.engines import AtomicDiskSaver, ResumeCheckpointLoader
-from monai_xattn.engines.checkpoint import CheckpointMismatchError, describe_mismatch
+from monai_xattn.engines.checkpoint import CheckedCheckpointLoader, CheckpointMismatchError, describe_mismatch
 
 PACKAGE = Path(__file__).resolve().parents[2] / "monai_xattn"
 
@@ -118,6 +118,17 @@ def test_shape_mismatch_and_torn_file(tmp_path):
     (tmp_path / "torn.pt").write_bytes(raw[: len(raw) // 2])  # what a non-atomic write killed midway leaves
     with pytest.raises(CheckpointMismatchError, match=r"torn\.pt: cannot resume from it: not a complete checkpoint"):
         ResumeCheckpointLoader(tmp_path / "torn.pt", {"network": nn.Linear(3, 5)})(_engine())
+
+
+def test_evaluation_loader_names_the_file_and_the_keys(tmp_path):
+    # evaluate/inference load a plain network state dict; MONAI's loader lists every key and names no file
+    torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "model.pt")
+    net = nn.Sequential(nn.Linear(3, 2))
+    with pytest.raises(CheckpointMismatchError, match=r"model\.pt: cannot load it: 'network' was written by another"):
+        CheckedCheckpointLoader(tmp_path / "model.pt", {"network": net})(_engine())
+    with pytest.raises(CheckpointMismatchError, match=r"absent\.pt: no such checkpoint file"):
+        CheckedCheckpointLoader(tmp_path / "absent.pt", {"network": net})(_engine())
+    CheckedCheckpointLoader(tmp_path / "model.pt", {"network": nn.Linear(3, 2)})(_engine())  # the right one loads
 
 
 def test_describe_mismatch_on_a_match():
