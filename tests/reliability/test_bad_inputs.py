@@ -589,7 +589,7 @@ def markdown_table() -> str:
     rows.append("")
     rows.append(
         f"{len(CASES)} cases: {counts['error']} clear errors, {counts['skip']} counted and reported skips, "
-        f"{counts['result']} defined results; 0 unclear."
+        f"{counts['result']} with a defined result; 0 unclear."
     )
     return "\n".join(rows)
 
