@@ -23,7 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
     "phantom": ("monai_xattn.data.phantom_cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),
     "demo": ("monai_xattn.demo", "run the whole chain on phantom data (resumable); the README's main job"),
-    "siim-table": ("monai_xattn.siim_table", "GLoRIA Table 4: SIIM Dice at 1/10/100 % data per encoder init"),
+    "siim-table": ("monai_xattn.siim_table", "GLoRIA Table 4: SIIM Dice at 1, 10 and 100 percent of the data per encoder init"),
     "table1": ("monai_xattn.table1", "cross-attention Table 1: IoU@t of CAM, GradCAM, RetinaNet, Proposed on phantom data"),
 }
 
