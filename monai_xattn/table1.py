@@ -148,8 +148,9 @@ def run_table1(
         cam_epochs: CAM classifier epochs on MIMIC-CXR labels.
         batch_size: batch size of every training.
         word_dim: Word2Vec size (``phi``'s size).
-        detector_weights: a ``cxr_retinanet`` ``model.pt`` trained with ``depth=18, returned_layers=(2, 3)`` and
-            anchors scaled to ``size`` (as :func:`_detector` builds); skips the detector training.
+        detector_weights: a detector ``model.pt`` built like the one here (ResNet-18; FPN on layers (1, 2) up to
+            96 px, (2, 3) above -- the ``cxr_retinanet`` default at 128 px; anchors ``size // 8``); skips the
+            detector training.
         device: torch device (default: CUDA if available).
 
     Returns:
@@ -197,8 +198,10 @@ def run_table1(
 
     # RetinaNet: supervised on ChestX-ray8 boxes
     s = size // 8  # anchors from 1/8 of the image, doubling per FPN level
+    # small inputs need the stride-4 level: at 64 px the stride-8/16 maps are 8x8/4x4 and the boxes ~10 px
+    layers = (1, 2) if size <= 96 else (2, 3)
     detector = create_roi_detector(
-        depth=18, returned_layers=(2, 3), base_anchor_shapes=((s, s), (s * 3 // 2, s * 3 // 4), (s * 3 // 4, s * 3 // 2)),
+        depth=18, returned_layers=layers, base_anchor_shapes=((s, s), (s * 3 // 2, s * 3 // 4), (s * 3 // 4, s * 3 // 2)),
         n_rois=16,
     ).to(dev)  # fmt: skip
     if detector_weights is not None:
