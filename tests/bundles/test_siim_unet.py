@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nibabel as nib
 import numpy as np
 import pytest
 from monai.bundle import ConfigWorkflow
@@ -77,7 +78,6 @@ def test_inference_writes_png_masks_and_matching_rle_csv(trained):
 
 
 def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
-    pytest.importorskip("torch.distributed.run")
     overrides = {
         "bundle_root": str(tmp_path),
         **FAST,
@@ -96,3 +96,17 @@ def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
     proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "models" / "last.pt").is_file() and (tmp_path / "models" / "model.pt").is_file()
+
+
+def test_inference_writes_nifti_masks_matching_rle_csv(trained):
+    root, settings = trained
+    out = root / "models" / "inference_nii"
+    wf = _workflow(["train.json", "inference.json"], "infer", checkpoint=str(root / "models" / "last.pt"),
+                   mask_format=".nii.gz", infer_dir=str(out), **settings)  # fmt: skip
+    wf.run()
+    with open(out / "submission.csv", newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    assert rows
+    for image_id, rle in rows:
+        mask = np.asarray(nib.load(out / f"{image_id}_mask.nii.gz").dataobj).squeeze()  # (W, H): MONAI's frame
+        assert np.array_equal(mask > 0, rle_decode(rle, mask.shape[1], mask.shape[0]).T.astype(bool)), image_id
