@@ -104,7 +104,24 @@ def batched_aggregate(hidden, word_ids):
 AGGREGATIONS = {"loop": loop_aggregate, "batched": batched_aggregate}
 
 
+def _reset_peak_rss() -> None:
+    """Reset the kernel's peak-RSS record (Linux: ``clear_refs`` 5), so that import-time peaks do not count."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _rss_mib() -> float:
+    """Peak resident set size of this process in MiB (``VmHWM``; ``ru_maxrss`` where /proc is absent)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
@@ -159,6 +176,7 @@ def _peak(kind: str, name: str, args, queue) -> None:
         value = step()
         queue.put((torch.cuda.max_memory_allocated(device) / 2**20 - base, value))
     else:
+        _reset_peak_rss()
         base = _rss_mib()
         value = step()
         queue.put((_rss_mib() - base, value))
