@@ -33,6 +33,7 @@ from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from torch import Tensor, nn
 
 from monai_xattn.networks.gloria import load_gloria_image_encoder
+from monai_xattn.networks.resnet_weights import load_encoder_weights
 
 __all__ = [
     "LINEAR_PROBE_FRACTIONS",
@@ -52,7 +53,6 @@ LINEAR_PROBE_FRACTIONS = (0.01, 0.1, 1.0)
 """The training fractions of GLoRIA's Table 2."""
 
 _RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
-_STEM_PROBE = "layer1.0.conv1.weight"
 
 
 def build_trunk(depth: int = 50, in_channels: int = 1) -> nn.Module:
@@ -72,9 +72,11 @@ def load_trunk_weights(
 ) -> None:
     """Load a torchvision-layout ResNet state dict (e.g. ImageNet ``resnet50-*.pth``) into :func:`build_trunk`'s.
 
-    The trunk's key prefix is found before ``layer1.0.conv1.weight``; ``fc.*`` is ignored; a 3-channel first
-    convolution is summed over channels for a 1-channel trunk (grey replicated to RGB gives the same features);
-    the shortcut-convolution biases MONAI's ResNet has and torchvision's lacks are set to zero.
+    A thin wrapper over :func:`monai_xattn.networks.resnet_weights.load_encoder_weights` (``kind="imagenet"``):
+    the trunk's key prefix is found before ``layer1.0.conv1.weight``; ``fc.*`` and other tensors with no place in
+    the trunk are ignored; a 3-channel first convolution is summed over channels for a 1-channel trunk (grey
+    replicated to RGB gives the same features); the shortcut-convolution biases MONAI's ResNet has and
+    torchvision's lacks are set to zero. Every trunk weight must come from ``source``.
 
     Args:
         trunk: from :func:`build_trunk`.
@@ -83,33 +85,19 @@ def load_trunk_weights(
             features on MONAI's ``(W, H)`` images after transposing every kernel.
 
     Raises:
-        ValueError: naming the file, when it holds no ResNet trunk or a trunk weight is missing.
+        ValueError: naming the file, when it holds no ResNet trunk, a trunk weight is missing or has another
+            shape; the trunk is then left as it was.
     """
     name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
-    state = dict(source) if isinstance(source, Mapping) else torch.load(source, map_location="cpu",
-                                                                          weights_only=True)
-    for key in ("state_dict", "model", "network"):
-        if isinstance(state.get(key), Mapping):
-            state = dict(state[key])
-    prefixes = sorted({k[: -len(_STEM_PROBE)] for k in state if k.endswith(_STEM_PROBE)})
-    if len(prefixes) != 1:
-        raise ValueError(f"{name}: cannot find one ResNet trunk (prefixes before {_STEM_PROBE!r}: {prefixes})")
-    state = {k[len(prefixes[0]):]: v for k, v in state.items() if k.startswith(prefixes[0])}
-    target = trunk.state_dict()
-    conv1, want = state.get("conv1.weight"), target["conv1.weight"]
-    if conv1 is not None and conv1.shape[1] != want.shape[1]:
-        if want.shape[1] != 1:
-            raise ValueError(f"{name}: conv1 has {conv1.shape[1]} input channels, the trunk {want.shape[1]}")
-        state["conv1.weight"] = conv1.sum(dim=1, keepdim=True)
-    if transpose_kernels:
-        state = {k: v.transpose(-1, -2) if v.ndim == 4 else v for k, v in state.items()}
-    for key in target:  # MONAI's shortcut convolutions carry a bias torchvision's lack: zero is the same map
-        if key.endswith("downsample.0.bias") and key not in state:
-            state[key] = torch.zeros_like(target[key])
-    missing = sorted(set(target) - set(state))
-    if missing:
-        raise ValueError(f"{name}: {len(missing)} trunk weights missing, e.g. {missing[:4]} (another depth?)")
-    trunk.load_state_dict({k: state[k] for k in target})
+    before = {k: v.detach().clone() for k, v in trunk.state_dict().items()}  # restored if the source does not fit
+    result = load_encoder_weights(trunk, source, "imagenet", strict=False, transpose_kernels=transpose_kernels)
+    if result.missing or result.mismatched:
+        trunk.load_state_dict(before)
+        if result.missing:
+            raise ValueError(f"{name}: {len(result.missing)} trunk weights missing, e.g. {result.missing[:4]} "
+                             "(another depth?)")  # fmt: skip
+        raise ValueError(f"{name}: {len(result.mismatched)} trunk weights of another shape, e.g. "
+                         f"{result.mismatched[:4]} (another depth?)")  # fmt: skip
 
 
 def gloria_trunk(checkpoint: str | os.PathLike, depth: int = 50, in_channels: int = 1) -> nn.Module:

@@ -33,6 +33,8 @@ from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
+from monai_xattn.networks.resnet_weights import load_encoder_weights
+
 __all__ = [
     "ROI_GEOMETRY_FIELDS",
     "RoiDetector",
@@ -403,9 +405,6 @@ def load_detector_weights(
     return net.load_state_dict(state, strict=strict)
 
 
-_STEM_PROBE = "layer1.0.conv1.weight"
-
-
 def load_backbone_weights(
     detector: RetinaNetDetector,
     source: str | os.PathLike | Mapping[str, Tensor],
@@ -414,8 +413,10 @@ def load_backbone_weights(
 ) -> _IncompatibleKeys:
     """Initialise the detector's ResNet from a torchvision-layout ResNet state dict (ImageNet, GLoRIA).
 
-    Keys are matched after removing ``prefix`` (found automatically as the part before ``layer1.0.conv1.weight``;
-    GLoRIA's image encoder stores its trunk under e.g. ``gloria.img_encoder.model.``). A first convolution with
+    A thin wrapper over :func:`monai_xattn.networks.resnet_weights.load_encoder_weights` (``kind="gloria"``,
+    ``strict=False``) on ``feature_extractor.body``. Keys are matched after removing ``prefix`` (found
+    automatically as the part before ``layer1.0.conv1.weight``; GLoRIA's image encoder stores its trunk under e.g.
+    ``gloria.img_encoder.model.``; ``monai_xattn`` GLoRIA checkpoints are read too). A first convolution with
     another number of input channels is summed (3 -> 1) or replicated (1 -> 3) over channels.
 
     Args:
@@ -430,40 +431,18 @@ def load_backbone_weights(
     Returns:
         ``(missing_keys, unexpected_keys)`` relative to the backbone; both are also logged. Keys of stages the
         FPN does not use (e.g. ``layer4``, ``fc``) appear as unexpected.
+
+    Raises:
+        ValueError: the source holds no (or more than one) ResNet trunk, a first convolution cannot be adapted,
+            or a backbone tensor has another shape in the source (nothing is loaded then).
     """
-    state = _state_dict_from(source, "backbone weights")
-    if prefix is None:
-        prefixes = sorted({k[: -len(_STEM_PROBE)] for k in state if k.endswith(_STEM_PROBE)})
-        if len(prefixes) != 1:
-            raise ValueError(
-                f"cannot tell the ResNet trunk in {source!r}: found prefixes {prefixes} before '{_STEM_PROBE}'; "
-                "pass prefix=..."
-            )
-        prefix = prefixes[0]
-    state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     body = _unwrap(detector.network).feature_extractor.body
-    target = body.state_dict()
-    conv1 = state.get("conv1.weight")
-    if conv1 is not None and "conv1.weight" in target and conv1.shape[1] != target["conv1.weight"].shape[1]:
-        want = target["conv1.weight"].shape[1]
-        if want == 1:
-            state["conv1.weight"] = conv1.sum(dim=1, keepdim=True)
-        elif conv1.shape[1] == 1:
-            state["conv1.weight"] = conv1.repeat(1, want, 1, 1) / want
-        else:
-            raise ValueError(f"conv1 has {conv1.shape[1]} input channels in {source!r}, the detector {want}.")
-    if transpose_kernels:
-        state = {k: v.transpose(-1, -2) if v.ndim == 4 else v for k, v in state.items()}
-    unexpected = sorted(k for k in state if k not in target)
-    result = body.load_state_dict({k: v for k, v in state.items() if k in target}, strict=False)
-    keys = _IncompatibleKeys(list(result.missing_keys), unexpected)
-    if keys.missing_keys or keys.unexpected_keys:
-        logger.warning(
-            "backbone weights %s: %d missing keys %s, %d unexpected keys %s",
-            source if not isinstance(source, Mapping) else "<state dict>",
-            len(keys.missing_keys),
-            keys.missing_keys[:8],
-            len(keys.unexpected_keys),
-            keys.unexpected_keys[:8],
-        )
-    return keys
+    name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
+    before = {k: v.detach().clone() for k, v in body.state_dict().items()}  # restored if shapes do not fit
+    result = load_encoder_weights(body, source, "gloria", strict=False, transpose_kernels=transpose_kernels,
+                                  prefix=prefix)  # fmt: skip
+    if result.mismatched:
+        body.load_state_dict(before)
+        raise ValueError(f"backbone weights {name}: {len(result.mismatched)} tensors of another shape, e.g. "
+                         f"{result.mismatched[:4]} (another depth?)")  # fmt: skip
+    return _IncompatibleKeys(list(result.missing), sorted(result.unexpected + result.ignored))
