@@ -68,6 +68,8 @@ class StopOnNonFiniteLoss:
     def check(self, engine: Engine, before_step: bool) -> None:
         """Raise :class:`NonFiniteLossError` if the loss in ``engine.state.output`` is not finite."""
         output = engine.state.output
+        if isinstance(output, (list, tuple)) and output and isinstance(output[0], dict):
+            output = output[0]  # decollated batch: MONAI copies the batch loss into every item
         loss = output.get(self.output_key) if isinstance(output, dict) else output
         if loss is None:
             return
