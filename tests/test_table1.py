@@ -59,7 +59,7 @@ def test_cli_registers_table1():
 def test_proposed_beats_cam_and_gradcam_on_easy_phantoms(tmp_path):
     """CPU profile on phantom 'easy': the detector, both heads and the classifier are trained in this test."""
     torch.set_num_threads(1)
-    result = run_table1(tmp_path, n=100, size=64, difficulty="easy", detector_epochs=10, head_epochs=8, cam_epochs=6)
+    result = run_table1(tmp_path, n=300, size=64, difficulty="easy", detector_epochs=15, head_epochs=8, cam_epochs=6)
     rows = result["rows"]
     for dataset in ("mimic-cxr", "chestxray8"):
         assert result["settings"]["test_images_with_boxes"][dataset] >= 5
