@@ -11,25 +11,14 @@ the same detector object and weights; the runs alternate so that background load
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
 import torch
+from _device import peak_mb, sync
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
 from monai_xattn.networks import create_roi_detector
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
@@ -83,10 +72,10 @@ def main() -> None:
         det.forward_rois(images)
 
     def timed(fn) -> float:
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t
 
     results = {}
@@ -110,7 +99,7 @@ def main() -> None:
         if mode == "infer":
             line += f"   images/s MONAI {args.batch / r['monai']:.1f} ours {args.batch / r['ours']:.1f}"
         print(line)
-    print(f"peak memory ({'GPU allocated' if device.type == 'cuda' else 'process RSS'}): {_peak_mb(device):.0f} MiB")
+    print(f"peak memory ({'GPU allocated' if device.type == 'cuda' else 'process RSS'}): {peak_mb(device):.0f} MiB")
 
 
 if __name__ == "__main__":

@@ -14,26 +14,15 @@ hits both alike.
 from __future__ import annotations
 
 import argparse
-import resource
 import statistics
 import time
 
 import torch
+from _device import peak_mb, sync
 
 from monai_xattn.losses.xattn import XAttnLoss
 from monai_xattn.networks import create_roi_detector
 from monai_xattn.networks.xattn import AttributeCrossAttention
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def main() -> None:
@@ -101,10 +90,10 @@ def main() -> None:
         head_loss(fixed).backward()
 
     def timed(fn) -> float:
-        _sync(device)
+        sync(device)
         t = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         return time.perf_counter() - t
 
     fns = {"detector": lambda: step(False), "detector+head": lambda: step(True), "head only": head_only}
@@ -124,7 +113,7 @@ def main() -> None:
         f"ratio {med['detector+head'] / med['detector']:.3f}   (head + losses alone: {med['head only'] * 1e3:.2f} ms, "
         f"{med['head only'] / med['detector']:.3f} of a detector step)"
     )
-    print(f"peak memory ({'GPU allocated' if device.type == 'cuda' else 'process RSS'}): {_peak_mb(device):.0f} MiB")
+    print(f"peak memory ({'GPU allocated' if device.type == 'cuda' else 'process RSS'}): {peak_mb(device):.0f} MiB")
 
 
 if __name__ == "__main__":
