@@ -10,26 +10,18 @@ the same detector object and weights; the runs alternate so that background load
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from _device import peak_mb, sync
+from _common import detector_parser, peak_mb, sync, synthetic_detection_batch
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
 from monai_xattn.networks import create_roi_detector
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=18)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--n-rois", type=int, default=32)
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = detector_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -38,14 +30,7 @@ def main() -> None:
     det = create_roi_detector(depth=args.depth, n_rois=args.n_rois).to(device)
     opt = torch.optim.SGD(det.network.parameters(), lr=1e-4, momentum=0.9)
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(args.batch, 1, args.size, args.size, generator=g).to(device)
-    targets = []
-    for _ in range(args.batch):
-        lo = torch.rand(2, 2, generator=g) * args.size * 0.6
-        wh = torch.rand(2, 2, generator=g) * args.size * 0.3 + 16
-        targets.append(
-            {"boxes": torch.cat([lo, lo + wh], 1).to(device), "labels": torch.zeros(2, dtype=torch.long, device=device)}
-        )
+    images, targets = synthetic_detection_batch(args.batch, args.size, g, device)
 
     def train_monai():
         losses = RetinaNetDetector.forward(det, images, targets)

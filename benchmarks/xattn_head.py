@@ -13,12 +13,11 @@ hits both alike.
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import time
 
 import torch
-from _device import peak_mb, sync
+from _common import detector_parser, peak_mb, sync, synthetic_detection_batch
 
 from monai_xattn.losses.xattn import XAttnLoss
 from monai_xattn.networks import create_roi_detector
@@ -26,16 +25,9 @@ from monai_xattn.networks.xattn import AttributeCrossAttention
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--depth", type=int, default=18)
-    parser.add_argument("--size", type=int, default=128)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--n-rois", type=int, default=32)
+    parser = detector_parser(__doc__.splitlines()[0])
     parser.add_argument("--attributes", type=int, default=22)
     parser.add_argument("--word-dim", type=int, default=64)
-    parser.add_argument("--repeat", type=int, default=10)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -48,14 +40,7 @@ def main() -> None:
     opt = torch.optim.SGD([*det.network.parameters(), *head.parameters()], lr=1e-4, momentum=0.9)
     g = torch.Generator().manual_seed(0)
     b, a, d = args.batch, args.attributes, args.word_dim
-    images = torch.rand(b, 1, args.size, args.size, generator=g).to(device)
-    targets = []
-    for _ in range(b):
-        lo = torch.rand(2, 2, generator=g) * args.size * 0.6
-        wh = torch.rand(2, 2, generator=g) * args.size * 0.3 + 16
-        targets.append(
-            {"boxes": torch.cat([lo, lo + wh], 1).to(device), "labels": torch.zeros(2, dtype=torch.long, device=device)}
-        )
+    images, targets = synthetic_detection_batch(b, args.size, g, device)
     words, negatives = torch.randn(b, a, d, generator=g).to(device), torch.randn(b, a, d, generator=g).to(device)
     word_mask = (torch.arange(a)[None] < torch.randint(1, 6, (b, 1), generator=g)).to(device)
     attr_targets = (torch.rand(b, a, generator=g) < 0.2).float().to(device)
