@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 from skimage.measure import label as connected_components
 
+from monai_xattn.data.covid import COVID_COLUMNS
 from monai_xattn.data.dicom_writer import write_cxr_dicom
 from monai_xattn.data.phantom.findings import Finding
 from monai_xattn.data.phantom.reports import CHEXPERT_LABELS, Report, phrase_for_box, text_attributes, write_report
@@ -51,12 +52,6 @@ NIH_HEADER = (
 )  # fmt: skip
 NIH_BOX_LABELS = {"pneumonia": "Pneumonia", "effusion": "Effusion", "cardiomegaly": "Cardiomegaly",
                   "atelectasis": "Atelectasis", "pneumothorax": "Pneumothorax", "nodule": "Nodule"}  # fmt: skip
-COVID_COLUMNS = (
-    "patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "intubated", "intubation_present",
-    "went_icu", "in_icu", "needed_supplemental_O2", "extubated", "temperature", "pO2_saturation", "leukocyte_count",
-    "neutrophil_count", "lymphocyte_count", "view", "modality", "date", "location", "folder", "filename", "doi", "url",
-    "license", "clinical_notes", "other_notes",
-)  # fmt: skip
 MS_CXR_COLUMNS = (
     "dicom_id",
     "category_name",

@@ -20,17 +20,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from monai_xattn.data.chexpert import CHEXPERT_LABELS  # the dataset's label columns, one definition
 from monai_xattn.data.phantom.findings import DIFFICULTY_SETTINGS, Finding
 from monai_xattn.text.attributes import AttributeVocabulary, load_vocabulary
 
 __all__ = ["CHEXPERT_LABELS", "Sentence", "Report", "write_report", "phrase_for_box", "text_attributes", "location"]
 
 #: the 14 CheXpert / MIMIC-CXR labels, in CheXpert's ``train.csv`` order
-CHEXPERT_LABELS = (
-    "No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion", "Edema",
-    "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other", "Fracture",
-    "Support Devices",
-)  # fmt: skip
 
 _STATUS_RANK = {"positive": 3, "uncertain": 2, "negated": 1}
 _LABEL_VALUE = {"positive": 1, "uncertain": -1, "negated": 0}
