@@ -9,6 +9,7 @@ from monai_xattn.engines.detection import (
     distribute_detector,
     loss_output,
 )
+from monai_xattn.engines.distributed import RANK0_ONLY_HANDLERS, handlers_for_rank, shutdown_distributed
 from monai_xattn.engines.gloria import (
     GloriaLossMetric,
     GloriaPrepareBatch,
@@ -27,6 +28,9 @@ __all__ = [
     "compile_detector",
     "distribute_detector",
     "loss_output",
+    "RANK0_ONLY_HANDLERS",
+    "handlers_for_rank",
+    "shutdown_distributed",
     "GloriaLossMetric",
     "GloriaPrepareBatch",
     "GloriaRetrievalMetric",

@@ -4,7 +4,8 @@
 (and :class:`~monai_xattn.engines.GloriaTrainingIteration`) fire after the loss and *before* ``backward`` and the
 optimizer step: a NaN never reaches the weights, and since the error stops the run before the epoch ends, the
 last checkpoint on disk stays the one of the previous epoch. Ignite's ``TerminateOnNan`` looks at the output after
-the step, and only terminates quietly.
+the step, and only terminates quietly. Under ``torch.distributed`` the ranks agree on the verdict, so a NaN on one
+rank stops all of them instead of leaving the others blocked in the gradient all-reduce.
 
 ``SeedEachEpoch`` makes a resumed run replay an uninterrupted one: MONAI seeds its random state once, so a run
 resumed at epoch ``e`` would draw a different random stream (hard-negative sampling, augmentation, a shuffling
@@ -20,6 +21,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.distributed as dist
 from ignite.engine import Engine, Events
 from monai.data.utils import set_rnd
 from monai.engines import Workflow
@@ -74,12 +76,27 @@ class StopOnNonFiniteLoss:
         if loss is None:
             return
         value = loss.detach() if isinstance(loss, torch.Tensor) else torch.as_tensor(loss)
-        if bool(torch.isfinite(value).all()):
+        if not _any_rank(not bool(torch.isfinite(value).all()), value.device):
             return
         state = engine.state
         batch = (state.iteration - 1) % state.epoch_length + 1 if state.epoch_length else state.iteration
         shown = value.item() if value.numel() == 1 else math.nan
         raise NonFiniteLossError(state.epoch, state.iteration, batch, shown, before_step)
+
+
+def _any_rank(flag: bool, device: torch.device) -> bool:
+    """``flag`` or-ed over all ranks of an initialised process group (itself without one).
+
+    Under DDP a NaN on one rank reaches every rank through the gradient all-reduce; a rank that stopped alone would
+    leave the others waiting in that all-reduce until the process group's timeout. Agreeing first makes all stop.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    if dist.get_backend() == "nccl" and device.type != "cuda":  # nccl reduces CUDA tensors only
+        device = torch.device("cuda", torch.cuda.current_device())
+    verdict = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(verdict, op=dist.ReduceOp.MAX)
+    return bool(verdict.item())
 
 
 class SeedEachEpoch:
