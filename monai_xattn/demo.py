@@ -1,18 +1,27 @@
-"""``monai-xattn demo``: the whole chain on phantom data, step by step, resumable.
+"""``monai-xattn demo``: the whole chain on phantom data, step by step, resumable, ending in a report.
+
+Localization paper: ``cxr_retinanet`` (the supervised baseline and the ROI proposer) -> ``cxr_xattn`` (Proposed,
+and Proposed without attribute classification) + ``cxr_cam_baseline`` (CAM, GradCAM) -> Table 1 on the phantom
+MIMIC-CXR and ChestX-ray8 test splits. GLoRIA: ``gloria_pretrain`` -> ``gloria_eval`` (retrieval, zero-shot, linear
+probes) -> ``siim_unet`` from GLoRIA weights vs random init. Then ``report.md`` / ``report.html`` with the
+published numbers beside ours (:mod:`monai_xattn.report`).
 
 Each step records a marker file in the output folder once it succeeded; a rerun skips finished steps
 (``--force`` redoes them), so an interrupted demo resumes where it stopped. Bundles run through
-``python -m monai.bundle run`` — the demo is a user of the bundles, not a second code path.
+``python -m monai.bundle run`` -- the demo is a user of the bundles, not a second code path. Each bundle's full
+log goes to ``OUT/logs/<step>.log``; the terminal shows the step counter and per-epoch progress.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,94 +29,293 @@ from monai_xattn.bundles_cli import bundle_root
 
 __all__ = ["PROFILES", "Step", "BundleStep", "demo_steps", "run_demo", "add_arguments", "run"]
 
-# phantom settings and per-bundle overrides of each profile; "tiny" exists for the end-to-end test
+_TINY_DETECTION = {"epochs": 1, "batch_size": 2, "image_size": 64}
+# Per profile: phantom studies per layout and image size, then overrides per bundle. "tiny" exists for the
+# end-to-end test (a few iterations per bundle); "cpu" is `make demo`; "paper" is the published setting, for a GPU
+# machine and the real datasets (docs/reproduce.md) -- on the phantom it only shows that the settings run.
 PROFILES: dict[str, dict] = {
-    "tiny": {"phantom": {"n": 24, "size": 128}, "cxr_retinanet": {"epochs": 1, "batch_size": 2}},
-    "cpu": {"phantom": {"n": 200, "size": 128}, "cxr_retinanet": {}},
-    "paper": {"phantom": {"n": 1000, "size": 512}, "cxr_retinanet": {"depth": 50, "image_size": 512}},
+    "tiny": {
+        "phantom": {"size": 64, "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 100, "siim": 24, "covid": 8}},
+        "cxr_retinanet": _TINY_DETECTION,
+        "cxr_xattn": {**_TINY_DETECTION, "word_dim": 16},
+        "cxr_cam_baseline": {"epochs": 1, "batch_size": 4, "image_size": 64},
+        "gloria_pretrain": {"epochs": 1, "batch_size": 8, "resize": 48, "crop": 40},
+        "gloria_eval": {"resize": 48, "n_per_class": 2, "probe_epochs": 2, "fractions": [0.5, 1.0]},
+        "siim_unet": {"epochs": 1, "batch_size": 4, "spatial_size": 64, "decoder_channels": [32, 16, 16, 8, 8]},
+        "eval_datasets": ["mimic-cxr"],  # the bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs
+    },
+    "cpu": {
+        "phantom": {"size": 128, "n": {"chestxray8": 160, "mimic-cxr": 160, "chexpert": 400, "siim": 160, "covid": 12}},
+        "cxr_retinanet": {},
+        "cxr_xattn": {},
+        "cxr_cam_baseline": {},
+        "gloria_pretrain": {},
+        "gloria_eval": {"n_per_class": 40},
+        "siim_unet": {"epochs": 8},
+    },
+    "paper": {
+        "phantom": {"size": 512, "n": {"chestxray8": 1000, "mimic-cxr": 1000, "chexpert": 2000, "siim": 1000,
+                                       "covid": 50}},  # fmt: skip
+        "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
+        "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
+        "cxr_cam_baseline": {"depth": 50, "image_size": 512, "epochs": 30},
+        "gloria_pretrain": {"depth": 50, "resize": 256, "crop": 224, "epochs": 50, "batch_size": 48},
+        "gloria_eval": {"depth": 50, "resize": 256},
+        "siim_unet": {"depth": 50, "spatial_size": 512, "epochs": 50},
+    },
 }
+# localization evaluation sets: Table 1's two column groups
+EVAL_DATASETS = ("mimic-cxr", "chestxray8")
 
 
 @dataclass
 class Step:
-    """One demo step: ``action(out_dir)`` runs it; it counts as done once its marker exists."""
+    """One demo step: ``action(out_dir)`` runs it and returns its summary.
+
+    It counts as done once its marker exists and so do its ``outputs`` (paths relative to the output folder): a
+    deleted checkpoint makes the step run again rather than break the steps that read it.
+    """
 
     name: str
     action: Callable[[Path], dict]
+    outputs: list[str] = field(default_factory=list)
+    always: bool = False  # the report: rebuilt on every run, from whatever the other steps left
 
     def marker(self, out_dir: Path) -> Path:
         return out_dir / "steps" / f"{self.name}.done.json"
 
+    def is_done(self, out_dir: Path) -> bool:
+        return not self.always and self.marker(out_dir).is_file() and all((out_dir / o).exists() for o in self.outputs)
+
+
+# an iteration line of MONAI's StatsHandler ("Epoch: 2/8, Iter: 3/10 -- train_loss: 0.5"); a validation summary
+_ITERATION = re.compile(r"Epoch: (\d+)/(\d+), Iter: (\d+)/(\d+) -- \w+: ([-+\d.eEnaif]+)")
+_VAL_METRICS = re.compile(r"Epoch\[(\d+)\] Metrics -- (.*)")
+
 
 @dataclass
 class BundleStep:
-    """Run bundle configs through ``python -m monai.bundle run``; outputs go to ``out_dir/<bundle>``.
+    """Run bundle configs through ``python -m monai.bundle run``; the bundle's outputs go to ``out_dir/<run_dir>``.
 
-    The bundle reads the phantom the demo wrote (``out_dir/data/<dataset>``) and never writes into the source
-    tree: ``output_dir`` is redirected, ``make_phantom`` is off.
+    Args:
+        bundle: the bundle folder name under ``bundles/``.
+        configs: its config files, merged in order.
+        run_dir: output folder under ``out_dir`` (the bundle's ``output_dir``).
+        data: override key -> phantom layout, resolved to ``out_dir/data/<layout>`` (the bundle never makes its own
+            phantom and never writes into the source tree).
+        paths: override key -> a path relative to ``out_dir`` (e.g. another step's checkpoint).
+        overrides: further bundle overrides.
+        metrics_file: a ``MetricsSaver`` CSV (relative to ``run_dir``) whose values go into the step summary.
+        json_files: JSON results (relative to ``run_dir``) that go into the step summary.
     """
 
     bundle: str
     configs: list[str]
-    dataset: str
+    run_dir: str
+    data: dict[str, str] = field(default_factory=dict)
+    paths: dict[str, str] = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)
-    metrics_file: str | None = None  # MetricsSaver output, relative to the bundle's output folder
+    metrics_file: str | None = None
+    json_files: list[str] = field(default_factory=list)
+    log_name: str = ""
 
     def command(self, out_dir: Path) -> list[str]:
         config_dir = bundle_root() / self.bundle / "configs"
         files = [str(config_dir / c) for c in self.configs]
+        out_dir = out_dir.resolve()
         overrides = {
             "bundle_root": bundle_root() / self.bundle,
-            "output_dir": (out_dir / self.bundle).resolve(),
-            "dataset_dir": (out_dir / "data" / self.dataset).resolve(),
+            "output_dir": out_dir / self.run_dir,
             "make_phantom": False,
+            **{key: out_dir / "data" / layout for key, layout in self.data.items()},
+            **{key: out_dir / path for key, path in self.paths.items()},
             **self.overrides,
         }
         cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
+        logging_conf = config_dir / "logging.conf"
+        if logging_conf.is_file():
+            cmd += ["--logging_file", str(logging_conf)]
         for key, value in overrides.items():
-            cmd += [f"--{key}", str(value)]
+            cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None
+                    else str(value)]  # fmt: skip
         return cmd
 
     def __call__(self, out_dir: Path) -> dict:
         cmd = self.command(out_dir)
-        subprocess.run(cmd, check=True, cwd=out_dir)
-        result: dict = {"command": " ".join(cmd[1:])}
+        log_path = out_dir / "logs" / f"{self.log_name or self.run_dir}.log"
+        curve = _run_logged(cmd, log_path, cwd=out_dir)
+        result: dict = {"command": " ".join(cmd[1:]), "log": str(log_path.relative_to(out_dir)), "curve": curve}
+        run_dir = out_dir / self.run_dir
         if self.metrics_file is not None:
-            rows = (out_dir / self.bundle / self.metrics_file).read_text().splitlines()
+            rows = (run_dir / self.metrics_file).read_text().splitlines()
             result["metrics"] = {name: float(value) for name, value in (row.split(",", 1) for row in rows if row)}
+        for name in self.json_files:
+            result.setdefault("tables", {})[Path(name).stem] = json.loads((run_dir / name).read_text())
         return result
+
+
+def _run_logged(cmd: list[str], log_path: Path, cwd: Path) -> dict:
+    """Run ``cmd`` with its output in ``log_path``; show epoch progress; return the training curve it logged.
+
+    Returns:
+        ``{"train_loss": [mean loss of epoch 1, ...], "val": {metric: [value per validation]}}``.
+
+    Raises:
+        subprocess.CalledProcessError: the bundle failed; the message ends with the log's last lines.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    losses: dict[int, list[float]] = {}
+    val: dict[str, list[float]] = {}
+    tty = sys.stdout.isatty()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            if match := _ITERATION.search(line):
+                epoch, epochs, it, its, loss = match.groups()
+                losses.setdefault(int(epoch), []).append(float(loss))
+                done = (int(epoch) - 1 + int(it) / int(its)) / int(epochs)
+                text = f"    epoch {epoch}/{epochs} [{'#' * round(20 * done):<20}] iteration {it}/{its}"
+                if tty:
+                    print("\r" + text, end="", flush=True)
+                elif it == its:
+                    print(text, flush=True)
+            elif match := _VAL_METRICS.search(line):
+                for name, value in re.findall(r"(\w+): ([-+\d.eE]+|nan|inf)", match.group(2)):
+                    val.setdefault(name, []).append(float(value))
+        proc.wait()
+    if tty and losses:
+        print()
+    if proc.returncode != 0:
+        tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-25:])
+        raise subprocess.CalledProcessError(proc.returncode, cmd, output=f"log {log_path}:\n{tail}")
+    return {"train_loss": [sum(v) / len(v) for _, v in sorted(losses.items())], "val": val}
+
+
+def _bundle_overrides(settings: dict, bundle: str) -> dict:
+    return dict(settings.get(bundle, {}))
 
 
 def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
     """The steps of the demo, in order, for one profile."""
     settings = PROFILES[profile]
+    phantom = settings["phantom"]
+    eval_datasets = settings.get("eval_datasets", EVAL_DATASETS)
 
     def make_phantom(out_dir: Path) -> dict:
         from monai_xattn.data.phantom.generate import generate
 
-        return generate(out_dir / "data", layout="all", seed=seed, difficulty=difficulty, overwrite=True,
-                        **settings["phantom"])
+        layouts = {}
+        for layout, n in phantom["n"].items():
+            layouts[layout] = generate(out_dir / "data" / layout, layout=layout, n=n, size=phantom["size"],
+                                       seed=seed, difficulty=difficulty, overwrite=True)["layouts"][layout]  # fmt: skip
+        return {"layouts": layouts, "size": phantom["size"], "difficulty": difficulty, "seed": seed}
 
-    retinanet = settings["cxr_retinanet"]
-    return [
-        Step("phantom", make_phantom),
-        Step("cxr_retinanet_train", BundleStep("cxr_retinanet", ["train.json"], "chestxray8", retinanet)),
-        Step("cxr_retinanet_evaluate",
-             BundleStep("cxr_retinanet", ["train.json", "evaluate.json"], "chestxray8", retinanet, "eval/metrics.csv")),
-    ]
+    common = {"seed": seed, "phantom_size": phantom["size"]}
+    steps = [Step("phantom", make_phantom, [f"data/{layout}/phantom.json" for layout in phantom["n"]])]
+
+    def add(name: str, bundle_step: BundleStep, outputs: Sequence[str] = ()) -> None:
+        bundle_step.overrides = {**common, **_bundle_overrides(settings, bundle_step.bundle), **bundle_step.overrides}
+        bundle_step.log_name = name
+        outputs = [*outputs, bundle_step.metrics_file, *bundle_step.json_files]
+        if name.endswith("_train"):
+            outputs.append("model.pt")
+        steps.append(Step(name, bundle_step, [f"{bundle_step.run_dir}/{o}" for o in outputs if o]))
+
+    # -- localization paper: detector, cross-attention (with and without attribute BCE), CAM baselines
+    add("cxr_retinanet_train", BundleStep("cxr_retinanet", ["train.json"], "cxr_retinanet",
+                                          data={"dataset_dir": "chestxray8"}))  # fmt: skip
+    for ds in eval_datasets:
+        add(f"cxr_retinanet_evaluate_{ds}", BundleStep(
+            "cxr_retinanet", ["train.json", "evaluate.json"], "cxr_retinanet",
+            data={"dataset_dir": "chestxray8", "eval_dataset_dir": ds}, overrides={"eval_dataset": ds},
+            metrics_file=("eval" if ds == "chestxray8" else f"eval_{ds}") + "/metrics.csv"))  # fmt: skip
+    for run_dir, use_bce in (("cxr_xattn", True), ("cxr_xattn_no_bce", False)):
+        xattn = {"use_bce": use_bce}
+        add(f"{run_dir}_train", BundleStep("cxr_xattn", ["train.json"], run_dir, data={"dataset_dir": "mimic-cxr"},
+                                           paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
+                                           overrides=xattn))  # fmt: skip
+        for ds in eval_datasets:
+            add(f"{run_dir}_evaluate_{ds}", BundleStep(
+                "cxr_xattn", ["train.json", "evaluate.json"], run_dir,
+                data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
+                paths={"detector_checkpoint": "cxr_retinanet/model.pt"}, overrides={**xattn, "eval_dataset": ds},
+                metrics_file=f"eval_{ds}/metrics.csv"))  # fmt: skip
+    add("cxr_xattn_inference", BundleStep(
+        "cxr_xattn", ["train.json", "inference.json"], "cxr_xattn", data={"dataset_dir": "mimic-cxr"},
+        paths={"detector_checkpoint": "cxr_retinanet/model.pt"}), outputs=["predictions/predictions.json"])  # fmt: skip
+    covid_inference = BundleStep(
+        "cxr_xattn", ["train.json", "inference.json"], "cxr_xattn", data={"dataset_dir": "covid"},
+        paths={"detector_checkpoint": "cxr_retinanet/model.pt", "datalist": "cxr_xattn/datalist_covid.json",
+               "prediction_dir": "cxr_xattn/predictions_covid"},
+        overrides={**common, **_bundle_overrides(settings, "cxr_xattn")}, log_name="cxr_xattn_inference_covid")
+
+    def case_study(out_dir: Path) -> dict:
+        # Fig. 3 of the paper: the model trained on MIMIC-CXR, applied to the covid-chestxray-dataset layout
+        from monai_xattn.data import build_covid_datalist, write_datalist
+
+        datalist, report = build_covid_datalist(out_dir / "data" / "covid", views=["PA", "AP"])
+        entries = [e for split in datalist.values() for e in split]
+        write_datalist({"training": [], "validation": [], "test": entries}, out_dir / "cxr_xattn" / "datalist_covid.json")
+        return {**covid_inference(out_dir), "images": len(entries)}
+
+    steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))
+    add("cxr_cam_baseline_train", BundleStep("cxr_cam_baseline", ["train.json"], "cxr_cam_baseline",
+                                             data={"dataset_dir": "mimic-cxr"}))  # fmt: skip
+    for method in ("cam", "gradcam"):
+        for ds in eval_datasets:
+            add(f"cxr_cam_baseline_evaluate_{method}_{ds}", BundleStep(
+                "cxr_cam_baseline", ["train.json", "evaluate.json"], "cxr_cam_baseline",
+                data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
+                overrides={"cam_method": method, "eval_dataset": ds},
+                metrics_file=f"eval_{ds}_{method}/metrics.csv"))  # fmt: skip
+    # -- GLoRIA: pretraining, then its image encoder downstream
+    add("gloria_pretrain_train", BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain",
+                                            data={"dataset_dir": "chexpert"}))  # fmt: skip
+    gloria_eval = {"data": {"dataset_dir": "chexpert"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
+    add("gloria_eval_evaluate", BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval,
+                                           json_files=["evaluate.json"]))  # fmt: skip
+    add("gloria_eval_linear_probe", BundleStep("gloria_eval", ["evaluate.json", "linear_probe.json"], "gloria_eval",
+                                               **gloria_eval, json_files=["linear_probe.json"]))  # fmt: skip
+    for init in ("random", "gloria"):
+        run_dir = f"siim_unet_{init}"
+        weights = {"weights": "gloria_pretrain/model.pt"} if init == "gloria" else {}
+        add(f"{run_dir}_train", BundleStep("siim_unet", ["train.json"], run_dir, data={"dataset_dir": "siim"},
+                                           paths=weights, overrides={"init": init}))  # fmt: skip
+        add(f"{run_dir}_evaluate", BundleStep("siim_unet", ["train.json", "evaluate.json"], run_dir,
+                                              data={"dataset_dir": "siim"}, metrics_file="eval/metrics.csv"))  # fmt: skip
+    # -- the report reads every step's summary and the bundles' outputs
+    steps.append(Step("report", lambda out_dir: _report(out_dir, profile), always=True))
+    return steps
+
+
+def _report(out_dir: Path, profile: str) -> dict:
+    from monai_xattn.report import write_report
+
+    return write_report(out_dir, profile=profile)
 
 
 def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", seed: int = 0,
-             force: bool = False) -> list[dict]:
+             force: bool = False) -> list[dict]:  # fmt: skip
     """Run (or resume) the demo into ``out_dir``; return one summary dict per step."""
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "steps").is_dir():
         raise FileExistsError(f"{out_dir} is not empty and holds no earlier demo run; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
+    settings_file = out_dir / "steps" / "settings.json"
+    settings = {"profile": profile, "difficulty": difficulty, "seed": seed}
+    if settings_file.is_file() and json.loads(settings_file.read_text()) != settings and not force:
+        raise ValueError(f"{out_dir} holds a demo run with {settings_file.read_text().strip()}; resuming it with "
+                         f"{settings} would mix two runs: use --force or another --out")  # fmt: skip
+    settings_file.parent.mkdir(parents=True, exist_ok=True)
+    settings_file.write_text(json.dumps(settings))
     steps = demo_steps(profile, difficulty, seed)
     summaries = []
     for k, step in enumerate(steps, 1):
         marker = step.marker(out_dir)
-        if marker.exists() and not force:
+        if step.is_done(out_dir) and not force:
             print(f"[{k}/{len(steps)}] {step.name}: done before, skipped (--force to redo)")
             summaries.append(json.loads(marker.read_text()))
             continue
@@ -117,7 +325,7 @@ def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", se
         summary = {"step": step.name, "seconds": round(time.perf_counter() - start, 1), "result": result}
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text(json.dumps(summary, indent=2, default=str))
-        print(f"[{k}/{len(steps)}] {step.name}: finished in {summary['seconds']} s")
+        print(f"[{k}/{len(steps)}] {step.name}: finished in {summary['seconds']} s", flush=True)
         summaries.append(summary)
     return summaries
 
@@ -131,11 +339,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force)
-    print("\nsummary")
-    for summary in summaries:
-        metrics = summary["result"].get("metrics")
-        shown = json.dumps(metrics) if metrics else json.dumps(summary["result"], default=str)[:90]
-        print(f"  {summary['step']:<24} {summary['seconds']:>7} s  {shown}")
-    print(f"outputs in {args.out.resolve()}")
+    try:
+        summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force)
+    except subprocess.CalledProcessError as e:
+        print(f"\na bundle failed (exit {e.returncode}); {e.output}", file=sys.stderr)
+        print("fix the cause and rerun the same command: finished steps are skipped", file=sys.stderr)
+        return 1
+    total = sum(s["seconds"] for s in summaries)
+    report = summaries[-1]["result"]
+    print("\n" + report.get("summary", ""))
+    print(f"steps: {len(summaries)}, {total:.0f} s of work; report: {(args.out / 'report.html').resolve()}")
     return 0

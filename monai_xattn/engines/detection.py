@@ -154,6 +154,8 @@ class DetectionWriter:
         box_key, score_key, label_key: keys of the detection dicts.
         overlays: also write ``<image_id>.png``: the network input, min-max scaled, with the boxes drawn.
         score_thresh: boxes below this score are not written.
+        image_keys: per-image (not per-box) entries of the detection dict written when present, as lists (the
+            cross-attention localizer's ``attribute_probs``).
     """
 
     def __init__(
@@ -164,8 +166,10 @@ class DetectionWriter:
         label_key: str = "labels",
         overlays: bool = False,
         score_thresh: float = 0.0,
+        image_keys: Sequence[str] = ("attribute_probs",),
     ) -> None:
         self.output_dir = Path(output_dir)
+        self.image_keys = tuple(image_keys)
         self.box_key, self.score_key, self.label_key = box_key, score_key, label_key
         self.overlays, self.score_thresh = overlays, score_thresh
         self.records: list[dict[str, Any]] = []
@@ -199,6 +203,7 @@ class DetectionWriter:
                 "labels": pred[self.label_key][keep].detach().cpu().tolist(),
                 "frame": "original" if original else "network_input",
             }
+            record.update({k: torch.as_tensor(pred[k]).detach().cpu().tolist() for k in self.image_keys if k in pred})
             self.records.append(record)
             stem = self.output_dir / Path(image_id).stem
             stem.with_suffix(".json").write_text(json.dumps(record))

@@ -1,0 +1,304 @@
+"""The demo's report: our tables beside the published ones, figures, curves, settings, timings and versions.
+
+Every number comes from the step summaries of this demo run (``OUT/steps/*.done.json``, which hold what the bundles
+wrote) or from files the bundles wrote; nothing is cached from another run. The published numbers are labelled as
+such: theirs on the real datasets, ours on the phantom, which is smaller, synthetic and read at CPU sizes.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from monai_xattn.report import paper
+from monai_xattn.report.svg import line_chart
+
+__all__ = ["Table", "collect_tables", "write_report"]
+
+METHOD_STEPS = {  # Table 1 row -> the step prefix whose metrics fill it
+    "CAM": "cxr_cam_baseline_evaluate_cam",
+    "GradCAM": "cxr_cam_baseline_evaluate_gradcam",
+    "RetinaNet": "cxr_retinanet_evaluate",
+    "Proposed w/o classification": "cxr_xattn_no_bce_evaluate",
+    "Proposed": "cxr_xattn_evaluate",
+}
+DATASETS = {"mimic-cxr": "MIMIC-CXR", "chestxray8": "ChestX-ray8"}
+IOU_KEYS = ("val_acc_iou25", "val_acc_iou50", "val_acc_iou75")
+
+
+class Table:
+    """A titled table with a note; rendered to Markdown and HTML alike."""
+
+    def __init__(self, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "",
+                 digits: int = 3) -> None:  # fmt: skip
+        self.title, self.header, self.rows, self.note = title, list(header), [list(r) for r in rows], note
+        self.digits = digits
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |", "|---" * len(self.header) + "|"]
+        lines += ["| " + " | ".join(_cell(c, self.digits) for c in row) + " |" for row in self.rows]
+        return "\n".join(lines + ([""] + [f"_{self.note}_"] if self.note else []))
+
+    def html(self) -> str:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c, self.digits))}</td>" for c in row) + "</tr>" for row in self.rows)
+        note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
+        return f"<h3>{html.escape(self.title)}</h3><table><tr>{head}</tr>{body}</table>{note}"
+
+
+def _cell(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _metrics(steps: Mapping[str, dict], name: str) -> dict[str, float]:
+    return steps.get(name, {}).get("result", {}).get("metrics", {})
+
+
+def _table1(steps: Mapping[str, dict]) -> Table:
+    header = ["method", "source"] + [f"{DATASETS[d]} IoU@{t}" for d in DATASETS for t in (0.25, 0.5, 0.75)]
+    rows = []
+    for method, prefix in METHOD_STEPS.items():
+        ours = [_metrics(steps, f"{prefix}_{d}").get(k) for d in DATASETS for k in IOU_KEYS]
+        rows.append([method, "ours, phantom", *ours])
+    for method in METHOD_STEPS:
+        published = paper.PAPER_TABLE1[method]
+        rows.append([method, "paper, real data", *[v for d in DATASETS for v in (published.get(d) or (None,) * 3)]])
+    return Table("Localization, Table 1 (Bhalodia et al.): fraction of test images whose best box has IoU >= t",
+                 header, rows, "Paper: MIMIC-CXR test boxes annotated by the authors, ChestX-ray8 pneumonia boxes. "
+                 "Ours: phantom test splits, boxes from the phantom's ground truth.")  # fmt: skip
+
+
+def _attribute_table(out_dir: Path) -> Table | None:
+    """Attribute classification on the MIMIC-CXR test split, from ``cxr_xattn`` inference."""
+    import torch
+
+    from monai_xattn.data import load_datalist
+    from monai_xattn.table1 import attribute_metrics
+    from monai_xattn.text.attributes import extract_attributes
+
+    predictions = out_dir / "cxr_xattn" / "predictions" / "predictions.json"
+    datalist = out_dir / "cxr_xattn" / "datalist.json"
+    if not predictions.is_file() or not datalist.is_file():
+        return None
+    entries = {str(e["image_id"]): e for e in load_datalist(datalist, out_dir / "data" / "mimic-cxr")["test"]}
+    probs, targets = [], []
+    for record in json.loads(predictions.read_text()):
+        entry = entries.get(record["image_id"])
+        if entry is None or not entry.get("report") or "attribute_probs" not in record:
+            continue
+        probs.append(record["attribute_probs"])
+        targets.append(extract_attributes(Path(entry["report"]).read_text(encoding="utf-8")).multi_hot.tolist())
+    if not probs:
+        return None
+    ours = attribute_metrics(torch.tensor(probs), torch.tensor(targets))
+    return Table("Attribute classification (MIMIC-CXR test; accuracy of all attribute decisions at 0.5, macro AUC)",
+                 ["source", "accuracy", "AUC", "images"],
+                 [["ours, phantom", ours["accuracy"], ours["auc"], len(probs)],
+                  ["paper, real data", paper.PAPER_ATTRIBUTES["accuracy"], paper.PAPER_ATTRIBUTES["auc"], None]])  # fmt: skip
+
+
+def _gloria_tables(steps: Mapping[str, dict]) -> list[Table]:
+    tables = []
+    evaluation = steps.get("gloria_eval_evaluate", {}).get("result", {}).get("tables", {}).get("evaluate", {})
+    evaluation = evaluation.get("retrieval_zero_shot", {})
+    if evaluation.get("retrieval"):
+        ks = ("P@5", "P@10", "P@100")
+        rows = [[mode, "ours, phantom", *[100 * v["image_to_text"][k] if k in v["image_to_text"] else None
+                                          for k in ks]] for mode, v in evaluation["retrieval"].items()]  # fmt: skip
+        rows += [[mode, "paper, real data", *values] for mode, values in paper.GLORIA_RETRIEVAL.items()]
+        tables.append(Table(f"GLoRIA Table 1: image -> text retrieval, Precision@K (%), CheXpert 5xN "
+                            f"({evaluation.get('n_images')} images here)", ["similarity", "source", *ks], rows,
+                            "Chance is the share of the query's class: 20 % for 5 balanced classes. A K above the "
+                            "number of images is left out.", digits=1))  # fmt: skip
+    if evaluation.get("zero_shot"):
+        summary = evaluation["zero_shot"]["summary"]
+        tables.append(Table("GLoRIA Table 2: zero-shot classification, CheXpert 5x200 analogue",
+                            ["source", "accuracy", "F1"],
+                            [["ours, phantom", summary.get("accuracy"), summary.get("f1")],
+                             ["paper, real data", paper.GLORIA_ZERO_SHOT["accuracy"], paper.GLORIA_ZERO_SHOT["f1"]],
+                             ["chance", 0.2, None]]))  # fmt: skip
+    probe = steps.get("gloria_eval_linear_probe", {}).get("result", {}).get("tables", {}).get("linear_probe", {})
+    probe = probe.get("linear_probe", {})
+    if probe.get("auroc"):
+        fractions = list(next(iter(probe["auroc"].values())))
+        rows = [[name, "ours, phantom", *[100 * v[f] for f in fractions]] for name, v in probe["auroc"].items()]
+        header = ["encoder", "source", *[f"{100 * float(f):g} %" for f in fractions]]
+        published = {f"{100 * f:g} %": i for i, f in enumerate(paper.GLORIA_FRACTIONS)}
+        for name, values in paper.GLORIA_LINEAR_PROBE.items():
+            rows.append([name, "paper, real data", *[values[published[h]] if h in published else None
+                                                     for h in header[2:]]])  # fmt: skip
+        tables.append(Table("GLoRIA Table 3: CheXpert linear probe, mean AUROC (%) by training fraction", header, rows,
+                            digits=1))
+    siim = {init: _metrics(steps, f"siim_unet_{init}_evaluate") for init in ("random", "gloria")}
+    if any(siim.values()):
+        rows = [[init, "ours, phantom, 100 %", m.get("val_kaggle_dice"), m.get("val_positive_dice")]
+                for init, m in siim.items()]  # fmt: skip
+        rows += [[init, "paper, real data, 100 %", values[2], None] for init, values in paper.GLORIA_SIIM_DICE.items()]
+        tables.append(Table("GLoRIA Table 4: SIIM pneumothorax segmentation, U-Net encoder from GLoRIA vs random",
+                            ["encoder init", "source", "Dice (Kaggle, empty = 1 if predicted empty)",
+                             "Dice on positive images"], rows))  # fmt: skip
+    return tables
+
+
+def collect_tables(out_dir: Path) -> list[Table]:
+    """All tables of the report, from the step summaries in ``out_dir/steps``."""
+    steps = _load_steps(out_dir)
+    tables = [_table1(steps)]
+    attributes = _attribute_table(out_dir)
+    if attributes is not None:
+        tables.append(attributes)
+    return tables + _gloria_tables(steps)
+
+
+def _load_steps(out_dir: Path) -> dict[str, dict]:
+    steps = {}
+    for marker in sorted((out_dir / "steps").glob("*.done.json")):
+        summary = json.loads(marker.read_text())
+        steps[summary["step"]] = summary
+    return steps
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in ("monai", "torch", "torchvision", "pytorch-ignite", "transformers", "gensim", "pydicom", "itk"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    import torch
+
+    out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    return out
+
+
+def _figures(out_dir: Path, profile: str) -> list[dict]:
+    """Fig. 2 (localization cases) and Fig. 4 (GLoRIA attention) from the bundles' outputs; each failure is named."""
+    from monai_xattn.data import load_datalist
+    from monai_xattn.demo import PROFILES
+    from monai_xattn.report.figures import gloria_attention_case_figure, localization_case_figure
+
+    figures_dir = out_dir / "figures"
+    figures_dir.mkdir(exist_ok=True)
+    figures = []
+    mimic = out_dir / "data" / "mimic-cxr"
+    try:
+        entries = load_datalist(out_dir / "cxr_xattn" / "datalist.json", mimic)["test"]
+        info = localization_case_figure(out_dir / "cxr_xattn" / "predictions" / "predictions.json", entries, mimic,
+                                        figures_dir / "fig2_localization.png")  # fmt: skip
+        figures.append({"file": "figures/fig2_localization.png", "caption": (
+            "Fig. 2 analogue: phantom MIMIC-CXR test studies; green = ground-truth box and the report's attributes, "
+            "red = the cross-attention model's best box and predicted attributes (image only at inference).")})
+    except (OSError, ValueError, KeyError) as e:
+        figures.append({"file": None, "caption": f"Fig. 2 not drawn: {e}"})
+    covid = out_dir / "data" / "covid"
+    try:
+        entries = load_datalist(out_dir / "cxr_xattn" / "datalist_covid.json", covid)["test"]
+        localization_case_figure(out_dir / "cxr_xattn" / "predictions_covid" / "predictions.json", entries, covid,
+                                 figures_dir / "fig3_covid_case_study.png", n=4)  # fmt: skip
+        figures.append({"file": "figures/fig3_covid_case_study.png", "caption": (
+            "Fig. 3 analogue, case study: the cross-attention model trained on phantom MIMIC-CXR applied, image only, "
+            "to phantom covid-chestxray-dataset images; green = ground truth and the clinical notes' attributes, red = "
+            "predicted box and attributes.")})
+    except (OSError, ValueError, KeyError) as e:
+        figures.append({"file": None, "caption": f"Fig. 3 not drawn: {e}"})
+    try:
+        from monai_xattn.bundles_cli import bundle_root
+
+        config_dir = bundle_root() / "gloria_eval" / "configs"
+        overrides = {**PROFILES[profile].get("gloria_eval", {}), "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
+                     "dataset_dir": out_dir / "data" / "chexpert", "output_dir": out_dir / "gloria_eval"}  # fmt: skip
+        entries = json.loads((out_dir / "gloria_eval" / "eval_datalist.json").read_text())["test"]
+        entries = [{**e, "image": str(out_dir / "data" / "chexpert" / e["image"])} for e in entries]
+        info = gloria_attention_case_figure([str(config_dir / "evaluate.json")], overrides, entries,
+                                            figures_dir / "fig4_gloria_attention.png")  # fmt: skip
+        figures.append({"file": "figures/fig4_gloria_attention.png", "caption": (
+            f"Fig. 4 analogue: GLoRIA word-to-region attention for \u201c{info['text']}\u201d on {info['image']} "
+            "(phantom CheXpert, pretrained in this run).")})
+    except (OSError, ValueError, KeyError) as e:
+        figures.append({"file": None, "caption": f"Fig. 4 not drawn: {e}"})
+    return figures
+
+
+def _curves(steps: Mapping[str, dict]) -> list[str]:
+    charts = []
+    for name, summary in steps.items():
+        curve = summary.get("result", {}).get("curve") or {}
+        if not curve.get("train_loss"):
+            continue
+        charts.append(line_chart({"train loss": curve["train_loss"]}, name.removesuffix("_train")))
+        val = {k: v for k, v in curve.get("val", {}).items() if len(v) > 1}
+        if val:
+            charts.append(line_chart(val, name.removesuffix("_train") + " validation"))
+    return [c for c in charts if c]
+
+
+_CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #bbb;padding:3px 8px;text-align:right}
+td:first-child,td:nth-child(2),th{text-align:left}.note{font-size:90%;color:#555}
+.charts svg{margin:4px;border:1px solid #eee}img{max-width:100%;border:1px solid #ccc}"""
+
+
+def write_report(out_dir: str | Path, profile: str = "cpu") -> dict:
+    """Write ``out_dir/report.md`` and ``out_dir/report.html`` from this demo run's outputs.
+
+    Returns:
+        ``{"report": path of the HTML, "summary": the tables as Markdown, "figures": [...]}``.
+    """
+    out_dir = Path(out_dir)
+    steps = _load_steps(out_dir)
+    tables = collect_tables(out_dir)
+    figures = _figures(out_dir, profile)
+    charts = _curves(steps)
+    settings = json.loads((out_dir / "steps" / "settings.json").read_text()) if (out_dir / "steps" / "settings.json").is_file() else {}
+    from monai_xattn.demo import PROFILES
+
+    settings["bundle overrides"] = PROFILES.get(profile, {})
+    timings = [[name, s["seconds"]] for name, s in steps.items()]
+    total = sum(s["seconds"] for s in steps.values())
+    versions = _versions()
+    intro = ("Reproduction of Bhalodia et al. (MICCAI 2021, attribute cross-attention localization) and Huang et al. "
+             "(ICCV 2021, GLoRIA) with monai_xattn's MONAI bundles. **Ours: this run, on the synthetic phantom** "
+             f"(profile `{profile}`, difficulty `{settings.get('difficulty')}`). **Paper: published, on the real "
+             "datasets.** The two are not comparable in value; the comparison is of the method rows' order.")  # fmt: skip
+    summary = "\n\n".join(t.markdown() for t in tables)
+
+    md = ["# monai_xattn demo report", "", intro, "", summary, "", "## Figures", ""]
+    md += [f"![{f['caption']}]({f['file']})\n\n{f['caption']}\n" if f["file"] else f"{f['caption']}\n" for f in figures]
+    md += ["## Training curves", "", "In report.html (SVG).", "", "## Settings", "", "```json",
+           json.dumps(settings, indent=1, default=str), "```", "", "## Timings (s)", "",
+           Table("Steps", ["step", "seconds"], timings + [["total", round(total, 1)]]).markdown(), "",
+           "## Versions", "", *[f"- {k}: {v}" for k, v in versions.items()], ""]  # fmt: skip
+    (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
+
+    body = [f"<h1>monai_xattn demo report</h1><p>{_md_bold(intro)}</p>", "<h2>Tables</h2>"]
+    body += [t.html() for t in tables]
+    body.append("<h2>Figures</h2>")
+    body += [f'<figure><img src="{f["file"]}" alt="{html.escape(f["caption"])}"><figcaption>'
+             f'{html.escape(f["caption"])}</figcaption></figure>' if f["file"] else
+             f'<p class="note">{html.escape(f["caption"])}</p>' for f in figures]  # fmt: skip
+    body += ["<h2>Training curves</h2>", '<div class="charts">' + "".join(charts) + "</div>",
+             "<h2>Settings</h2>", f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
+             Table("Timings (s)", ["step", "seconds"], timings + [["total", round(total, 1)]]).html(),
+             "<h2>Versions</h2><ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
+                                              for k, v in versions.items()) + "</ul>"]  # fmt: skip
+    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>monai_xattn demo report</title>'
+            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")  # fmt: skip
+    (out_dir / "report.html").write_text(page, encoding="utf-8")
+    return {"report": str(out_dir / "report.html"), "summary": summary, "figures": figures,
+            "tables": [t.title for t in tables]}  # fmt: skip
+
+
+def _md_bold(text: str) -> str:
+    parts = html.escape(text).split("**")
+    return "".join(f"<b>{p}</b>" if i % 2 else p for i, p in enumerate(parts)).replace("`", "")
