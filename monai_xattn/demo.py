@@ -54,8 +54,10 @@ PROFILES: dict[str, dict] = {
         "siim_unet": {"epochs": 8},
     },
     "paper": {
-        "phantom": {"size": 512, "n": {"chestxray8": 1000, "mimic-cxr": 1000, "chexpert": 2000, "siim": 1000,
-                                       "covid": 50}},  # fmt: skip
+        "phantom": {
+            "size": 512,
+            "n": {"chestxray8": 1000, "mimic-cxr": 1000, "chexpert": 2000, "siim": 1000, "covid": 50},
+        },  # fmt: skip
         "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
         "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
         "cxr_cam_baseline": {"depth": 50, "image_size": 512, "epochs": 30},
@@ -168,9 +170,10 @@ def _run_logged(cmd: list[str], log_path: Path, cwd: Path) -> dict:
     val: dict[str, list[float]] = {}
     tty = sys.stdout.isatty()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w", encoding="utf-8") as log, subprocess.Popen(
-        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    ) as proc:
+    with (
+        open(log_path, "w", encoding="utf-8") as log,
+        subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env) as proc,
+    ):
         assert proc.stdout is not None
         for line in proc.stdout:
             log.write(line)
@@ -248,10 +251,18 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
         "cxr_xattn", ["train.json", "inference.json"], "cxr_xattn", data={"dataset_dir": "mimic-cxr"},
         paths={"detector_checkpoint": "cxr_retinanet/model.pt"}), outputs=["predictions/predictions.json"])  # fmt: skip
     covid_inference = BundleStep(
-        "cxr_xattn", ["train.json", "inference.json"], "cxr_xattn", data={"dataset_dir": "covid"},
-        paths={"detector_checkpoint": "cxr_retinanet/model.pt", "datalist": "cxr_xattn/datalist_covid.json",
-               "prediction_dir": "cxr_xattn/predictions_covid"},
-        overrides={**common, **_bundle_overrides(settings, "cxr_xattn")}, log_name="cxr_xattn_inference_covid")
+        "cxr_xattn",
+        ["train.json", "inference.json"],
+        "cxr_xattn",
+        data={"dataset_dir": "covid"},
+        paths={
+            "detector_checkpoint": "cxr_retinanet/model.pt",
+            "datalist": "cxr_xattn/datalist_covid.json",
+            "prediction_dir": "cxr_xattn/predictions_covid",
+        },
+        overrides={**common, **_bundle_overrides(settings, "cxr_xattn")},
+        log_name="cxr_xattn_inference_covid",
+    )
 
     def case_study(out_dir: Path) -> dict:
         # Fig. 3 of the paper: the model trained on MIMIC-CXR, applied to the covid-chestxray-dataset layout
@@ -259,7 +270,9 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
 
         datalist, report = build_covid_datalist(out_dir / "data" / "covid", views=["PA", "AP"])
         entries = [e for split in datalist.values() for e in split]
-        write_datalist({"training": [], "validation": [], "test": entries}, out_dir / "cxr_xattn" / "datalist_covid.json")
+        write_datalist(
+            {"training": [], "validation": [], "test": entries}, out_dir / "cxr_xattn" / "datalist_covid.json"
+        )
         return {**covid_inference(out_dir), "images": len(entries)}
 
     steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))

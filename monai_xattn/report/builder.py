@@ -48,7 +48,10 @@ class Table:
 
     def html(self) -> str:
         head = "".join(f"<th>{html.escape(h)}</th>" for h in self.header)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(c, self.digits))}</td>" for c in row) + "</tr>" for row in self.rows)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_cell(c, self.digits))}</td>" for c in row) + "</tr>"
+            for row in self.rows
+        )
         note = f'<p class="note">{html.escape(self.note)}</p>' if self.note else ""
         return f"<h3>{html.escape(self.title)}</h3><table><tr>{head}</tr>{body}</table>{note}"
 
@@ -138,8 +141,9 @@ def _gloria_tables(steps: Mapping[str, dict]) -> list[Table]:
         for name, values in paper.GLORIA_LINEAR_PROBE.items():
             rows.append([name, "paper, real data", *[values[published[h]] if h in published else None
                                                      for h in header[2:]]])  # fmt: skip
-        tables.append(Table("GLoRIA Table 3: CheXpert linear probe, mean AUROC (%) by training fraction", header, rows,
-                            digits=1))
+        tables.append(
+            Table("GLoRIA Table 3: CheXpert linear probe, mean AUROC (%) by training fraction", header, rows, digits=1)
+        )
     siim = {init: _metrics(steps, f"siim_unet_{init}_evaluate") for init in ("random", "gloria")}
     if any(siim.values()):
         rows = [[init, "ours, phantom, 100 %", m.get("val_kaggle_dice"), m.get("val_positive_dice")]
@@ -178,7 +182,9 @@ def _versions() -> dict[str, str]:
             out[name] = "not installed"
     import torch
 
-    out["device"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    out["device"] = (
+        torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
+    )
     return out
 
 
@@ -196,9 +202,15 @@ def _figures(out_dir: Path, profile: str) -> list[dict]:
         entries = load_datalist(out_dir / "cxr_xattn" / "datalist.json", mimic)["test"]
         info = localization_case_figure(out_dir / "cxr_xattn" / "predictions" / "predictions.json", entries, mimic,
                                         figures_dir / "fig2_localization.png")  # fmt: skip
-        figures.append({"file": "figures/fig2_localization.png", "caption": (
-            "Fig. 2 analogue: phantom MIMIC-CXR test studies; green = ground-truth box and the report's attributes, "
-            "red = the cross-attention model's best box and predicted attributes (image only at inference).")})
+        figures.append(
+            {
+                "file": "figures/fig2_localization.png",
+                "caption": (
+                    "Fig. 2 analogue: phantom MIMIC-CXR test studies; green = ground-truth box and the report's attributes, "
+                    "red = the cross-attention model's best box and predicted attributes (image only at inference)."
+                ),
+            }
+        )
     except (OSError, ValueError, KeyError) as e:
         figures.append({"file": None, "caption": f"Fig. 2 not drawn: {e}"})
     covid = out_dir / "data" / "covid"
@@ -206,10 +218,16 @@ def _figures(out_dir: Path, profile: str) -> list[dict]:
         entries = load_datalist(out_dir / "cxr_xattn" / "datalist_covid.json", covid)["test"]
         localization_case_figure(out_dir / "cxr_xattn" / "predictions_covid" / "predictions.json", entries, covid,
                                  figures_dir / "fig3_covid_case_study.png", n=4)  # fmt: skip
-        figures.append({"file": "figures/fig3_covid_case_study.png", "caption": (
-            "Fig. 3 analogue, case study: the cross-attention model trained on phantom MIMIC-CXR applied, image only, "
-            "to phantom covid-chestxray-dataset images; green = ground truth and the clinical notes' attributes, red = "
-            "predicted box and attributes.")})
+        figures.append(
+            {
+                "file": "figures/fig3_covid_case_study.png",
+                "caption": (
+                    "Fig. 3 analogue, case study: the cross-attention model trained on phantom MIMIC-CXR applied, image only, "
+                    "to phantom covid-chestxray-dataset images; green = ground truth and the clinical notes' attributes, red = "
+                    "predicted box and attributes."
+                ),
+            }
+        )
     except (OSError, ValueError, KeyError) as e:
         figures.append({"file": None, "caption": f"Fig. 3 not drawn: {e}"})
     try:
@@ -222,9 +240,15 @@ def _figures(out_dir: Path, profile: str) -> list[dict]:
         entries = [{**e, "image": str(out_dir / "data" / "chexpert" / e["image"])} for e in entries]
         info = gloria_attention_case_figure([str(config_dir / "evaluate.json")], overrides, entries,
                                             figures_dir / "fig4_gloria_attention.png")  # fmt: skip
-        figures.append({"file": "figures/fig4_gloria_attention.png", "caption": (
-            f"Fig. 4 analogue: GLoRIA word-to-region attention for \u201c{info['text']}\u201d on {info['image']} "
-            "(phantom CheXpert, pretrained in this run).")})
+        figures.append(
+            {
+                "file": "figures/fig4_gloria_attention.png",
+                "caption": (
+                    f"Fig. 4 analogue: GLoRIA word-to-region attention for \u201c{info['text']}\u201d on {info['image']} "
+                    "(phantom CheXpert, pretrained in this run)."
+                ),
+            }
+        )
     except (OSError, ValueError, KeyError) as e:
         figures.append({"file": None, "caption": f"Fig. 4 not drawn: {e}"})
     return figures
@@ -260,7 +284,11 @@ def write_report(out_dir: str | Path, profile: str = "cpu") -> dict:
     tables = collect_tables(out_dir)
     figures = _figures(out_dir, profile)
     charts = _curves(steps)
-    settings = json.loads((out_dir / "steps" / "settings.json").read_text()) if (out_dir / "steps" / "settings.json").is_file() else {}
+    settings = (
+        json.loads((out_dir / "steps" / "settings.json").read_text())
+        if (out_dir / "steps" / "settings.json").is_file()
+        else {}
+    )
     from monai_xattn.demo import PROFILES
 
     settings["bundle overrides"] = PROFILES.get(profile, {})

@@ -51,7 +51,9 @@ def localization_case_figure(
     panels = []
     for record in records[:n]:
         entry = by_id[record["image_id"]]
-        report = Path(entry["report"]).read_text(encoding="utf-8") if entry.get("report") else entry.get("report_text", "")
+        report = (
+            Path(entry["report"]).read_text(encoding="utf-8") if entry.get("report") else entry.get("report_text", "")
+        )
         probs = record.get("attribute_probs", [])
         panels.append(LocalizationPanel(
             image=load(entry["image"]),

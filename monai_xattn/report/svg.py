@@ -45,7 +45,9 @@ def line_chart(series: Mapping[str, Sequence[float]], title: str, width: int = 3
              f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
              f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']  # fmt: skip
     for value in (y0, y1):
-        parts.append(f'<text x="{left - 4}" y="{sy(value) + 4:.1f}" text-anchor="end" font-size="10">{value:.3g}</text>')
+        parts.append(
+            f'<text x="{left - 4}" y="{sy(value) + 4:.1f}" text-anchor="end" font-size="10">{value:.3g}</text>'
+        )
     parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" font-size="10">{x_label} '
                  f"1-{x1}</text>")  # fmt: skip
     for k, (name, pts) in enumerate(finite.items()):
