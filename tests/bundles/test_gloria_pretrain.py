@@ -1,9 +1,9 @@
 """The gloria_pretrain bundle trains end to end on the phantom: a short CPU run lowers the validation loss, reports
-image->text Precision@5 beside its chance level, and writes separately loadable encoders.
+class-level image->text Precision@5 beside its chance level, and writes separately loadable encoders.
 
-Not asserted: retrieval above chance. Within a CPU-test budget (a few dozen steps) the image codes of a
-from-scratch ResNet collapse towards the mean report (pairwise cosine > 0.99) before they separate the findings,
-so Precision@5 stays at or below chance; see docs/bundles/gloria_pretrain.md."""
+Not asserted: retrieval above chance (issue 7 stays open). Within a CPU-test budget (~100-300 steps) the retrieval
+of a from-scratch ResNet swings between about twice chance and below chance from one epoch to the next, also with
+the image encoder's own learning rate and class-level retrieval labels; see docs/bundles/gloria_pretrain.md."""
 
 import json
 import os
@@ -20,8 +20,8 @@ from monai_xattn.networks import load_gloria_image_encoder
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "gloria_pretrain"
 
-# small and fast: 64 px crops, ResNet-18, MiniLM with its last two layers trainable; a higher learning rate than the
-# paper's fine-tuning 5e-5 because the image encoder starts from scratch and must learn within a few epochs
+# small and fast: 64 px crops, ResNet-18, MiniLM with its last two layers trainable; the bundle's learning rates
+# (image encoder 1e-3 from scratch, text encoder 5e-5)
 OVERRIDES = {
     "phantom_studies": 160,
     "phantom_size": 96,
@@ -30,7 +30,6 @@ OVERRIDES = {
     "crop": 64,
     "batch_size": 16,
     "epochs": 3,
-    "learning_rate": 1e-3,
     "trainable_text_layers": 2,
 }
 
@@ -60,9 +59,9 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     after = dict(evaluator.state.metrics)  # the validation after the last epoch
     workflow.finalize()
 
-    # chance of Precision@5 when same-report images count as relevant: the mean share of the set with the same text
+    # chance of Precision@5 when same-class reports count as relevant: the mean share of the set with the same class
     dataset = workflow.parser.get_parsed_content("validate#dataset")
-    texts = [dataset[i]["report_text"] for i in range(len(dataset))]
+    texts = [dataset[i]["retrieval_class"] for i in range(len(dataset))]
     chance = sum(texts.count(t) for t in texts) / len(texts) ** 2
     print(
         f"val: before {before}, last {after}, best loss {evaluator.state.best_metric:.3f}, chance P@5 "

@@ -101,3 +101,38 @@ def test_retrieval_metric_counts_same_class_reports():
     metric.reset()
     metric.update(({**pred, "text_global": codes.roll(1, 0)}, labels))
     assert metric.compute() < 1.0
+
+
+def test_param_groups_give_the_image_encoder_its_own_learning_rate():
+    from monai_xattn.engines.gloria import gloria_param_groups
+
+    class TwoEncoders(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.image_encoder = nn.Linear(3, 2)
+            self.text_encoder = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+            self.text_encoder[0].requires_grad_(False)  # frozen layers stay out of the optimizer
+
+    net = TwoEncoders()
+    image, text = gloria_param_groups(net, 5e-5, 1e-3)
+    assert image["lr"] == 1e-3 and text["lr"] == 5e-5
+    assert {id(p) for p in image["params"]} == {id(p) for p in net.image_encoder.parameters()}
+    assert {id(p) for p in text["params"]} == {id(p) for p in net.text_encoder[1].parameters()}
+    # the paper's single learning rate; a DDP-style wrapper is unwrapped
+    wrapper = nn.Module()
+    wrapper.module = net
+    assert [g["lr"] for g in gloria_param_groups(wrapper, 5e-5)] == [5e-5, 5e-5]
+    net.text_encoder.requires_grad_(False)
+    assert len(gloria_param_groups(net, 5e-5, 1e-3)) == 1
+    torch.optim.Adam(gloria_param_groups(net, 5e-5, 1e-3))
+
+
+def test_positive_label_set_is_the_class_of_a_study():
+    from monai_xattn.engines.gloria import positive_label_set
+
+    assert positive_label_set({"Pneumonia": 1, "Edema": 0, "Atelectasis": -1, "Lung Opacity": 1, "Other": None}) == (
+        "Lung Opacity,Pneumonia"
+    )
+    assert positive_label_set({"No Finding": 1, "Edema": 0}) == "No Finding"
+    assert positive_label_set({"Edema": 0, "Cardiomegaly": None}) == "No Finding"
+    assert positive_label_set({"Edema": -1, "Cardiomegaly": 1}, positive=-1, none="none") == "Edema"
