@@ -133,6 +133,10 @@ def run_table1(
     word_dim: int = 64,
     detector_weights: str | Path | None = None,
     device: str | None = None,
+    alpha_mode: str = "residual",
+    cam_output_stride: int = 8,
+    methods: Sequence[str] = METHODS,
+    residual_bound: float | None = 0.25,
 ) -> dict[str, Any]:
     """Generate the phantoms (if absent), train every method, evaluate, write ``table1.json``, ``table1.md`` and
     ``figure2.png`` (Proposed on MIMIC-CXR test images: ground truth green, prediction red).
@@ -152,6 +156,13 @@ def run_table1(
             96 px, (2, 3) above -- the ``cxr_retinanet`` default at 128 px; anchors ``size // 8``); skips the
             detector training.
         device: torch device (default: CUDA if available).
+        alpha_mode: the heads' ROI weighting (:data:`~monai_xattn.networks.xattn.ALPHA_MODES`; ``"residual"``:
+            detector logit + a zero-initialised learned term).
+        cam_output_stride: stride of the CAM classifier's map (see
+            :func:`~monai_xattn.networks.classifier_cam.create_cam_classifier`); 8 gives an 8 x 8 map at 64 px,
+            so the CAM rows are not ruled out by their map's resolution alone.
+        residual_bound: bound of the residual alpha term (``alpha_mode="residual"``; ``None``: unbounded).
+        methods: the rows to train and measure (a subset of :data:`METHODS`; the others print as "—").
 
     Returns:
         ``{"rows": {method: {dataset: {IoU@t: acc}}}, "attributes": {...}, "settings": {...}, "seconds": ...}``.
@@ -159,6 +170,9 @@ def run_table1(
     import torch
     from monai.utils import set_determinism
 
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}.")
     from monai_xattn.data import build_chestxray8_datalist, build_mimic_cxr_datalist, load_datalist, write_datalist
     from monai_xattn.data.phantom import generate
     from monai_xattn.engines.detection import DetectionLoss, DetectionPrepareBatch
@@ -223,34 +237,39 @@ def run_table1(
     head_loader = _loader(mimic["training"], xattn_transforms(size, kv), batch_size, True)
     localizers = {}
     for name, use_bce in (("Proposed w/o classification", False), ("Proposed", True)):
+        if name not in methods:
+            continue
         torch.manual_seed(seed)
-        loc = create_xattn_localizer(detector, len(vocabulary), word_dim=word_dim).to(dev)
+        loc = create_xattn_localizer(
+            detector,
+            len(vocabulary),
+            word_dim=word_dim,
+            head_kwargs={"alpha_mode": alpha_mode, "residual_bound": residual_bound},
+        ).to(dev)
         loc.train()
         _train(loc, loc.head.parameters(), head_loader, XAttnTrainLoss(use_bce=use_bce), XAttnPrepareBatch(),
                head_epochs, 2e-3, dev)  # fmt: skip
         torch.save(loc.head.state_dict(), out / f"head_{'bce' if use_bce else 'nobce'}.pt")
         localizers[name] = loc
 
-    # CAM / GradCAM: an image-level Pneumonia classifier on the same MIMIC-CXR training images
-    torch.manual_seed(seed)
-    classifier = create_cam_classifier(depth=18).to(dev)
-    cls_data = pneumonia_label_entries(mimic["training"])
-    cls_loader = _loader(cls_data, detection_eval_transforms(size=size), batch_size, True, collate=True)
-    classifier.train()
-    _train(classifier, classifier.parameters(), cls_loader, torch.nn.BCEWithLogitsLoss(), None, cam_epochs, 1e-3, dev)
-    torch.save(classifier.state_dict(), out / "classifier.pt")
-
-    models = {
-        "CAM": CAMLocalizer(classifier, "cam"),
-        "GradCAM": CAMLocalizer(classifier, "gradcam"),
-        "RetinaNet": _RetinaNetTop(detector),
-        **localizers,
-    }
+    models: dict[str, Any] = {"RetinaNet": _RetinaNetTop(detector), **localizers}
+    if {"CAM", "GradCAM"} & set(methods):
+        # CAM / GradCAM: an image-level Pneumonia classifier on the same MIMIC-CXR training images
+        torch.manual_seed(seed)
+        classifier = create_cam_classifier(depth=18, output_stride=cam_output_stride).to(dev)
+        cls_data = pneumonia_label_entries(mimic["training"])
+        cls_loader = _loader(cls_data, detection_eval_transforms(size=size), batch_size, True, collate=True)
+        classifier.train()
+        _train(classifier, classifier.parameters(), cls_loader, torch.nn.BCEWithLogitsLoss(), None, cam_epochs, 1e-3,
+               dev)  # fmt: skip
+        torch.save(classifier.state_dict(), out / "classifier.pt")
+        models.update(CAM=CAMLocalizer(classifier, "cam"), GradCAM=CAMLocalizer(classifier, "gradcam"))
+    models = {m: models[m] for m in METHODS if m in methods}
     eval_sets = {
         "mimic-cxr": _loader(mimic_test, xattn_transforms(size, attributes=True), batch_size, False),
         "chestxray8": _loader(cx8["test"], detection_eval_transforms(size=size), batch_size, False),
     }
-    rows: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
+    rows: dict[str, dict[str, dict[str, float]]] = {m: {} for m in models}
     attributes: dict[str, dict[str, float]] = {}
     for method, model in models.items():
         for dataset, loader in eval_sets.items():
@@ -277,6 +296,9 @@ def run_table1(
             "cam_epochs": cam_epochs,
             "batch_size": batch_size,
             "word_dim": word_dim,
+            "alpha_mode": alpha_mode,
+            "residual_bound": residual_bound,
+            "cam_output_stride": cam_output_stride,
             "detector_weights": str(detector_weights) if detector_weights else None,
             "device": str(dev),
             "test_images_with_boxes": n_eval,
@@ -334,7 +356,8 @@ def format_table1(result: Mapping[str, Any]) -> str:
         f"# Table 1 on phantom data ({s['difficulty']}, n={s['n']}, {s['size']} px, seed {s['seed']})",
         "",
         f"Localization accuracy IoU@0.25 / 0.5 / 0.75 (top-scored box per image). Test images with boxes: "
-        f"MIMIC-CXR {s['test_images_with_boxes']['mimic-cxr']}, ChestX-ray8 {s['test_images_with_boxes']['chestxray8']}.",
+        f"MIMIC-CXR {s['test_images_with_boxes']['mimic-cxr']}, ChestX-ray8 {s['test_images_with_boxes']['chestxray8']}. "
+        f"Proposed alpha: {s.get('alpha_mode', 'learned')}; CAM map stride {s.get('cam_output_stride', 16)}.",
         "",
         "| method | phantom MIMIC-CXR | phantom ChestX-ray8 | paper, real data: MIMIC-CXR | paper, real data: ChestX-ray8 |",
         "|---|---|---|---|---|",
@@ -374,6 +397,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--word-dim", type=int, default=64, help="Word2Vec size (300 in the paper)")
     parser.add_argument("--detector-weights", type=Path, default=None, help="skip the RetinaNet training")
     parser.add_argument("--device", default=None)
+    parser.add_argument("--alpha-mode", default="residual", help="ROI weighting of the heads (residual, learned, ...)")
+    parser.add_argument(
+        "--residual-bound", type=float, default=0.25, help="bound of the residual alpha term; <= 0: none"
+    )
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS, help="rows to measure")
+    parser.add_argument("--cam-output-stride", type=int, default=8, choices=(4, 8, 16), help="CAM map stride")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -381,6 +410,8 @@ def run(args: argparse.Namespace) -> int:
         args.out, n=args.n, size=args.size, difficulty=args.difficulty, seed=args.seed,
         detector_epochs=args.detector_epochs, head_epochs=args.head_epochs, cam_epochs=args.cam_epochs,
         batch_size=args.batch_size, word_dim=args.word_dim, detector_weights=args.detector_weights, device=args.device,
+        alpha_mode=args.alpha_mode, cam_output_stride=args.cam_output_stride, methods=args.methods,
+        residual_bound=args.residual_bound if args.residual_bound > 0 else None,
     )  # fmt: skip
     print(format_table1(result))
     return 0

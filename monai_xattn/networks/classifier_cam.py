@@ -26,12 +26,33 @@ __all__ = ["CAM_METHODS", "create_cam_classifier", "pneumonia_label_entries", "m
 CAM_METHODS = ("cam", "gradcam")
 
 
-def create_cam_classifier(depth: int = 18, in_channels: int = 1, num_classes: int = 1) -> nn.Module:
-    """MONAI ResNet-``depth`` image classifier (one logit per class); its ``layer4`` / ``fc`` feed CAM."""
+def create_cam_classifier(
+    depth: int = 18, in_channels: int = 1, num_classes: int = 1, output_stride: int = 16
+) -> nn.Module:
+    """MONAI ResNet-``depth`` image classifier (one logit per class); its ``layer4`` / ``fc`` feed CAM.
+
+    Args:
+        depth: 18, 34 or 50.
+        in_channels: image channels.
+        num_classes: logits.
+        output_stride: stride of ``layer4`` (the CAM map): 16 is MONAI's ResNet as is (its first conv has
+            stride 1), 8 drops the downsampling of ``layer4``, 4 also that of ``layer3``. A finer map lets small
+            images give maps that can outline a finding (64 px at stride 16 is a 4 x 4 map); Zhou et al. (2016)
+            likewise cut their networks to a 14 x 14 map for CAM.
+    """
     nets = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50}
     if depth not in nets:
         raise ValueError(f"depth must be one of {sorted(nets)}, got {depth}.")
-    return nets[depth](spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+    undone = {16: (), 8: ("layer4",), 4: ("layer3", "layer4")}
+    if output_stride not in undone:
+        raise ValueError(f"output_stride must be one of {sorted(undone)}, got {output_stride}.")
+    net = nets[depth](spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+    for name in undone[output_stride]:
+        # the first block of a stage holds its stride-2 convs (the 3x3 and the shortcut's 1x1)
+        for module in getattr(net, name)[0].modules():
+            if isinstance(module, nn.Conv2d) and module.stride != (1, 1):
+                module.stride = (1, 1)
+    return net
 
 
 def pneumonia_label_entries(entries: Iterable[Mapping[str, Any]], finding: str = "Pneumonia") -> list[dict[str, Any]]:

@@ -14,8 +14,12 @@ geometry ``g_i``) and report ``T`` with ``M`` attribute words (Word2Vec vectors 
 
 Choices the paper leaves open (all constructor arguments, defaults documented in ``docs/xattn.md``):
 
-- ``alpha``: softmax over the valid ROIs of a learned linear score of ``phi_i`` (``alpha_mode="learned"``);
-  ``"detector"`` uses the softmax of the detector's logits, ``"uniform"`` the plain mean.
+- ``alpha``: ``alpha_mode="residual"`` (default) is ``softmax_i(logit(s_i) + f(phi_i))`` with a linear ``f``
+  initialised to zero: training starts from the detector's ranking and the report signal (BCE through ``v``,
+  ``S_text`` through ``A_j`` -- the only losses that see ``alpha``) can only re-rank it. ``"learned"`` is the
+  softmax of ``f(phi_i)`` alone (measured: on the phantom it settles on ROIs that are not the finding, since no
+  loss ties ``alpha`` to the pneumonia), ``"detector"`` the softmax of the detector's logits, ``"uniform"`` the
+  plain mean.
 - ``phi`` lives in the word space: by default ``embed_dim`` equals the Word2Vec size and ``m_j`` is used as
   is, so ``s_ij`` compares ROIs with the very vectors the paper names. ``text_projection=True`` adds a
   learned linear map of ``m_j`` for an ``embed_dim`` of your choice.
@@ -29,9 +33,15 @@ import torch.nn.functional as F
 from monai.data.box_utils import batched_nms
 from torch import nn
 
-__all__ = ["cross_attention_scores", "masked_softmax", "select_boxes_by_alpha", "AttributeCrossAttention", "ALPHA_MODES"]
+__all__ = [
+    "cross_attention_scores",
+    "masked_softmax",
+    "select_boxes_by_alpha",
+    "AttributeCrossAttention",
+    "ALPHA_MODES",
+]
 
-ALPHA_MODES = ("learned", "detector", "uniform")
+ALPHA_MODES = ("residual", "learned", "detector", "uniform")
 
 
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
@@ -106,6 +116,11 @@ class AttributeCrossAttention(nn.Module):
             ``embed_dim != word_dim``).
         lambda_a: inverse temperature of the softmax over words.
         lambda_b: inverse temperature of the softmax over ROIs.
+        residual_bound: with ``alpha_mode="residual"``, the learned term is ``residual_bound * tanh(f(phi_i))``
+            (``None``: unbounded). A bound lets the report re-rank ROIs whose detector logits are within
+            ``2 * residual_bound`` of each other, but not lift a background ROI over a confident detection:
+            unbounded, the attribute losses pull ``alpha`` to whatever ROI shows an attribute (measured on the
+            phantom: other findings, far from the pneumonia).
     """
 
     def __init__(
@@ -116,10 +131,11 @@ class AttributeCrossAttention(nn.Module):
         geometry_dim: int = 9,
         embed_dim: int | None = None,
         side_dim: int = 64,
-        alpha_mode: str = "learned",
+        alpha_mode: str = "residual",
         text_projection: bool = False,
         lambda_a: float = 9.0,
         lambda_b: float = 9.0,
+        residual_bound: float | None = 0.25,
     ) -> None:
         super().__init__()
         if alpha_mode not in ALPHA_MODES:
@@ -128,11 +144,16 @@ class AttributeCrossAttention(nn.Module):
         if embed_dim != word_dim and not text_projection:
             raise ValueError(f"embed_dim ({embed_dim}) != word_dim ({word_dim}) needs text_projection=True")
         self.alpha_mode, self.lambda_a, self.lambda_b = alpha_mode, lambda_a, lambda_b
+        self.residual_bound = residual_bound
         self.roi_proj = nn.Linear(roi_dim, embed_dim)  # W1
         self.geometry_embed = nn.Sequential(nn.Linear(geometry_dim, side_dim), nn.LayerNorm(side_dim))  # LN(Wg g)
         self.score_embed = nn.Sequential(nn.Linear(1, side_dim), nn.LayerNorm(side_dim))  # LN(Ws s)
         self.side_proj = nn.Linear(2 * side_dim, embed_dim)  # W2
-        self.alpha_score = nn.Linear(embed_dim, 1) if alpha_mode == "learned" else None
+        self.alpha_score = nn.Linear(embed_dim, 1) if alpha_mode in ("learned", "residual") else None
+        if alpha_mode == "residual":
+            # zero residual: the head starts as the detector's ranking, the report signal re-ranks from there
+            nn.init.zeros_(self.alpha_score.weight)
+            nn.init.zeros_(self.alpha_score.bias)
         self.classifier = nn.Linear(embed_dim, num_attributes)
         self.text_proj = nn.Linear(word_dim, embed_dim) if text_projection else nn.Identity()
 
@@ -148,6 +169,11 @@ class AttributeCrossAttention(nn.Module):
             logits = self.alpha_score(phi).squeeze(-1)
         elif self.alpha_mode == "detector":
             logits = torch.logit(scores.clamp(1e-6, 1 - 1e-6))
+        elif self.alpha_mode == "residual":
+            residual = self.alpha_score(phi).squeeze(-1)
+            if self.residual_bound is not None:
+                residual = self.residual_bound * torch.tanh(residual)
+            logits = torch.logit(scores.clamp(1e-6, 1 - 1e-6)) + residual
         else:
             logits = torch.zeros_like(scores)
         return masked_softmax(logits, roi_mask.bool(), dim=1)
@@ -242,4 +268,6 @@ def select_boxes_by_alpha(
     flat_boxes, flat_scores = boxes[chosen], scores[chosen]
     kept = batched_nms(flat_boxes, flat_scores, image_index, nms_thresh)
     kept_image = image_index[kept]
-    return [{"boxes": flat_boxes[kept[kept_image == b]], "scores": flat_scores[kept[kept_image == b]]} for b in range(batch)]
+    return [
+        {"boxes": flat_boxes[kept[kept_image == b]], "scores": flat_scores[kept[kept_image == b]]} for b in range(batch)
+    ]

@@ -76,6 +76,20 @@ def test_cam_localizer_modes_and_gradcam_under_no_grad():
         CAMLocalizer(create_cam_classifier(), "occlusion")
 
 
+@pytest.mark.parametrize("stride", [16, 8, 4])
+def test_classifier_output_stride_sets_the_map_resolution(stride):
+    net = create_cam_classifier(output_stride=stride)
+    seen = {}
+    net.layer4.register_forward_hook(lambda module, args, out: seen.update(shape=tuple(out.shape)))
+    assert net(torch.rand(1, 1, 64, 64)).shape == (1, 1)
+    assert seen["shape"] == (1, 512, 64 // stride, 64 // stride)
+
+
+def test_classifier_rejects_unknown_stride():
+    with pytest.raises(ValueError, match="output_stride"):
+        create_cam_classifier(output_stride=32)
+
+
 def test_label_entries():
     entries = [
         {"image": "a", "labels": {"Pneumonia": 1}}, {"image": "b", "labels": {"Pneumonia": 0}},

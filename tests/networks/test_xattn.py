@@ -74,7 +74,7 @@ def test_matching_words_score_higher_than_unrelated_words():
     assert s_roi > s_roi_rand and s_text > s_text_rand
 
 
-@pytest.mark.parametrize("alpha_mode", ["learned", "detector", "uniform"])
+@pytest.mark.parametrize("alpha_mode", ["residual", "learned", "detector", "uniform"])
 def test_head_shapes_alpha_masking_and_backward(alpha_mode):
     torch.manual_seed(0)
     head = AttributeCrossAttention(roi_dim=32, num_attributes=22, word_dim=24, geometry_dim=8, alpha_mode=alpha_mode)
@@ -89,6 +89,32 @@ def test_head_shapes_alpha_masking_and_backward(alpha_mode):
                        word_mask.any(1), out["attribute_logits"], torch.zeros(batch, 22))
     loss["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
+
+
+def test_residual_alpha_starts_at_the_detector_ranking_and_reranks_near_ties_only():
+    torch.manual_seed(0)
+    kwargs = {"roi_dim": 8, "num_attributes": 3, "word_dim": 6}
+    residual = AttributeCrossAttention(alpha_mode="residual", residual_bound=0.25, **kwargs)
+    detector = AttributeCrossAttention(alpha_mode="detector", **kwargs)
+    rois, geometry = torch.randn(2, 4, 8), torch.rand(2, 4, 9)
+    # logits: image 0 -> 0.41, 0.20, 0.0, -2.2 (ROI 1 within 2 * 0.25 of ROI 0, ROI 3 far below)
+    scores = torch.tensor([[0.6, 0.55, 0.5, 0.1], [0.3, 0.8, 0.1, 0.6]])
+    mask = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]], dtype=torch.bool)
+    alpha = residual(rois, scores, geometry, mask)["alpha"]
+    assert torch.allclose(alpha, detector(rois, scores, geometry, mask)["alpha"]) and alpha[0].argmax() == 0
+
+    def push_up(roi: int) -> torch.Tensor:
+        # the zero-initialised residual still gets a gradient: train it to favour one ROI of image 0
+        head = AttributeCrossAttention(alpha_mode="residual", residual_bound=0.25, **kwargs)
+        optimizer = torch.optim.SGD(head.alpha_score.parameters(), lr=5.0)
+        for _ in range(30):
+            optimizer.zero_grad()
+            (-head(rois, scores, geometry, mask)["alpha"][0, roi].log()).backward()
+            optimizer.step()
+        return head(rois, scores, geometry, mask)["alpha"][0]
+
+    assert push_up(1).argmax() == 1  # a near tie is re-ranked
+    assert push_up(3).argmax() != 3  # a low-scored ROI cannot overtake: the residual is bounded
 
 
 def test_head_without_words_is_image_only():
