@@ -136,3 +136,33 @@ def test_positive_label_set_is_the_class_of_a_study():
     assert positive_label_set({"No Finding": 1, "Edema": 0}) == "No Finding"
     assert positive_label_set({"Edema": 0, "Cardiomegaly": None}) == "No Finding"
     assert positive_label_set({"Edema": -1, "Cardiomegaly": 1}, positive=-1, none="none") == "Edema"
+
+
+def test_recompute_batch_norm_replaces_stale_statistics():
+    from monai_xattn.engines.gloria import PreciseBatchNorm, recompute_batch_norm
+
+    net = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.ReLU())
+    net.eval()
+    batches = [{"image": 3.0 + 2.0 * torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(i))}
+               for i in range(4)]
+    with torch.no_grad():
+        conv = torch.cat([net[0](b["image"]) for b in batches])  # what the BN layer sees
+    weight = net[0].weight.detach().clone()
+    assert recompute_batch_norm(net, batches) == 4
+    bn = net[1]
+    # the cumulative average of the per-batch means/variances (all batches equal-sized)
+    means = torch.stack([c.mean(dim=(0, 2, 3)) for c in conv.split(8)])
+    variances = torch.stack([c.var(dim=(0, 2, 3)) for c in conv.split(8)])  # unbiased, as BN's running_var
+    assert torch.allclose(bn.running_mean, means.mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, variances.mean(0), atol=1e-4)
+    assert not net.training and bn.momentum == 0.1 and torch.equal(net[0].weight, weight)  # mode, momentum, weights
+
+    before = bn.running_mean.clone()
+    assert recompute_batch_norm(net, batches, max_batches=0) == 0 and torch.equal(bn.running_mean, before)
+    assert recompute_batch_norm(net, [], max_batches=None) == 0 and torch.equal(bn.running_mean, before)
+    assert recompute_batch_norm(nn.Linear(2, 2), batches) == 0  # nothing to do without batch norm
+
+    bn.reset_running_stats()
+    handler = PreciseBatchNorm(net, batches, max_batches=1)
+    handler(None)
+    assert torch.allclose(bn.running_mean, means[0], atol=1e-5)
