@@ -115,7 +115,7 @@ def recompute_batch_norm(
             module(torch.as_tensor(batch[image_key]).to(device))
             used += 1
     module.train(training)
-    for m, momentum, (mean, var, count) in zip(norms, momenta, saved):
+    for m, momentum, (mean, var, count) in zip(norms, momenta, saved, strict=True):
         m.momentum = momentum
         if used == 0:  # an empty loader: keep the old statistics rather than the reset ones
             m.running_mean.copy_(mean)
