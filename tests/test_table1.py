@@ -1,17 +1,17 @@
 """Table 1: formatting, attribute metrics and the CLI registration.
 
-The issue's learning test (Proposed beats CAM and GradCAM at IoU@0.5 on phantom easy) is not here: measured, it
-fails (docs/bundles/cxr_xattn.md, Table 1), and a test known to fail would only block CI. Issue 6 stays open.
+The learning test (Proposed beats CAM and GradCAM at IoU@0.5 on phantom easy) is ``tests/test_table1_learns.py``.
 """
 
 from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from monai_xattn.cli import build_parser
-from monai_xattn.table1 import METHODS, THRESHOLDS, attribute_metrics, format_table1
+from monai_xattn.table1 import METHODS, THRESHOLDS, attribute_metrics, format_table1, run_table1
 
 
 def _result(value: float) -> dict:
@@ -52,6 +52,14 @@ def test_attribute_metrics():
     assert math.isnan(attribute_metrics(probs[:, 2:], targets[:, 2:])["auc"])
 
 
+def test_run_table1_rejects_unknown_methods(tmp_path):
+    with pytest.raises(ValueError, match="unknown methods"):
+        run_table1(tmp_path, methods=("Proposed", "SAM"))
+
+
 def test_cli_registers_table1():
     args = build_parser().parse_args(["table1", "--out", "x", "--n", "12", "--difficulty", "easy"])
     assert args._module == "monai_xattn.table1" and args.n == 12 and args.detector_weights is None
+    assert args.alpha_mode == "residual" and args.methods == list(METHODS)
+    args = build_parser().parse_args(["table1", "--out", "x", "--methods", "CAM", "Proposed", "--residual-bound", "0"])
+    assert args.methods == ["CAM", "Proposed"] and args.residual_bound == 0
