@@ -61,7 +61,14 @@ PROFILES: dict[str, dict] = {
         "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
         "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
         "cxr_cam_baseline": {"depth": 50, "image_size": 512, "epochs": 30},
-        "gloria_pretrain": {"depth": 50, "resize": 256, "crop": 224, "epochs": 50, "batch_size": 48},
+        "gloria_pretrain": {
+            "depth": 50,
+            "resize": 256,
+            "crop": 224,
+            "epochs": 50,
+            "batch_size": 48,
+            "image_learning_rate": None,  # the paper's single learning rate (5e-5) for both encoders
+        },
         "gloria_eval": {"depth": 50, "resize": 256},
         "siim_unet": {"depth": 50, "spatial_size": 512, "epochs": 50},
     },
