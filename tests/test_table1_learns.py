@@ -16,7 +16,7 @@ def test_proposed_beats_cam_and_gradcam_on_easy_phantom(tmp_path):
     torch.set_num_threads(1)  # the suite shares a small CPU; one thread keeps the run time predictable
     try:
         result = run_table1(
-            tmp_path, n=200, size=64, difficulty="easy", seed=0, detector_epochs=10, head_epochs=3, cam_epochs=3,
+            tmp_path, n=200, size=64, difficulty="easy", seed=0, detector_epochs=10, head_epochs=3, cam_epochs=2,
             batch_size=4, methods=("CAM", "GradCAM", "RetinaNet", "Proposed"), device="cpu",
         )  # fmt: skip
     finally:
