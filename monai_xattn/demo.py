@@ -35,28 +35,47 @@ _TINY_DETECTION = {"epochs": 1, "batch_size": 2, "image_size": 64}
 # machine and the real datasets (docs/reproduce.md) -- on the phantom it only shows that the settings run.
 PROFILES: dict[str, dict] = {
     "tiny": {
-        "phantom": {"size": 64, "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 100, "siim": 24, "covid": 8}},
+        "phantom": {
+            "size": 64,
+            "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 60, "chexpert_eval": 300, "siim": 24, "covid": 8},
+        },
         "cxr_retinanet": _TINY_DETECTION,
         "cxr_xattn": {**_TINY_DETECTION, "word_dim": 16},
         "cxr_cam_baseline": {"epochs": 1, "batch_size": 4, "image_size": 64},
         "gloria_pretrain": {"epochs": 1, "batch_size": 8, "resize": 48, "crop": 40},
-        "gloria_eval": {"resize": 48, "n_per_class": 2, "probe_epochs": 2, "fractions": [0.5, 1.0]},
+        "gloria_eval": {"resize": 48, "crop": 40, "probe_epochs": 2, "fractions": [0.5, 1.0]},
         "siim_unet": {"epochs": 1, "batch_size": 4, "spatial_size": 64, "decoder_channels": [32, 16, 16, 8, 8]},
         "eval_datasets": ["mimic-cxr"],  # the bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs
     },
     "cpu": {
-        "phantom": {"size": 128, "n": {"chestxray8": 160, "mimic-cxr": 160, "chexpert": 400, "siim": 160, "covid": 12}},
+        "phantom": {
+            "size": 128,
+            "n": {
+                "chestxray8": 160,
+                "mimic-cxr": 160,
+                "chexpert": 300,
+                "chexpert_eval": 1200,
+                "siim": 160,
+                "covid": 12,
+            },
+        },
         "cxr_retinanet": {},
         "cxr_xattn": {},
         "cxr_cam_baseline": {},
         "gloria_pretrain": {},
-        "gloria_eval": {"n_per_class": 40},
         "siim_unet": {"epochs": 8},
     },
     "paper": {
         "phantom": {
             "size": 512,
-            "n": {"chestxray8": 1000, "mimic-cxr": 1000, "chexpert": 2000, "siim": 1000, "covid": 50},
+            "n": {
+                "chestxray8": 1000,
+                "mimic-cxr": 1000,
+                "chexpert": 2000,
+                "chexpert_eval": 2000,
+                "siim": 1000,
+                "covid": 50,
+            },
         },  # fmt: skip
         "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
         "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
@@ -69,10 +88,13 @@ PROFILES: dict[str, dict] = {
             "batch_size": 48,
             "image_learning_rate": None,  # the paper's single learning rate (5e-5) for both encoders
         },
-        "gloria_eval": {"depth": 50, "resize": 256},
+        "gloria_eval": {"depth": 50, "resize": 256, "crop": 224, "n_per_class": 200},
         "siim_unet": {"depth": 50, "spatial_size": 512, "epochs": 50},
     },
 }
+# phantom folders that are not named after their layout: GLoRIA's evaluation set (5xN, linear probe) is a second
+# CheXpert-layout phantom with another seed, unseen in pretraining (as the gloria_eval bundle's own default)
+PHANTOM_FOLDERS = {"chexpert_eval": ("chexpert", 1)}
 # localization evaluation sets: Table 1's two column groups
 EVAL_DATASETS = ("mimic-cxr", "chestxray8")
 
@@ -219,9 +241,10 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
         from monai_xattn.data.phantom.generate import generate
 
         layouts = {}
-        for layout, n in phantom["n"].items():
-            layouts[layout] = generate(out_dir / "data" / layout, layout=layout, n=n, size=phantom["size"],
-                                       seed=seed, difficulty=difficulty, overwrite=True)["layouts"][layout]  # fmt: skip
+        for folder, n in phantom["n"].items():
+            layout, seed_offset = PHANTOM_FOLDERS.get(folder, (folder, 0))
+            layouts[folder] = generate(out_dir / "data" / folder, layout=layout, n=n, size=phantom["size"],
+                                       seed=seed + seed_offset, difficulty=difficulty, overwrite=True)["layouts"][layout]  # fmt: skip
         return {"layouts": layouts, "size": phantom["size"], "difficulty": difficulty, "seed": seed}
 
     common = {"seed": seed, "phantom_size": phantom["size"]}
@@ -295,7 +318,7 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
     # -- GLoRIA: pretraining, then its image encoder downstream
     add("gloria_pretrain_train", BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain",
                                             data={"dataset_dir": "chexpert"}))  # fmt: skip
-    gloria_eval = {"data": {"dataset_dir": "chexpert"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
+    gloria_eval = {"data": {"dataset_dir": "chexpert_eval"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
     add("gloria_eval_evaluate", BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval,
                                            json_files=["evaluate.json"]))  # fmt: skip
     add("gloria_eval_linear_probe", BundleStep("gloria_eval", ["evaluate.json", "linear_probe.json"], "gloria_eval",

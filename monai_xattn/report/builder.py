@@ -235,9 +235,9 @@ def _figures(out_dir: Path, profile: str) -> list[dict]:
 
         config_dir = bundle_root() / "gloria_eval" / "configs"
         overrides = {**PROFILES[profile].get("gloria_eval", {}), "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
-                     "dataset_dir": out_dir / "data" / "chexpert", "output_dir": out_dir / "gloria_eval"}  # fmt: skip
+                     "dataset_dir": out_dir / "data" / "chexpert_eval", "output_dir": out_dir / "gloria_eval"}  # fmt: skip
         entries = json.loads((out_dir / "gloria_eval" / "eval_datalist.json").read_text())["test"]
-        entries = [{**e, "image": str(out_dir / "data" / "chexpert" / e["image"])} for e in entries]
+        entries = [{**e, "image": str(out_dir / "data" / "chexpert_eval" / e["image"])} for e in entries]
         info = gloria_attention_case_figure([str(config_dir / "evaluate.json")], overrides, entries,
                                             figures_dir / "fig4_gloria_attention.png")  # fmt: skip
         figures.append(
