@@ -2,16 +2,27 @@
 
 import argparse
 import resource
+import time
+from collections.abc import Callable
 
 import torch
 
-__all__ = ["sync", "peak_mb", "detector_parser", "synthetic_detection_batch"]
+__all__ = ["sync", "timed", "peak_mb", "detector_parser", "synthetic_detection_batch"]
 
 
 def sync(device: torch.device) -> None:
     """Wait for queued GPU work, so that wall-clock timings cover it."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def timed(fn: Callable[[], object], device: torch.device) -> float:
+    """Wall seconds of one ``fn()`` call, GPU work included (synchronised before and after)."""
+    sync(device)
+    start = time.perf_counter()
+    fn()
+    sync(device)
+    return time.perf_counter() - start
 
 
 def peak_mb(device: torch.device) -> float:

@@ -11,10 +11,9 @@ the same detector object and weights; the runs alternate so that background load
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
-from _common import detector_parser, peak_mb, sync, synthetic_detection_batch
+from _common import detector_parser, peak_mb, synthetic_detection_batch, timed
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 
 from monai_xattn.networks import create_roi_detector
@@ -56,13 +55,6 @@ def main() -> None:
     def infer_ours():
         det.forward_rois(images)
 
-    def timed(fn) -> float:
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - t
-
     results = {}
     for mode, pair in (("train", (train_monai, train_ours)), ("infer", (infer_monai, infer_ours))):
         det.train(mode == "train")
@@ -70,8 +62,8 @@ def main() -> None:
             fn()
         times: dict[str, list[float]] = {"monai": [], "ours": []}
         for _ in range(args.repeat):
-            times["monai"].append(timed(pair[0]))
-            times["ours"].append(timed(pair[1]))
+            times["monai"].append(timed(pair[0], device))
+            times["ours"].append(timed(pair[1], device))
         results[mode] = {k: statistics.median(v) for k, v in times.items()}
 
     print(

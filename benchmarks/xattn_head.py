@@ -14,10 +14,9 @@ hits both alike.
 from __future__ import annotations
 
 import statistics
-import time
 
 import torch
-from _common import detector_parser, peak_mb, sync, synthetic_detection_batch
+from _common import detector_parser, peak_mb, synthetic_detection_batch, timed
 
 from monai_xattn.losses.xattn import XAttnLoss
 from monai_xattn.networks import create_roi_detector
@@ -74,20 +73,13 @@ def main() -> None:
         head.zero_grad()
         head_loss(fixed).backward()
 
-    def timed(fn) -> float:
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        return time.perf_counter() - t
-
     fns = {"detector": lambda: step(False), "detector+head": lambda: step(True), "head only": head_only}
     for fn in fns.values():  # warm-up
         fn()
     times: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(args.repeat):
         for name, fn in fns.items():
-            times[name].append(timed(fn))
+            times[name].append(timed(fn, device))
     med = {k: statistics.median(v) for k, v in times.items()}
     print(
         f"device={device} depth={args.depth} size={args.size} batch={b} n_rois={args.n_rois} attributes={a} "
