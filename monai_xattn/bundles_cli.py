@@ -4,14 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-__all__ = ["bundle_root", "list_bundles", "add_arguments", "run"]
+__all__ = ["bundle_root", "list_bundles", "cli_value", "bundle_command", "add_arguments", "run"]
 
 
 def bundle_root() -> Path:
     """The ``bundles/`` folder of the source tree (bundles ship beside the package, not inside it)."""
     return Path(__file__).resolve().parent.parent / "bundles"
+
+
+def cli_value(value: Any) -> str:
+    """Spell ``value`` so that ``python -m monai.bundle run --key VALUE`` (python-fire) parses it back unchanged.
+
+    Fire reads Python literals: JSON's ``false``/``null`` would arrive as the strings ``'false'``/``'null'``
+    (truthy), so bools, ``None``, numbers and containers are written with ``repr``; strings and paths as they are.
+    """
+    return str(value) if isinstance(value, (str, os.PathLike)) else repr(value)
+
+
+def bundle_command(bundle: str, configs: Sequence[str], overrides: Mapping[str, Any]) -> list[str]:
+    """``python -m monai.bundle run`` of ``bundles/<bundle>/configs/<configs>`` (merged in order) with overrides.
+
+    The bundle's ``metadata.json`` and, when it has one, ``logging.conf`` are passed too.
+    """
+    config_dir = bundle_root() / bundle / "configs"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps([str(config_dir / c) for c in configs]),
+           "--meta_file", str(config_dir / "metadata.json")]  # fmt: skip
+    if (config_dir / "logging.conf").is_file():
+        cmd += ["--logging_file", str(config_dir / "logging.conf")]
+    for key, value in overrides.items():
+        cmd += [f"--{key}", cli_value(value)]
+    return cmd
 
 
 def list_bundles(root: Path | None = None) -> list[tuple[str, str, str]]:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_xattn.bundles_cli import bundle_root
+from monai_xattn.bundles_cli import bundle_command, bundle_root
 
 __all__ = ["PROFILES", "Step", "BundleStep", "demo_steps", "run_demo", "add_arguments", "run"]
 
@@ -151,8 +151,6 @@ class BundleStep:
     log_name: str = ""
 
     def command(self, out_dir: Path) -> list[str]:
-        config_dir = bundle_root() / self.bundle / "configs"
-        files = [str(config_dir / c) for c in self.configs]
         out_dir = out_dir.resolve()
         overrides = {
             "bundle_root": bundle_root() / self.bundle,
@@ -162,14 +160,7 @@ class BundleStep:
             **{key: out_dir / path for key, path in self.paths.items()},
             **self.overrides,
         }
-        cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps(files)]
-        logging_conf = config_dir / "logging.conf"
-        if logging_conf.is_file():
-            cmd += ["--logging_file", str(logging_conf)]
-        for key, value in overrides.items():
-            cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict, bool)) or value is None
-                    else str(value)]  # fmt: skip
-        return cmd
+        return bundle_command(self.bundle, self.configs, overrides)
 
     def __call__(self, out_dir: Path) -> dict:
         cmd = self.command(out_dir)

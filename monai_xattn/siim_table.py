@@ -13,13 +13,12 @@ import argparse
 import csv
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_xattn.bundles_cli import bundle_root
+from monai_xattn.bundles_cli import bundle_command
 
 __all__ = ["PROFILES", "add_arguments", "format_table", "run", "run_siim_table"]
 
@@ -37,15 +36,8 @@ _METRICS = ("val_kaggle_dice", "val_positive_dice")
 
 
 def _bundle_command(configs: Sequence[str], overrides: dict[str, Any]) -> list[str]:
-    config_dir = bundle_root() / "siim_unet" / "configs"
-    cmd = [sys.executable, "-m", "monai.bundle", "run",
-           "--config_file", json.dumps([str(config_dir / c) for c in configs]),
-           "--meta_file", str(config_dir / "metadata.json"),
-           "--logging_file", str(config_dir / "logging.conf")]  # fmt: skip
-    for key, value in overrides.items():
-        if value is not None:  # unset keys keep the config's default (the CLI cannot spell None)
-            cmd += [f"--{key}", json.dumps(value) if isinstance(value, (list, dict)) else str(value)]
-    return cmd
+    # unset keys keep the config's default
+    return bundle_command("siim_unet", configs, {k: v for k, v in overrides.items() if v is not None})
 
 
 def _read_metrics(eval_dir: Path) -> dict[str, float]:

@@ -51,3 +51,19 @@ def test_bundles_lists_metadata(tmp_path, capsys):
 
 def test_bundles_empty_folder_fails(tmp_path):
     assert main(["bundles", "--root", str(tmp_path)]) == 1
+
+
+def test_bundle_overrides_reach_the_bundle_as_the_values_given():
+    # monai.bundle run parses its CLI with python-fire: JSON's false/null would arrive as truthy strings
+    from pathlib import Path
+
+    from fire.parser import DefaultParseValue
+
+    from monai_xattn.bundles_cli import bundle_command, cli_value
+
+    for value in (False, True, None, 3, 5e-05, [64, 32, 16], {"global": 1.0}, "mimic-cxr", ["PA", "AP"]):
+        assert DefaultParseValue(cli_value(value)) == value, value
+    assert cli_value(Path("/data/x")) == "/data/x"
+    cmd = bundle_command("siim_unet", ["train.json"], {"use_bce": False, "weights": None})
+    assert cmd[1:4] == ["-m", "monai.bundle", "run"] and cmd[cmd.index("--use_bce") + 1] == "False"
+    assert cmd[cmd.index("--weights") + 1] == "None"
