@@ -53,7 +53,7 @@ PROFILES: dict[str, dict] = {
             "n": {
                 "chestxray8": 160,
                 "mimic-cxr": 160,
-                "chexpert": 300,
+                "chexpert": 600,
                 "chexpert_eval": 1200,
                 "siim": 160,
                 "covid": 12,

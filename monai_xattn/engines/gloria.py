@@ -328,14 +328,15 @@ class GloriaRetrievalMetric(Metric):
     Args:
         k: the K of Precision@K (must not exceed the set size).
         mode: ``"global"``, ``"local"`` or ``"both"`` (see ``gloria_similarity``).
+        fusion: how ``"both"`` combines them: ``"zscore"`` (default for retrieval) or the official ``"mean"``.
         output_transform: engine output -> ``(pred dict, labels)``.
     """
 
     def __init__(
-        self, k: int = 5, mode: str = "both", output_transform: Callable = _pred_and_label,
+        self, k: int = 5, mode: str = "both", fusion: str = "zscore", output_transform: Callable = _pred_and_label,
         device: str | torch.device = "cpu",
     ) -> None:
-        self.k, self.mode = int(k), mode
+        self.k, self.mode, self.fusion = int(k), mode, fusion
         super().__init__(output_transform=output_transform, device=device)
 
     @reinit__is_reduced
@@ -365,5 +366,5 @@ class GloriaRetrievalMetric(Metric):
         merged["word_mask"] = torch.cat([F.pad(o["word_mask"], (0, t - o["word_mask"].shape[1]))
                                          for o in self._outputs])
         with torch.no_grad():
-            similarity = gloria_similarity(**merged, mode=self.mode)
+            similarity = gloria_similarity(**merged, mode=self.mode, fusion=self.fusion)
         return float(precision_at_k(similarity, self._labels, self._labels, self.k)[0])

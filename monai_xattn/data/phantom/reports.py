@@ -176,8 +176,12 @@ _OPACITY_NOUNS = {
 }  # fmt: skip
 
 
-def _pneumonia_sentences(rng, foci: list[Finding], hedge: bool, follow_up: bool) -> tuple[list[Sentence], str]:
-    """FINDINGS + IMPRESSION sentences of one pneumonia group; returns the label status too."""
+def _pneumonia_sentences(
+    rng, foci: list[Finding], hedge: bool, follow_up: bool, name_opacity: bool = False
+) -> tuple[list[Sentence], str]:
+    """FINDINGS + IMPRESSION sentences of one pneumonia group; returns the label status too.
+
+    ``name_opacity`` makes a positive impression name the opacity ("consolidation"), as the labels do."""
     f0 = foci[0]
     noun = _pick(rng, _OPACITY_NOUNS[f0.opacity])
     subtle = _pick(rng, ["subtle ", "faint ", "mild "]) if f0.severity == "mild" and rng.random() < 0.5 else ""
@@ -215,6 +219,9 @@ def _pneumonia_sentences(rng, foci: list[Finding], hedge: bool, follow_up: bool)
     if rng.random() < 0.5:
         out.append(Sentence(_pick(rng, ["Findings are compatible with pneumonia.", "In the appropriate clinical setting this represents pneumonia.",
                                         "Findings are in keeping with infection."]), "findings", "positive"))  # fmt: skip
+    if name_opacity:
+        out.append(Sentence(f"{_cap(imp_loc)} {noun} compatible with pneumonia.", "impression", "positive"))
+        return out, "positive"
     out.append(Sentence(_pick(rng, [f"{_cap(imp_loc)} pneumonia.", f"{_cap(imp_loc)} {noun} compatible with pneumonia.",
                                     f"Pneumonia in the {imp_loc} region." if f0.distribution == "single" and "lobe" not in imp_loc
                                     else f"{_cap(imp_loc)} pneumonia."]), "impression", "positive"))  # fmt: skip
@@ -229,6 +236,7 @@ def write_report(
     difficulty: str = "medium",
     sex: str = "F",
     vocabulary: AttributeVocabulary | None = None,
+    complete_impression: bool = False,
 ) -> Report:
     """Write a report for ``findings``.
 
@@ -240,6 +248,11 @@ def write_report(
         difficulty: hard reports hedge more and carry more typos (see ``DIFFICULTY_SETTINGS``).
         sex: for the indication line.
         vocabulary: attribute vocabulary whose surface forms define the ground truth (default: shipped one).
+        complete_impression: restate every effusion, cardiomegaly and atelectasis in the IMPRESSION (pneumonia,
+            edema, pneumothorax and nodules always are) and name a pneumonia's opacity there ("consolidation"). CheXpert's labels were read from the impression by its
+            labeler, so a CheXpert-style layout, whose report *is* the impression, needs every labelled finding
+            there; MIMIC-style reports keep the selective impression (effusion 60 %, cardiomegaly 50 %,
+            atelectasis in FINDINGS only). ``False`` draws exactly the random numbers it always did.
     """
     cfg = DIFFICULTY_SETTINGS[difficulty]
     pattern, form_names = _vocab_pattern(vocabulary)
@@ -269,7 +282,7 @@ def write_report(
         if f0.kind == "pneumonia":
             # only single foci are hedged: a long list could outrun a NegEx-style trigger window
             hedge = f0.distribution == "single" and rng.random() < cfg["p_hedge"]
-            sents, st = _pneumonia_sentences(rng, group, hedge, follow_up)
+            sents, st = _pneumonia_sentences(rng, group, hedge, follow_up, name_opacity=complete_impression)
             S += [s for s in sents if s.section == "findings"]
             imp += [s for s in sents if s.section == "impression"]
             label("Pneumonia", st)
@@ -290,7 +303,7 @@ def write_report(
             if follow_up and rng.random() < 0.4:
                 text = text[:-1] + ", unchanged from prior."
             S.append(Sentence(text, "findings", "positive"))
-            if rng.random() < 0.6:
+            if complete_impression or rng.random() < 0.6:
                 imp.append(
                     Sentence(
                         f"{_cap(size)} {'bilateral' if len(group) == 2 else f0.side} pleural effusion{'s' if len(group) == 2 else ''}.",
@@ -304,7 +317,7 @@ def write_report(
             S.append(Sentence(_pick(rng, [f"The heart is {sev} enlarged.", f"{_cap(f0.severity)} cardiomegaly.",
                                           f"Heart size is {sev} enlarged, unchanged from prior." if follow_up else f"{_cap(f0.severity)} enlargement of the cardiac silhouette."]),
                               "findings", "positive"))  # fmt: skip
-            if rng.random() < 0.5:
+            if complete_impression or rng.random() < 0.5:
                 imp.append(Sentence(f"{_cap(f0.severity)} cardiomegaly.", "impression", "positive"))
             label("Cardiomegaly", "positive")
         elif f0.kind == "atelectasis":
@@ -328,6 +341,11 @@ def write_report(
                     ],
                 )
             S.append(Sentence(text, "findings", "positive"))
+            if complete_impression:
+                _, adj = location(rng, f0)
+                imp.append(Sentence(_pick(rng, [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} opacity, likely atelectasis."]
+                                          if f0.opacity else [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} linear atelectasis."]),
+                                    "impression", "positive"))  # fmt: skip
             label("Atelectasis", "positive")
         elif f0.kind == "edema":
             sev = f0.severity
