@@ -336,6 +336,12 @@ class GloriaRetrievalMetric(Metric):
         self, k: int = 5, mode: str = "both", fusion: str = "zscore", output_transform: Callable = _pred_and_label,
         device: str | torch.device = "cpu",
     ) -> None:
+        from monai_xattn.networks.gloria_tasks import FUSIONS, SIMILARITY_MODES
+
+        # checked here, not at the end of the first epoch's validation
+        if mode not in SIMILARITY_MODES or fusion not in FUSIONS:
+            raise ValueError(f"mode must be one of {SIMILARITY_MODES} and fusion one of {FUSIONS}, got {mode!r}, "
+                             f"{fusion!r}")
         self.k, self.mode, self.fusion = int(k), mode, fusion
         super().__init__(output_transform=output_transform, device=device)
 

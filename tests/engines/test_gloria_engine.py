@@ -101,6 +101,8 @@ def test_retrieval_metric_counts_same_class_reports():
     metric.reset()
     metric.update(({**pred, "text_global": codes.roll(1, 0)}, labels))
     assert metric.compute() < 1.0
+    with pytest.raises(ValueError, match="fusion"):
+        GloriaRetrievalMetric(fusion="sum")
 
 
 def test_param_groups_give_the_image_encoder_its_own_learning_rate():

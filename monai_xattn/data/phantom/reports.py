@@ -249,10 +249,11 @@ def write_report(
         sex: for the indication line.
         vocabulary: attribute vocabulary whose surface forms define the ground truth (default: shipped one).
         complete_impression: restate every effusion, cardiomegaly and atelectasis in the IMPRESSION (pneumonia,
-            edema, pneumothorax and nodules always are) and name a pneumonia's opacity there ("consolidation"). CheXpert's labels were read from the impression by its
-            labeler, so a CheXpert-style layout, whose report *is* the impression, needs every labelled finding
-            there; MIMIC-style reports keep the selective impression (effusion 60 %, cardiomegaly 50 %,
-            atelectasis in FINDINGS only). ``False`` draws exactly the random numbers it always did.
+            edema, pneumothorax and nodules always are) and name a pneumonia's opacity there ("consolidation").
+            CheXpert's labels were read from the impression by its labeler, so a CheXpert-style layout, whose
+            report *is* the impression, needs every labelled finding there; MIMIC-style reports keep the selective
+            impression (effusion 60 %, cardiomegaly 50 %, atelectasis in FINDINGS only). ``False`` draws exactly
+            the random numbers it always did.
     """
     cfg = DIFFICULTY_SETTINGS[difficulty]
     pattern, form_names = _vocab_pattern(vocabulary)
