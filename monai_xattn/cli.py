@@ -23,8 +23,18 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
     "phantom": ("monai_xattn.data.phantom_cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),
     "demo": ("monai_xattn.demo", "run the whole chain on phantom data (resumable); the README's main job"),
-    "siim-table": ("monai_xattn.siim_table", "GLoRIA Table 4: SIIM Dice at 1, 10 and 100 percent of the data per encoder init"),
-    "table1": ("monai_xattn.table1", "cross-attention Table 1: IoU@t of CAM, GradCAM, RetinaNet, Proposed on phantom data"),
+    "siim-table": (
+        "monai_xattn.siim_table",
+        "GLoRIA Table 4: SIIM Dice at 1, 10 and 100 percent of the data per encoder init",
+    ),
+    "weights": (
+        "monai_xattn.weights_cli",
+        "inspect a weight file (official GLoRIA, torchvision, ours) or convert it to a plain state dict",
+    ),
+    "table1": (
+        "monai_xattn.table1",
+        "cross-attention Table 1: IoU@t of CAM, GradCAM, RetinaNet, Proposed on phantom data",
+    ),
 }
 
 

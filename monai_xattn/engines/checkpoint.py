@@ -30,6 +30,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import DiskSaver
 from monai.handlers import CheckpointLoader, CheckpointSaver
 
+from monai_xattn.utils.checkpoints import CheckpointError, load_checkpoint_file
+
 __all__ = [
     "AtomicDiskSaver",
     "AtomicCheckpointSaver",
@@ -180,9 +182,9 @@ class CheckedCheckpointLoader(CheckpointLoader):
     def _explain(self, error: Exception) -> str:
         """What differs between the checkpoint and ``load_dict``, or the original error when the file is broken."""
         try:
-            checkpoint = torch.load(self.load_path, map_location="cpu", weights_only=True)
-        except Exception as e:  # torn or foreign file: torch names the zip/pickle problem
-            return f"not a complete checkpoint file ({type(e).__name__}: {str(e).splitlines()[0]})."
+            checkpoint, _ = load_checkpoint_file(self.load_path, what="training checkpoint")
+        except CheckpointError as e:  # torn or foreign file: the reader names the zip/pickle problem
+            return f"{e.reason}."
         if not isinstance(checkpoint, Mapping):
             return f"it holds a {type(checkpoint).__name__}, not a dict of named states."
         absent = [k for k in self.load_dict if k not in checkpoint]

@@ -60,13 +60,17 @@ def gloria_param_groups(
         network: a ``GLoRIA`` (or a wrapper such as ``DistributedDataParallel`` with it as ``module``).
         learning_rate: learning rate of the text encoder (and of the image encoder when ``image_learning_rate`` is
             None).
-        image_learning_rate: learning rate of the image encoder; ``None`` uses ``learning_rate`` (the paper).
+        image_learning_rate: learning rate of the image encoder; ``"same"`` (or ``None``) uses ``learning_rate``,
+            the paper's single rate. Bundles spell it ``"same"``: MONAI's command-line override parser drops
+            ``None`` values, so ``--image_learning_rate None`` would silently keep the config's default.
 
     Returns:
         two groups ``[{"params", "lr"}, ...]``; frozen parameters (``requires_grad=False``) are left out.
     """
     net = getattr(network, "module", network)
-    image_lr = learning_rate if image_learning_rate is None else image_learning_rate
+    if isinstance(image_learning_rate, str) and image_learning_rate != "same":
+        raise ValueError(f"image_learning_rate must be a number or 'same', got {image_learning_rate!r}")
+    image_lr = learning_rate if image_learning_rate in (None, "same") else image_learning_rate
     groups = [
         {"params": [p for p in net.image_encoder.parameters() if p.requires_grad], "lr": float(image_lr)},
         {"params": [p for p in net.text_encoder.parameters() if p.requires_grad], "lr": float(learning_rate)},

@@ -33,44 +33,11 @@ from monai_xattn.networks.gloria_tasks import (
 )
 
 __all__ = [
-    "load_gloria_weights",
     "class_balanced_entries",
     "evaluate_retrieval_zero_shot",
     "format_tables",
     "write_tables",
 ]
-
-
-def load_gloria_weights(model: nn.Module, checkpoint: str | os.PathLike, map_location: str = "cpu") -> nn.Module:
-    """Load a GLoRIA checkpoint into a :class:`~monai_xattn.networks.GLoRIA` built with the pretraining settings.
-
-    Accepts ``bundles/gloria_pretrain`` checkpoints (``{"image_encoder": ..., "text_encoder": ...}``) and plain
-    ``GLoRIA`` state dicts.
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: naming the file, when it holds neither layout or its weights do not fit the model (another
-            ``depth``, ``in_channels`` or ``text_model`` than the pretraining run used).
-    """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"GLoRIA checkpoint {path} does not exist; run bundles/gloria_pretrain first or set "
-                                "'checkpoint'")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    try:
-        if isinstance(state, Mapping) and {"image_encoder", "text_encoder"} <= set(state):
-            model.image_encoder.load_state_dict(state["image_encoder"])
-            model.text_encoder.load_state_dict(state["text_encoder"])
-        elif isinstance(state, Mapping) and any(str(k).startswith("image_encoder.") for k in state):
-            model.load_state_dict(state)
-        else:
-            keys = sorted(state)[:6] if isinstance(state, Mapping) else type(state).__name__
-            raise ValueError(f"{path}: not a GLoRIA checkpoint (found {keys}); expected 'image_encoder' and "
-                             "'text_encoder' entries or a GLoRIA state dict")
-    except RuntimeError as err:
-        raise ValueError(f"{path}: the weights do not fit this GLoRIA (use the pretraining run's depth, "
-                         f"in_channels and text_model): {str(err)[:500]}") from None
-    return model
 
 
 def class_balanced_entries(
@@ -108,8 +75,10 @@ def class_balanced_entries(
     counts = {c: len(p) for c, p in pools.items()}
     n = min(counts.values()) if n_per_class is None else int(n_per_class)
     if n < 1 or any(v < n for v in counts.values()):
-        raise ValueError(f"{source}: need {max(n, 1)} images per class positive for that class alone"
-                         f"{' with a report' if require_text else ''}; eligible per class: {counts}")
+        raise ValueError(
+            f"{source}: need {max(n, 1)} images per class positive for that class alone"
+            f"{' with a report' if require_text else ''}; eligible per class: {counts}"
+        )
     rng = np.random.default_rng(seed)
     out = []
     for c in classes:
@@ -171,17 +140,25 @@ def evaluate_retrieval_zero_shot(
         raise ValueError(f"image_batches gave {n} images for {len(entries)} entries (a shuffling or dropping loader?)")
     reports = encode_texts(model.text_encoder, [str(e[text_key]) for e in entries], text_batch_size)
     ks = [int(kk) for kk in k if kk <= n]
-    retrieval = {
-        mode: retrieval_metrics(gloria_similarity(**images, **reports, mode=mode, chunk_size=chunk_size,
-                                                  fusion=retrieval_fusion), classes,
-                                classes, ks)
-        for mode in retrieval_modes
-    } if ks else {}
+    retrieval = (
+        {
+            mode: retrieval_metrics(
+                gloria_similarity(**images, **reports, mode=mode, chunk_size=chunk_size, fusion=retrieval_fusion),
+                classes,
+                classes,
+                ks,
+            )
+            for mode in retrieval_modes
+        }
+        if ks
+        else {}
+    )
 
     flat = [(c, p) for c, prompts in class_prompts.items() for p in prompts]
     prompt_codes = encode_texts(model.text_encoder, [p for _, p in flat], text_batch_size)
-    similarity = gloria_similarity(**images, **prompt_codes, mode=zero_shot_mode, chunk_size=chunk_size,
-                                   fusion=zero_shot_fusion)
+    similarity = gloria_similarity(
+        **images, **prompt_codes, mode=zero_shot_mode, chunk_size=chunk_size, fusion=zero_shot_fusion
+    )
     pred, _ = zero_shot_classify(similarity, [names.index(c) for c, _ in flat], len(names))
     target = torch.as_tensor([names.index(c) for c in classes])
     confusion = torch.zeros(len(names), len(names), dtype=torch.long)
@@ -219,8 +196,12 @@ def format_tables(results: Mapping[str, Any]) -> str:
     if evaluation and evaluation.get("retrieval"):
         ks = list(next(iter(evaluation["retrieval"].values()))["image_to_text"])
         for direction, title in (("image_to_text", "image -> text"), ("text_to_image", "text -> image")):
-            lines += [f"**Table 1: retrieval, {title}** (Precision@K, %; {evaluation['n_images']} images)", "",
-                      "| similarity | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
+            lines += [
+                f"**Table 1: retrieval, {title}** (Precision@K, %; {evaluation['n_images']} images)",
+                "",
+                "| similarity | " + " | ".join(ks) + " |",
+                "|---|" + "---|" * len(ks),
+            ]
             for mode, values in evaluation["retrieval"].items():
                 lines.append(f"| {mode} | " + " | ".join(_fmt(values[direction][kk], 100) for kk in ks) + " |")
             lines.append("")
@@ -229,20 +210,32 @@ def format_tables(results: Mapping[str, Any]) -> str:
     probe = results.get("linear_probe")
     if probe:
         fractions = list(next(iter(probe["auroc"].values())))
-        lines += ["**Table 2: linear probe** (mean AUROC, %; training images: "
-                  + ", ".join(f"{_fmt(f, 100, 0)}% = {probe['train_sizes'][f]}" for f in fractions) + ")", "",
-                  "| encoder | " + " | ".join(f"{_fmt(f, 100, 0)}%" for f in fractions) + " |",
-                  "|---|" + "---|" * len(fractions)]
+        lines += [
+            "**Table 2: linear probe** (mean AUROC, %; training images: "
+            + ", ".join(f"{_fmt(f, 100, 0)}% = {probe['train_sizes'][f]}" for f in fractions)
+            + ")",
+            "",
+            "| encoder | " + " | ".join(f"{_fmt(f, 100, 0)}%" for f in fractions) + " |",
+            "|---|" + "---|" * len(fractions),
+        ]
         for name, values in probe["auroc"].items():
             lines.append(f"| {name} | " + " | ".join(_fmt(values[f], 100, 1) for f in fractions) + " |")
         lines.append("")
     if evaluation:
         metrics = list(CLASSIFICATION_METRICS)
         zero_shot = evaluation["zero_shot"]
-        lines += ["**Table 3: zero-shot classification** (summary: top-1 accuracy, other columns "
-                  + (f"of the positive class {evaluation['positive']}" if evaluation.get("positive") else "macro over classes")
-                  + "; class rows one-vs-rest)", "",
-                  "| | " + " | ".join(_HEADERS[m] for m in metrics) + " |", "|---|" + "---|" * len(metrics)]
+        lines += [
+            "**Table 3: zero-shot classification** (summary: top-1 accuracy, other columns "
+            + (
+                f"of the positive class {evaluation['positive']}"
+                if evaluation.get("positive")
+                else "macro over classes"
+            )
+            + "; class rows one-vs-rest)",
+            "",
+            "| | " + " | ".join(_HEADERS[m] for m in metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+        ]
         for row, values in zero_shot.items():
             lines.append(f"| {row} | " + " | ".join(_fmt(values[m]) for m in metrics) + " |")
         lines.append("")

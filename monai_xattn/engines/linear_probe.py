@@ -32,7 +32,6 @@ from monai.metrics import ROCAUCMetric
 from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from torch import Tensor, nn
 
-from monai_xattn.networks.gloria import load_gloria_image_encoder
 from monai_xattn.networks.resnet_weights import load_encoder_weights
 
 __all__ = [
@@ -101,9 +100,11 @@ def load_trunk_weights(
 
 
 def gloria_trunk(checkpoint: str | os.PathLike, depth: int = 50, in_channels: int = 1) -> nn.Module:
-    """The image trunk of a ``monai_xattn`` GLoRIA checkpoint (``bundles/gloria_pretrain``'s ``model.pt``)."""
+    """The image trunk of a GLoRIA checkpoint: ``bundles/gloria_pretrain``'s ``model.pt``, the official
+    ``chexpert_resnet50.ckpt`` or a torchvision ResNet state dict (converted to MONAI's frame; every trunk weight
+    must come from the file)."""
     trunk = build_trunk(depth, in_channels)
-    trunk.load_state_dict(load_gloria_image_encoder(checkpoint))
+    load_encoder_weights(trunk, checkpoint, "gloria", strict=True)
     return trunk
 
 
@@ -146,13 +147,17 @@ def label_entries(
         values = [labels.get(t) for t in tasks]
         if any(v not in (0, 1) for v in values):
             bad = {t: v for t, v in zip(tasks, values, strict=True) if v not in (0, 1)}
-            raise ValueError(f"{source} entry #{i} ({e.get('image', '?')}): labels {bad} are not 0/1; map "
-                             "uncertain/blank labels when building the datalist")
+            raise ValueError(
+                f"{source} entry #{i} ({e.get('image', '?')}): labels {bad} are not 0/1; map "
+                "uncertain/blank labels when building the datalist"
+            )
         out.append({**e, label_key: [float(v) for v in values]})
     return out
 
 
-def stratified_subset(strata: Sequence[Hashable], fraction: float, seed: int = 0, min_per_stratum: int = 1) -> np.ndarray:
+def stratified_subset(
+    strata: Sequence[Hashable], fraction: float, seed: int = 0, min_per_stratum: int = 1
+) -> np.ndarray:
     """Seeded stratified sample of indices: ``ceil(fraction * n_s)`` (at least ``min_per_stratum``) per stratum.
 
     Args:
@@ -183,7 +188,10 @@ def stratified_subset(strata: Sequence[Hashable], fraction: float, seed: int = 0
 
 @torch.no_grad()
 def extract_features(
-    trunk: nn.Module, batches: Iterable[Mapping[str, Any]], image_key: str = "image", label_key: str = "label",
+    trunk: nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    image_key: str = "image",
+    label_key: str = "label",
     device: str | torch.device | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Run a frozen trunk (eval mode: batch-norm statistics fixed) over a loader.
@@ -229,8 +237,10 @@ def train_linear_probe(
         the trained ``nn.Linear(F, T)`` in eval mode.
     """
     if features.ndim != 2 or labels.ndim != 2 or features.shape[0] != labels.shape[0] or not len(features):
-        raise ValueError(f"expected (N, F) features and (N, T) labels with N > 0, got {tuple(features.shape)} and "
-                         f"{tuple(labels.shape)}")
+        raise ValueError(
+            f"expected (N, F) features and (N, T) labels with N > 0, got {tuple(features.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
     with torch.random.fork_rng(devices=[]):  # seeded initialisation without touching the caller's generator
         torch.manual_seed(seed)
         linear = nn.Linear(features.shape[1], labels.shape[1]).to(device)
@@ -238,8 +248,9 @@ def train_linear_probe(
     trainer = SupervisedTrainer(
         device=torch.device(device),
         max_epochs=epochs,
-        train_data_loader=DataLoader(data, batch_size=batch_size, shuffle=True,
-                                     generator=torch.Generator().manual_seed(seed)),
+        train_data_loader=DataLoader(
+            data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+        ),
         network=linear,
         optimizer=torch.optim.Adam(linear.parameters(), lr=learning_rate, betas=betas, weight_decay=weight_decay),
         loss_function=nn.BCEWithLogitsLoss(),

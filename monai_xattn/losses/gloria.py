@@ -26,9 +26,9 @@ object and are built instead).
 
 Padding: the official code loops over captions and slices each to its length, so a batched version must mask
 padded words. Here they get ``-inf`` before the word softmax and are left out of the aggregation, which
-reproduces the official per-caption numbers (see ``tests/losses/test_gloria_loss.py``). The official code's
-word slots include the ``[SEP]`` token; :class:`monai_xattn.networks.GloriaTextEncoder` reproduces that with
-``official_word_slots=True`` (only the mask changes, not this loss).
+reproduces the official per-caption numbers (see ``tests/losses/test_gloria_loss.py``). The official training
+loss's word slots are ``[CLS]`` + the words (``cap_len = n_words + 1``); :class:`monai_xattn.networks.GloriaTextEncoder`
+reproduces that with ``official_word_slots=True`` (only the mask changes, not this loss).
 """
 
 from __future__ import annotations

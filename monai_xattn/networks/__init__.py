@@ -5,7 +5,10 @@ from monai_xattn.networks.gloria import (
     GloriaImageEncoder,
     GloriaTextEncoder,
     aggregate_word_pieces,
+    gloria_layout,
     load_gloria_image_encoder,
+    load_gloria_weights,
+    official_gloria_state_dict,
     resolve_text_model,
 )
 from monai_xattn.networks.gloria_tasks import (
@@ -20,6 +23,7 @@ from monai_xattn.networks.gloria_tasks import (
     zero_shot_classify,
     zscore_columns,
 )
+from monai_xattn.networks.resnet_weights import convert_trunk_state, describe_trunk, weights_frame
 from monai_xattn.networks.roi_detector import (
     ROI_GEOMETRY_FIELDS,
     RoiDetector,
@@ -42,7 +46,10 @@ __all__ = [
     "GloriaImageEncoder",
     "GloriaTextEncoder",
     "aggregate_word_pieces",
+    "gloria_layout",
     "load_gloria_image_encoder",
+    "load_gloria_weights",
+    "official_gloria_state_dict",
     "resolve_text_model",
     "SIMILARITY_MODES",
     "class_scores",
@@ -66,4 +73,7 @@ __all__ = [
     "EncoderLoadResult",
     "load_encoder_weights",
     "read_encoder_state_dict",
+    "convert_trunk_state",
+    "describe_trunk",
+    "weights_frame",
 ]

