@@ -64,6 +64,9 @@ def test_bundle_overrides_reach_the_bundle_as_the_values_given():
     for value in (False, True, None, 3, 5e-05, [64, 32, 16], {"global": 1.0}, "mimic-cxr", ["PA", "AP"]):
         assert DefaultParseValue(cli_value(value)) == value, value
     assert cli_value(Path("/data/x")) == "/data/x"
-    cmd = bundle_command("siim_unet", ["train.json"], {"use_bce": False, "weights": None})
+    cmd = bundle_command("siim_unet", ["train.json"], {"use_bce": False, "weights": "w.pt"})
     assert cmd[1:4] == ["-m", "monai.bundle", "run"] and cmd[cmd.index("--use_bce") + 1] == "False"
-    assert cmd[cmd.index("--weights") + 1] == "None"
+    assert cmd[cmd.index("--weights") + 1] == "w.pt"
+    # monai.bundle's override parser drops None (update_kwargs(ignore_none=True)): refused rather than lost
+    with pytest.raises(ValueError, match=r"\['weights'\] of siim_unet are None"):
+        bundle_command("siim_unet", ["train.json"], {"weights": None})

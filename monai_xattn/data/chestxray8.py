@@ -8,7 +8,6 @@ kept: the PA-only, one-image-per-patient filters of some loaders keep 13 of the 
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,6 +23,8 @@ from monai_xattn.data.datalist import (
     check_unique,
     find_one,
     normalize_view,
+    read_csv_records,
+    read_text,
     split_groups,
     xywh_to_xyxy,
 )
@@ -50,22 +51,20 @@ _ENTRY_NAMES = [
 _BBOX_HEADER = ["Image Index", "Finding Label", "Bbox [x", "y", "w", "h]"]
 
 
-def _read_rows(path: Path, header: list[str], width: int) -> list[list[str]]:
-    """Rows of a CSV whose header must start with ``header``; extra trailing fields must be empty."""
-    if not path.is_file():
-        raise DatalistError(f"{path}: file not found")
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows or [c.strip() for c in rows[0][: len(header)]] != header:
-        raise DatalistError(f"{path}: header must start with {','.join(header)}; got {rows[0] if rows else 'nothing'}")
-    out = []
-    for line, row in enumerate(rows[1:], start=2):
-        if not any(c.strip() for c in row):
-            continue
+def _read_rows(path: Path, header: list[str], width: int, names: list[str]) -> pd.DataFrame:
+    """Rows of a CSV whose header must start with ``header``, as a frame of ``width`` stripped string columns
+    ``names`` indexed by CSV line - 2 (as :func:`~monai_xattn.data.datalist.read_table`); extra trailing fields
+    must be empty."""
+    (header_line, found), *records = read_csv_records(path)
+    if [c.strip() for c in found[: len(header)]] != header:
+        raise DatalistError(f"{path}: line {header_line}: header must start with {','.join(header)}; got {found}")
+    rows, lines = [], []
+    for line, row in records:
         if len(row) < width or any(c.strip() for c in row[width:]):
             raise DatalistError(f"{path}: line {line}: expected {width} fields, got {row}")
-        out.append([c.strip() for c in row[:width]])
-    return out
+        rows.append([c.strip() for c in row[:width]])
+        lines.append(line)
+    return pd.DataFrame(rows, columns=names, index=pd.Index(np.asarray(lines, dtype=np.int64) - 2), dtype=str)
 
 
 def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
@@ -73,7 +72,7 @@ def read_data_entry(path: str | os.PathLike) -> pd.DataFrame:
     view, orig_width, orig_height, spacing_x, spacing_y`` (strings); the bracketed header fields split into
     two columns each, a trailing empty column is allowed."""
     path = Path(path)
-    df = pd.DataFrame(_read_rows(path, _ENTRY_HEADER, len(_ENTRY_HEADER)), columns=_ENTRY_NAMES)
+    df = _read_rows(path, _ENTRY_HEADER, len(_ENTRY_HEADER), _ENTRY_NAMES)
     check_unique(df["image"], path, "Image Index")
     return df
 
@@ -82,21 +81,20 @@ def read_bbox_list(path: str | os.PathLike) -> pd.DataFrame:
     """``BBox_List_2017.csv`` (header ``Image Index,Finding Label,Bbox [x,y,w,h],,,``: 9 fields, 6 used) as a
     frame ``image, label, x0, y0, x1, y1, line`` with StandardMode float boxes and the CSV line number."""
     path = Path(path)
-    rows = _read_rows(path, _BBOX_HEADER, 6)
-    df = pd.DataFrame(rows, columns=["image", "label", "x", "y", "w", "h"])
+    df = _read_rows(path, _BBOX_HEADER, 6, ["image", "label", "x", "y", "w", "h"])
     values = df[["x", "y", "w", "h"]].apply(pd.to_numeric, errors="coerce")
     bad = values.index[values.isna().any(axis=1)]
     if len(bad):
-        raise DatalistError(f"{path}: line {int(bad[0]) + 2}: box values are not numbers: {rows[bad[0]]}")
+        raise DatalistError(f"{path}: line {int(bad[0]) + 2}: box values are not numbers: {df.loc[bad[0]].tolist()}")
     xyxy = xywh_to_xyxy(values.to_numpy())
     out = df[["image", "label"]].copy()
     out[["x0", "y0", "x1", "y1"]] = xyxy
-    out["line"] = np.arange(len(df)) + 2
+    out["line"] = df.index + 2
     return out
 
 
 def _read_list(path: Path) -> list[str]:
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in read_text(path).splitlines() if line.strip()]
 
 
 def _image_index(root: Path) -> dict[str, Path]:

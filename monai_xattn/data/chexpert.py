@@ -20,6 +20,7 @@ from monai_xattn.data.datalist import (
     SPLITS,
     AdapterReport,
     DatalistError,
+    check_unique,
     normalize_view,
     read_table,
     require_columns,
@@ -103,9 +104,7 @@ def _read_labels(path: Path, report: AdapterReport | None) -> pd.DataFrame:
         raise DatalistError(f"{path}: line {i + 2}: {column} must be 1, 0, -1 or blank, got {df[column][i]!r}")
     df[list(CHEXPERT_LABELS)] = values
     df["Path"] = df["Path"].map(strip_chexpert_prefix)
-    dup = df["Path"][df["Path"].duplicated()]
-    if len(dup):
-        raise DatalistError(f"{path}: duplicate Path {dup.iloc[0]!r}")
+    check_unique(df["Path"], path, "Path")
     return df
 
 

@@ -8,11 +8,11 @@ or ``volumes``); ``finding`` is ``/``-hierarchical (``Pneumonia/Viral/COVID-19``
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from monai_xattn.data.datalist import (
@@ -53,16 +53,14 @@ def read_severity_scores(path: str | os.PathLike) -> pd.DataFrame:
     """``covid-severity-scores.csv`` (``##`` comment lines skipped) indexed by ``filename``, float columns
     ``geographic_mean`` and ``opacity_mean``."""
     path = Path(path)
-    lines = [line for line in path.read_text().splitlines() if not line.lstrip().startswith("#")]
-    df = pd.read_csv(io.StringIO("\n".join(lines)), dtype=str, keep_default_na=False)
-    df.columns = [c.strip() for c in df.columns]
+    df = read_table(path, comment="#")
     require_columns(df, ["filename", "geographic_mean", "opacity_mean"], path)
-    scores = df[["geographic_mean", "opacity_mean"]].apply(lambda c: pd.to_numeric(c.str.strip(), errors="coerce"))
-    bad = scores.index[scores.isna().any(axis=1)]
+    check_unique(df["filename"], path, "filename")
+    scores = df[["geographic_mean", "opacity_mean"]].apply(pd.to_numeric, errors="coerce").astype(float)
+    bad = scores.index[~np.isfinite(scores).all(axis=1)]
     if len(bad):
-        raise DatalistError(f"{path}: score row {int(bad[0]) + 1} is not numeric: {df.loc[bad[0]].tolist()}")
-    scores.index = df["filename"].str.strip()
-    check_unique(pd.Series(scores.index), path, "filename")
+        raise DatalistError(f"{path}: line {int(bad[0]) + 2}: score is not a number: {df.loc[bad[0]].tolist()}")
+    scores.index = df["filename"]
     return scores
 
 
@@ -111,8 +109,8 @@ def build_covid_datalist(
             report.note(f"{len(unknown)} severity-scored files are not in metadata.csv, e.g. {unknown[0]}")
 
     entries = []
-    for line, row in enumerate(df.to_dict("records"), start=2):
-        item = f"{row['image']} (line {line})"
+    for i, row in zip(df.index, df.to_dict("records"), strict=True):
+        item = f"{row['image']} (line {int(i) + 2})"
         view = normalize_view(row["view"])
         if row["modality"] not in modalities:
             report.drop(item, f"modality {row['modality'] or 'blank'}")

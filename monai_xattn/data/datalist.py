@@ -6,9 +6,14 @@ follow ``docs/datalists.md``; paths inside are relative to the dataset root.
 
 from __future__ import annotations
 
+import csv
+import gzip
+import io
 import json
 import math
 import os
+import re
+import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +34,8 @@ __all__ = [
     "check_boxes",
     "split_groups",
     "assign_splits",
+    "read_text",
+    "read_csv_records",
     "read_table",
     "require_columns",
     "check_unique",
@@ -251,21 +258,106 @@ def assign_splits(entries: Iterable[dict[str, Any]], split_of: Callable[[dict[st
     return datalist
 
 
-def read_table(path: str | os.PathLike, *, comment: str | None = None, **kwargs: Any) -> pd.DataFrame:
-    """Read a CSV (``.csv`` or ``.csv.gz``) with every cell as a stripped string, blanks as ``""``.
+_LINE_END = re.compile(rb"\r\n|\r|\n")
 
-    Column names are stripped too (SIIM's header is ``ImageId, EncodedPixels``). Numbers are parsed by each
-    adapter, where it can say which row was wrong.
+
+def read_text(path: str | os.PathLike) -> str:
+    """A dataset's text file as ``str``: UTF-8 (a leading byte-order mark dropped), ``.gz`` decompressed.
+
+    Raises:
+        DatalistError: naming the file, when it is missing or not a readable gzip stream, and naming the line and
+            byte when it is not UTF-8.
     """
     path = Path(path)
     if not path.is_file():
         raise DatalistError(f"{path}: file not found")
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile, a cut stream, a corrupt deflate block
+            raise DatalistError(f"{path}: not a readable gzip file ({exc})") from None
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False, comment=comment, **kwargs)
-    except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as exc:
-        raise DatalistError(f"{path}: cannot be read as CSV ({exc})") from exc
-    df.columns = [str(c).strip() for c in df.columns]
-    return df.apply(lambda col: col.str.strip())
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = len(_LINE_END.findall(data, 0, exc.start)) + 1
+        raise DatalistError(
+            f"{path}: line {line}: not UTF-8 (byte 0x{data[exc.start]:02x} at byte offset {exc.start}: {exc.reason})"
+        ) from None
+
+
+def read_csv_records(path: str | os.PathLike, *, comment: str | None = None) -> list[tuple[int, list[str]]]:
+    """The records of a CSV, the header first, each with the line it starts on.
+
+    Every adapter's rows pass through here, so every way a file can be broken is answered once, with the file and
+    the line: bytes that are not UTF-8, a damaged gzip stream, a quote left open (Python's ``csv`` in strict mode;
+    left lenient, an open quote swallows the rest of the file into one field), an empty file.
+
+    Args:
+        path: the CSV (``.csv`` or ``.csv.gz``).
+        comment: lines whose first field starts with this string (after spaces) are skipped (covid severity
+            scores open with ``##`` lines).
+
+    Returns:
+        ``(line, fields)`` per record, fields as written; the header is the first, blank lines are left out.
+
+    Raises:
+        DatalistError: naming the file, and the line where one is to blame.
+    """
+    text = read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    records: list[tuple[int, list[str]]] = []
+    start = 1
+    try:
+        for fields in reader:
+            line, start = start, reader.line_num + 1
+            if len(fields) <= 1 and not "".join(fields).strip():
+                continue  # a blank or whitespace-only line
+            if comment is not None and fields[0].lstrip().startswith(comment):
+                continue
+            records.append((line, fields))
+    except csv.Error as exc:
+        raise DatalistError(f"{path}: line {start}: malformed CSV ({exc})") from None
+    if not records:
+        if not text.strip():
+            raise DatalistError(f"{path}: the file is empty")
+        raise DatalistError(f"{path}: no header line: only blank or comment lines, up to the end at line {start - 1}")
+    return records
+
+
+def read_table(path: str | os.PathLike, *, comment: str | None = None) -> pd.DataFrame:
+    """Read a CSV (``.csv`` or ``.csv.gz``) with every cell as a stripped string, blanks as ``""``.
+
+    Column names are stripped too (SIIM's header is ``ImageId, EncodedPixels``); a nameless column is called
+    ``Unnamed: k`` as pandas does. The frame's index is the CSV line of each row minus 2, so ``index + 2``, which
+    adapters print, is the line even after blank lines. Numbers are parsed by each adapter, where it can say which
+    row was wrong.
+
+    Raises:
+        DatalistError: naming the file (see :func:`read_csv_records`), and the line of a row whose number of
+            fields differs from the header's: such a row was cut short or has a separator too many or too few, so
+            its values would sit in the wrong columns.
+    """
+    (header_line, header), *records = read_csv_records(path, comment=comment)
+    names = [name.strip() or f"Unnamed: {k}" for k, name in enumerate(header)]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise DatalistError(f"{path}: line {header_line}: column name(s) {repeated} appear more than once")
+    width = len(names)
+    rows, lines = [], []
+    for line, fields in records:
+        # even a missing or extra *empty* field is an error: a separator dropped or doubled mid-row looks the same
+        # and shifts every later value into the wrong column (covid's rows all end with a comma, like its header)
+        if len(fields) != width:
+            raise DatalistError(
+                f"{path}: line {line}: {len(fields)} fields where the header has {width} "
+                f"(a line cut short or a separator too many or too few?): {fields[:12]}"
+            )
+        rows.append(fields)
+        lines.append(line)
+    index = pd.Index(np.asarray(lines, dtype=np.int64) - 2)
+    df = pd.DataFrame(rows, columns=names, index=index, dtype=str)
+    return df.apply(lambda column: column.str.strip()) if len(df.columns) else df
 
 
 def require_columns(

@@ -23,6 +23,7 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import (
     UID,
     ExplicitVRLittleEndian,
+    JPEG2000Lossless,
     JPEGBaseline8Bit,
     RLELossless,
     generate_uid,
@@ -43,6 +44,7 @@ TRANSFER_SYNTAXES: dict[str, UID] = {
     "explicit_vr_little_endian": ExplicitVRLittleEndian,
     "rle_lossless": RLELossless,
     "jpeg_baseline": JPEGBaseline8Bit,
+    "jpeg2000_lossless": JPEG2000Lossless,
 }
 
 _PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB")
@@ -140,8 +142,9 @@ def write_cxr_dicom(
         pixel_spacing: PixelSpacing ``(row spacing, column spacing)`` in mm.
         imager_pixel_spacing: ImagerPixelSpacing ``(row spacing, column spacing)`` in mm.
         view_position: ViewPosition (``PA``, ``AP``, ``LL``, ...).
-        transfer_syntax: ``"explicit_vr_little_endian"``, ``"rle_lossless"`` (pydicom's native RLE encoder) or
-            ``"jpeg_baseline"`` (Pillow, lossy, 8-bit unsigned only).
+        transfer_syntax: ``"explicit_vr_little_endian"``, ``"rle_lossless"`` (pydicom's native RLE encoder),
+            ``"jpeg_baseline"`` (Pillow, lossy, 8-bit unsigned only) or ``"jpeg2000_lossless"`` (pylibjpeg-openjpeg,
+            at least 32 rows and columns).
         modality: ``"CR"``, ``"DX"`` or ``"OT"`` (secondary capture); picks the SOP class.
         patient_id: PatientID.
         study_uid: StudyInstanceUID; derived deterministically from the patient id when ``None``.
@@ -157,7 +160,7 @@ def write_cxr_dicom(
 
     Raises:
         ValueError: a value outside the ``bits_stored`` range, a bad shape, or an option combination the
-            transfer syntax cannot hold (e.g. 12-bit JPEG baseline).
+            transfer syntax cannot hold (e.g. 12-bit JPEG baseline, JPEG 2000 under 32 pixels).
     """
     path = Path(path)
     if photometric not in _PHOTOMETRIC:
@@ -172,6 +175,9 @@ def write_cxr_dicom(
     bits_allocated = 8 if bits_stored <= 8 else 16
     if transfer_syntax == "jpeg_baseline" and (bits_stored != 8 or signed or photometric == "RGB"):
         raise ValueError("jpeg_baseline is written for 8-bit unsigned greyscale only (bits_stored=8, signed=False).")
+    if transfer_syntax == "jpeg2000_lossless" and min(arr.shape[:2]) < 32:
+        # openjpeg encodes 6 resolution levels, each halving the image, and pydicom cannot ask for fewer
+        raise ValueError(f"jpeg2000_lossless needs at least 32 rows and columns, got {arr.shape[:2]}.")
     dtype = np.dtype(f"{'<i' if signed else '<u'}{bits_allocated // 8}")
     arr = arr.astype(dtype)
 
@@ -244,6 +250,8 @@ def write_cxr_dicom(
         ds["PixelData"].VR = "OW" if bits_allocated == 16 else "OB"
         if transfer_syntax == "rle_lossless":
             ds.compress(ts_uid, encoding_plugin="pydicom", generate_instance_uid=False)
+        elif transfer_syntax == "jpeg2000_lossless":
+            ds.compress(ts_uid, encoding_plugin="pylibjpeg", generate_instance_uid=False)
 
     for keyword, value in (extra or {}).items():
         if tag_for_keyword(keyword) is None:

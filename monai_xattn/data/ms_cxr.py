@@ -63,17 +63,37 @@ def build_ms_cxr_datalist(
     df = read_table(path)
     require_columns(df, MS_CXR_COLUMNS, path, report, known=("split",))
     numbers = df[["x", "y", "w", "h", "image_width", "image_height"]].apply(pd.to_numeric, errors="coerce")
+    numbers = numbers.astype(float)  # an empty table would stay object-typed
     bad = numbers.index[numbers.isna().any(axis=1)]
     if len(bad):
         raise DatalistError(f"{path}: line {int(bad[0]) + 2}: box or size is not a number: {df.loc[bad[0]].tolist()}")
+    sizes = numbers[["image_width", "image_height"]]
+    # an infinite or fractional size cannot become the entry's integer image_size
+    bad = sizes.index[~(np.isfinite(sizes) & (sizes > 0) & (sizes % 1 == 0)).all(axis=1)]
+    if len(bad):
+        i = bad[0]
+        raise DatalistError(
+            f"{path}: line {int(i) + 2}: image_width/image_height must be positive integers, got "
+            f"{df['image_width'][i]!r}/{df['image_height'][i]!r}"
+        )
     has_split = "split" in df.columns
     if has_split:
-        unknown = sorted(set(df["split"]) - set(MS_CXR_SPLITS))
-        if unknown:
-            raise DatalistError(f"{path}: unknown split value(s) {unknown}; expected {list(MS_CXR_SPLITS)}")
+        unknown = df.index[~df["split"].isin(list(MS_CXR_SPLITS))]
+        if len(unknown):
+            i = unknown[0]
+            raise DatalistError(
+                f"{path}: line {int(i) + 2}: unknown split value(s) {sorted(set(df['split'][unknown]))} "
+                f"({len(unknown)} rows); expected {list(MS_CXR_SPLITS)}"
+            )
     else:
         report.note(f"{path.name} has no split column: split by patient")
     boxes = xywh_to_xyxy(numbers[["x", "y", "w", "h"]].to_numpy())
+    # the converse of the per-image checks below: one image under two dicom_ids would be listed twice
+    ids_per_path = df.groupby("path", sort=False)["dicom_id"].nunique()
+    if (ids_per_path > 1).any():
+        image = ids_per_path.index[ids_per_path > 1][0]
+        lines = [int(i) + 2 for i in df.index[df["path"] == image]]
+        raise DatalistError(f"{path}: path {image} has different dicom_id values on lines {lines}")
 
     entries = []
     for dicom_id, index in df.groupby("dicom_id", sort=False).groups.items():

@@ -36,6 +36,7 @@ __all__ = ["RLE_MODES", "rle_decode", "rle_encode", "detect_rle_mode", "build_si
 
 RLE_MODES = ("relative", "absolute")
 _EMPTY = ("", "-1")
+_MAX_VALUE = 2**40  # far beyond any image; sums of fewer than 2**23 such values stay inside int64
 
 
 def _pairs(rle: str) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +46,7 @@ def _pairs(rle: str) -> tuple[np.ndarray, np.ndarray]:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
     try:
         values = np.array(text.split(), dtype=np.int64)
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a number beyond int64
         raise ValueError(f"RLE {text[:40]!r}: values must be integers") from None
     if len(values) % 2:
         raise ValueError(f"RLE {text[:40]!r}: odd number of values ({len(values)}); expected start/length pairs")
@@ -59,6 +60,12 @@ def _runs(rle: str, n_pixels: int, mode: str) -> tuple[np.ndarray, np.ndarray]:
     if mode not in RLE_MODES:
         raise ValueError(f"mode must be one of {RLE_MODES}, got {mode!r}")
     first, lengths = _pairs(rle)
+    largest = int(max(first.max(), lengths.max())) if len(first) else 0
+    if largest > _MAX_VALUE:
+        # the sums below would wrap round to small numbers for values near 2**63 and let the string pass
+        raise ValueError(
+            f"{mode} RLE {rle.strip()[:40]!r} runs to pixel {largest} or beyond but the image has {n_pixels} pixels"
+        )
     if mode == "relative":
         starts = np.cumsum(first + lengths) - lengths
     else:
@@ -135,43 +142,59 @@ def rle_encode(mask: np.ndarray, mode: str = "relative") -> str:
     return " ".join(map(str, np.stack([first, ends - starts], axis=1).ravel().tolist()))
 
 
-def detect_rle_mode(rles: Iterable[tuple[str, int]]) -> tuple[str, str]:
+def detect_rle_mode(rles: Iterable[tuple[str, int] | tuple[str, int, str]]) -> tuple[str, str]:
     """Decide whether a dataset's RLE strings are relative or absolute.
 
     A string can be absolute iff its starts strictly increase, runs do not overlap and the last run ends
-    within the image; it can be relative iff its gaps and lengths add up to at most the image size.
+    within the image; it can be relative iff its gaps and lengths add up to at most the image size. Strings that
+    fit neither reading are bad whatever the mode (the adapter drops their images) and do not vote.
 
     Args:
-        rles: ``(rle, n_pixels)`` for every non-empty string of the dataset.
+        rles: ``(rle, n_pixels)`` or ``(rle, n_pixels, where)`` for every non-empty string of the dataset;
+            ``where`` (e.g. ``"<ImageId> (line n)"``) is quoted in the error.
 
     Returns:
         ``(mode, why)``; when every string fits both readings (e.g. single runs) the SIIM original,
         ``relative``, is returned and ``why`` says so.
 
     Raises:
-        ValueError: when some strings fit only one reading and others only the other.
+        ValueError: for a malformed string, or when some strings fit only one reading and others only the other
+            (naming one of each).
     """
-    n_total = n_abs = n_rel = 0
-    for rle, n_pixels in rles:
+    n_total = n_both = n_neither = 0
+    only_abs: list[str] = []
+    only_rel: list[str] = []
+    for k, (rle, n_pixels, *where) in enumerate(rles):
         first, lengths = _pairs(rle)
         if not len(first):
             continue
         n_total += 1
+        if max(first.max(), lengths.max()) > n_pixels:  # also keeps the sums below from overflowing
+            n_neither += 1
+            continue
         ends = first + lengths - 1
-        n_abs += bool((first >= 1).all() and (first[1:] > ends[:-1]).all() and ends[-1] <= n_pixels)
-        n_rel += bool(first.sum() + lengths.sum() <= n_pixels)
-    if n_total == 0:
-        return "relative", "no non-empty RLE string; mode irrelevant"
-    if n_abs == n_total and n_rel == n_total:
-        return "relative", f"all {n_total} strings fit both readings; assumed relative (SIIM train-rle.csv)"
-    if n_rel == n_total:
-        return "relative", f"{n_total - n_abs} of {n_total} strings are not valid absolute RLE"
-    if n_abs == n_total:
-        return "absolute", f"{n_total - n_rel} of {n_total} strings overrun the image when read as relative"
-    raise ValueError(
-        f"RLE strings fit neither reading consistently: {n_total - n_abs} invalid as absolute, "
-        f"{n_total - n_rel} invalid as relative (of {n_total}); pass rle_mode explicitly"
-    )
+        fits_abs = bool((first >= 1).all() and (first[1:] > ends[:-1]).all() and ends[-1] <= n_pixels)
+        fits_rel = bool(first.sum() + lengths.sum() <= n_pixels)
+        label = where[0] if where else f"string #{k}"
+        n_both += fits_abs and fits_rel
+        n_neither += not (fits_abs or fits_rel)
+        if fits_abs and not fits_rel:
+            only_abs.append(label)
+        if fits_rel and not fits_abs:
+            only_rel.append(label)
+    ignored = f"; {n_neither} fit neither reading" if n_neither else ""
+    if n_total == n_neither:
+        return "relative", f"no usable non-empty RLE string; mode irrelevant{ignored}"
+    if only_abs and only_rel:
+        raise ValueError(
+            f"RLE strings fit neither reading consistently: {len(only_abs)} fit only absolute (e.g. {only_abs[0]}), "
+            f"{len(only_rel)} only relative (e.g. {only_rel[0]}) of {n_total}; pass rle_mode explicitly"
+        )
+    if only_abs:
+        return "absolute", f"{len(only_abs)} of {n_total} strings overrun the image when read as relative{ignored}"
+    if only_rel:
+        return "relative", f"{len(only_rel)} of {n_total} strings are not valid absolute RLE{ignored}"
+    return "relative", f"all {n_both} strings fit both readings; assumed relative (SIIM train-rle.csv){ignored}"
 
 
 def build_siim_datalist(
@@ -232,10 +255,22 @@ def build_siim_datalist(
         report.note(f"{n_multi} images have several RLE rows; their masks are united")
 
     entries = []
+    rle_lines: dict[str, list[int]] = {}  # CSV line of each RLE string, for messages
     for image_id, rows in rows_per_image["EncodedPixels"]:
         path = by_id.get(image_id)
         if path is None:
             report.drop(image_id, "image file missing")
+            continue
+        # a string that is not start/length pairs leaves the image's mask unknown: the image is a counted drop
+        malformed: tuple[str, str] | None = None
+        for i, rle in rows.items():
+            try:
+                _pairs(rle)
+            except ValueError as exc:
+                malformed = f"{image_id} (line {int(i) + 2})", f"bad RLE: {str(exc).split(': ', 1)[-1]}"
+                break
+        if malformed is not None:
+            report.drop(*malformed)
             continue
         if read_headers:
             try:
@@ -251,6 +286,7 @@ def build_siim_datalist(
                 "study_id": "",
             }
         rles = [r for r in rows.tolist() if r != "-1"]
+        rle_lines[image_id] = [int(i) + 2 for i, r in rows.items() if r != "-1"]
         entries.append(
             {
                 "image": path.relative_to(root).as_posix(),
@@ -269,7 +305,11 @@ def build_siim_datalist(
     if not read_headers:
         report.note("read_headers=False: image size assumed, split by image (no PatientID)")
 
-    strings = [(r, e["image_size"][0] * e["image_size"][1]) for e in entries for r in e["rle"]]
+    strings = [
+        (r, e["image_size"][0] * e["image_size"][1], f"{e['image_id']} (line {line})")
+        for e in entries
+        for r, line in zip(e["rle"], rle_lines[e["image_id"]], strict=True)
+    ]
     if rle_mode == "auto":
         try:
             rle_mode, why = detect_rle_mode(strings)

@@ -336,23 +336,35 @@ class AttributeMatcher:
             t_first, t_last = token_of(t_start), token_of(t_end - 1)
             t_scope = np.searchsorted(bounds, t_start, side="right")
             t_post_scope = np.searchsorted(post_bounds, t_start, side="right")
-            # (C, T): token gap between each trigger and each mention, in either direction
-            same = c_scope[:, None] == t_scope[None, :]
-            same_post = c_post_scope[:, None] == t_post_scope[None, :]
-            gap_pre = c_first[:, None] - t_last[None, :] - 1
-            gap_post = t_first[None, :] - c_last[:, None] - 1
-            pre = same & t_pre[None, :] & (t_end[None, :] <= c_start[:, None]) & (gap_pre <= self.rules.window)
+            # Only triggers within the token windows can govern a mention. Matches do not overlap, so the trigger
+            # arrays are sorted and those candidates are one contiguous run [lo, hi) per mention, at most about
+            # window + post_window long; comparing every mention with every trigger instead costs C x T memory
+            # (gigabytes for a 1 MB text).
+            lo = np.searchsorted(t_last, c_first - self.rules.window - 1, side="left")
+            hi = np.searchsorted(t_first, c_last + self.rules.post_window + 1, side="right")
+            width = int((hi - lo).max(initial=0))
+            # (C, K): candidate trigger k of each mention; columns past hi are masked out
+            cand = lo[:, None] + np.arange(max(width, 1))[None, :]
+            valid = cand < hi[:, None]
+            cand = np.minimum(cand, len(triggers) - 1)
+            same = c_scope[:, None] == t_scope[cand]
+            same_post = c_post_scope[:, None] == t_post_scope[cand]
+            gap_pre = c_first[:, None] - t_last[cand] - 1
+            gap_post = t_first[cand] - c_last[:, None] - 1
+            pre = valid & same & t_pre[cand] & (t_end[cand] <= c_start[:, None]) & (gap_pre <= self.rules.window)
             post = (
-                same_post
-                & t_post[None, :]
-                & (t_start[None, :] >= c_end[:, None])
+                valid
+                & same_post
+                & t_post[cand]
+                & (t_start[cand] >= c_end[:, None])
                 & (gap_post <= self.rules.post_window)
             )
             big = np.iinfo(np.int64).max
             dist = np.minimum(np.where(pre, gap_pre, big), np.where(post, gap_post, big))
+            # candidates are in trigger order, so ties go to the earlier trigger, as over all triggers
             nearest = dist.argmin(axis=1)
             governed = dist[np.arange(len(concepts)), nearest] < big
-            status = np.where(governed, t_status[nearest], _POSITIVE)
+            status = np.where(governed, t_status[cand[np.arange(len(concepts)), nearest]], _POSITIVE)
 
         return concepts, status
 

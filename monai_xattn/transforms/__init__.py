@@ -11,7 +11,7 @@ from monai_xattn.transforms.box import (
     validate_boxes,
     xywh_to_xyxy,
 )
-from monai_xattn.transforms.io import CXRLoadError, LoadCXR, LoadCXRD, LoadCXRd, LoadCXRDict
+from monai_xattn.transforms.io import CXRLoadError, CXRMetadataWarning, LoadCXR, LoadCXRD, LoadCXRd, LoadCXRDict
 from monai_xattn.transforms.mask import RLEToMask, RLEToMaskD, RLEToMaskd, RLEToMaskDict
 from monai_xattn.transforms.text import (
     ExtractAttributes,
@@ -31,6 +31,7 @@ from monai_xattn.transforms.text import (
 __all__ = [
     # io
     "CXRLoadError",
+    "CXRMetadataWarning",
     "LoadCXR",
     "LoadCXRd",
     "LoadCXRD",

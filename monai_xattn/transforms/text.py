@@ -278,6 +278,25 @@ class ExtractAttributesd(MapTransform):
         return d
 
 
+def _check_encodable(text: Any, index: int) -> None:
+    """Raise naming the text and the character when ``text`` cannot reach a Rust tokenizer.
+
+    Hugging Face fast tokenizers take UTF-8; a lone surrogate (left by ``errors="surrogateescape"`` decoding or by
+    a broken UTF-16 source) makes them raise a bare ``TypeError`` about ``TextEncodeInput`` that names neither.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"Tokenize: text {index} is a {type(text).__name__}, not a str")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as e:
+        snippet = text[max(0, e.start - 20) : e.start + 20]
+        raise ValueError(
+            f"Tokenize: text {index} holds a lone surrogate U+{ord(text[e.start]):04X} at character {e.start} "
+            f"(near {snippet!r}), which has no UTF-8 form; read reports with errors='replace' (LoadReport's "
+            "option), not 'surrogateescape'"
+        ) from None
+
+
 class Tokenize(Transform):
     """Text -> Hugging Face fast-tokenizer ids, attention mask and word ids.
 
@@ -294,6 +313,10 @@ class Tokenize(Transform):
     Returns:
         ``{"input_ids", "attention_mask", "word_ids"}`` LongTensors of shape ``(L,)`` for one text or ``(N, L)``
         for a list of N texts.
+
+    Raises:
+        ValueError: naming the text's index and the character, for a text holding a lone surrogate (it has no
+            UTF-8 form, so no tokenizer can read it).
     """
 
     def __init__(
@@ -317,6 +340,8 @@ class Tokenize(Transform):
         texts = [text] if single else list(text)
         if not texts:
             raise ValueError("Tokenize got an empty list of texts")
+        for i, t in enumerate(texts):
+            _check_encodable(t, i)
         enc = self.tokenizer(
             texts,
             max_length=self.max_length,

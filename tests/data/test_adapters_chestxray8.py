@@ -129,3 +129,17 @@ def test_nih_two_data_entry_files_is_ambiguous(nih_root):
         build_chestxray8_datalist(nih_root)
     datalist, _ = build_chestxray8_datalist(nih_root, data_entry=nih_root / "Data_Entry_2017.csv")
     assert sum(len(v) for v in datalist.values()) == 5
+
+
+def test_nih_bytes_that_are_not_utf8_name_the_line(nih_root):
+    (nih_root / "BBox_List_2017.csv").write_bytes(BBOX.encode().replace(b"Infiltrate", b"Infiltr\xe9"))
+    with pytest.raises(DatalistError, match=r"BBox_List_2017\.csv: line 3: not UTF-8"):
+        build_chestxray8_datalist(nih_root)
+
+
+def test_nih_box_lines_count_blank_lines(nih_root):
+    (nih_root / "BBox_List_2017.csv").write_text(
+        BBOX.replace("00000001_000.png,Infiltrate", "\n00000001_000.png,Infiltrate")
+    )
+    _, report = build_chestxray8_datalist(nih_root)
+    assert ("00000009_000.png (BBox line 6)", "box for an image not in Data_Entry") in report.drops

@@ -156,3 +156,15 @@ def test_5x200_datalist_and_reports(tmp_path):
     assert [e["class"] for e in datalist["test"]] == merged["class"].tolist()
     assert all(e["report_text"].startswith("impression") for e in datalist["test"])
     assert report.images == 20 and any("seed 3" in n for n in report.notes)
+
+
+def test_duplicate_path_and_short_row_name_the_lines(chexpert_root):
+    root, _ = chexpert_root
+    text = (root / "train.csv").read_text().splitlines()
+    (root / "train.csv").write_text("\n".join(text + [text[2]]) + "\n")
+    with pytest.raises(DatalistError, match=r"train\.csv: duplicate Path '.*view2_lateral\.jpg' on lines \[3, 7\]"):
+        build_chexpert_datalist(root)
+    # a row cut short would otherwise read its missing labels as blank (= not mentioned)
+    (root / "train.csv").write_text("\n".join(text[:3] + [text[3].rsplit(",", 4)[0]]) + "\n")
+    with pytest.raises(DatalistError, match=r"train\.csv: line 4: 15 fields where the header has 19"):
+        build_chexpert_datalist(root)

@@ -13,6 +13,7 @@ from monai_xattn.data.datalist import (
     ensure_outside,
     load_datalist,
     normalize_view,
+    read_table,
     split_groups,
     validate_datalist,
     write_datalist,
@@ -178,3 +179,58 @@ def test_name_options():
     assert as_names(["PA", "AP"], "views", VIEWS) == ("PA", "AP") and as_names(None, "views") is None
     with pytest.raises(ValueError, match=r"views: unknown value\(s\) \['Frontal'\]"):
         as_names(["Frontal"], "views", VIEWS)
+
+
+# ---------------------------------------------------------------- read_table: the one place CSV rows are parsed
+
+
+def test_read_table_rows_carry_their_line(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b'\xef\xbb\xbf id , v\r\n\r\na, 1 \r\n   \r\n"b,c","x\ny"\r\nd,2\r\n')
+    df = read_table(path)
+    assert list(df.columns) == ["id", "v"]  # byte-order mark and spaces gone
+    assert df["id"].tolist() == ["a", "b,c", "d"] and df["v"].tolist() == ["1", "x\ny", "2"]
+    assert (df.index + 2).tolist() == [3, 5, 7]  # index + 2 is the line, blank lines and quoted newlines included
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", r"t\.csv: the file is empty"),
+        (b"\n  \n", r"t\.csv: the file is empty"),
+        (b"id,v\na,1\nb\n", r"t\.csv: line 3: 1 fields where the header has 2"),
+        (b"id,v\na,1,\n", r"t\.csv: line 2: 3 fields where the header has 2"),  # even an empty extra field
+        (b"id,v\na,1\nb,\xff\n", r"t\.csv: line 3: not UTF-8 \(byte 0xff"),
+        (b'id,v\na,"1\nb,2\n', r"t\.csv: line 2: malformed CSV"),  # an open quote would swallow the rest
+        (b"id,id\na,1\n", r"t\.csv: line 1: column name\(s\) \['id'\] appear more than once"),
+    ],
+)
+def test_read_table_names_the_file_and_line(tmp_path, content, message):
+    path = tmp_path / "t.csv"
+    path.write_bytes(content)
+    with pytest.raises(DatalistError, match=message):
+        read_table(path)
+
+
+def test_read_table_gzip(tmp_path):
+    import gzip
+
+    path = tmp_path / "t.csv.gz"
+    path.write_bytes(gzip.compress(b"id,v\na,1\n"))
+    assert read_table(path)["v"].tolist() == ["1"]
+    for damaged in (gzip.compress(b"id,v\na,1\n")[:-12], b"id,v\na,1\n"):
+        path.write_bytes(damaged)
+        with pytest.raises(DatalistError, match=r"t\.csv\.gz: not a readable gzip file"):
+            read_table(path)
+    path.write_bytes(gzip.compress(b"id,v\na,\xe9\n"))
+    with pytest.raises(DatalistError, match=r"t\.csv\.gz: line 2: not UTF-8"):
+        read_table(path)
+
+
+def test_read_table_comment_lines(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("## a note, with a comma\nid,v\na,1\n")
+    assert read_table(path, comment="#")["id"].tolist() == ["a"]
+    path.write_text("## only notes\n")
+    with pytest.raises(DatalistError, match=r"no header line: only blank or comment lines, up to the end at line 1"):
+        read_table(path, comment="#")

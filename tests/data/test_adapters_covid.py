@@ -88,3 +88,20 @@ def test_covid_errors(covid_root):
     (covid_root / "metadata.csv").write_text("patientid,finding,view,modality,filename\n")
     with pytest.raises(DatalistError, match=r"missing column\(s\) \['folder'\]"):
         build_covid_datalist(covid_root)
+
+
+def test_covid_lines_after_blank_lines_and_severity_errors(covid_root):
+    text = (covid_root / "metadata.csv").read_text().splitlines()
+    (covid_root / "metadata.csv").write_text("\n".join(text[:2] + [""] + text[2:]) + "\n")
+    _, report = build_covid_datalist(covid_root)
+    assert dict(report.drops)["volumes/d.nii.gz (line 6)"] == "modality CT"  # the line in the file
+    scores = covid_root / "annotations" / "covid-severity-scores.csv"
+    scores.write_text("## note\nfilename,geographic_mean,opacity_mean\na.jpg,3.5,x\n")
+    with pytest.raises(DatalistError, match=r"covid-severity-scores\.csv: line 3: score is not a number"):
+        build_covid_datalist(covid_root)
+    scores.write_text("## note\nfilename,geographic_mean,opacity_mean\na.jpg,3.5,2,1\n")
+    with pytest.raises(DatalistError, match=r"covid-severity-scores\.csv: line 3: 4 fields where the header has 3"):
+        build_covid_datalist(covid_root)
+    scores.write_bytes(b"## note\nfilename,geographic_mean,opacity_mean\n\xff.jpg,1,1\n")
+    with pytest.raises(DatalistError, match=r"covid-severity-scores\.csv: line 3: not UTF-8"):
+        build_covid_datalist(covid_root)

@@ -173,3 +173,37 @@ def test_ms_cxr_inconsistent_rows(mimic_root, tmp_path):
     csv.write_text(MS_CXR.replace(",val\n", ",holdout\n"))
     with pytest.raises(DatalistError, match="unknown split"):
         build_ms_cxr_datalist(mimic_root, csv_path=csv)
+
+
+@pytest.mark.parametrize("rows", ["1e999", "3056.5", "0"])
+def test_mimic_size_must_be_a_positive_integer(mimic_root, rows):
+    gz(mimic_root / "mimic-cxr-2.0.0-metadata.csv.gz", META.replace("LATERAL,3056,", f"LATERAL,{rows},"))
+    with pytest.raises(DatalistError, match=r"metadata\.csv\.gz: line 3: Rows/Columns not positive integers"):
+        build_mimic_cxr_datalist(mimic_root)
+
+
+def test_mimic_unknown_split_names_the_line(mimic_root):
+    gz(mimic_root / "mimic-cxr-2.0.0-split.csv.gz", SPLIT.replace(",test\nffff", ",tst\nffff"))
+    with pytest.raises(DatalistError, match=r"split\.csv\.gz: line 4: unknown split value\(s\) \['tst'\]"):
+        build_mimic_cxr_datalist(mimic_root)
+
+
+def test_mimic_damaged_table_names_the_file(mimic_root):
+    path = mimic_root / "mimic-cxr-2.0.0-split.csv.gz"
+    path.write_bytes(path.read_bytes()[:-10])  # a download cut short
+    with pytest.raises(DatalistError, match=r"split\.csv\.gz: not a readable gzip file"):
+        build_mimic_cxr_datalist(mimic_root)
+
+
+def test_ms_cxr_size_and_image_identity(mimic_root, tmp_path):
+    csv = tmp_path / "ms.csv"
+    csv.write_text(MS_CXR.replace("30,40,1800,2000,train", "30,40,1e999,2000,train"))
+    with pytest.raises(DatalistError, match=r"ms\.csv: line 5: image_width/image_height must be positive integers"):
+        build_ms_cxr_datalist(mimic_root, csv_path=csv)
+    # a garbled dicom_id would list one image twice, under two ids
+    csv.write_text(MS_CXR.replace(f"{D1},Pleural effusion", f"x{D1},Pleural effusion"))
+    with pytest.raises(DatalistError, match=r"different dicom_id values on lines \[2, 3, 4\]"):
+        build_ms_cxr_datalist(mimic_root, csv_path=csv)
+    csv.write_text(MS_CXR.replace(",val\n", ",holdout\n"))
+    with pytest.raises(DatalistError, match=r"ms\.csv: line 6: unknown split value\(s\) \['holdout'\]"):
+        build_ms_cxr_datalist(mimic_root, csv_path=csv)

@@ -188,3 +188,28 @@ def test_cli_writes_siim_and_rsna(siim_root, rsna_root, tmp_path, capsys):
     out = tmp_path / "out" / "rsna.json"
     assert main(["datalist", "rsna", "--root", str(rsna_root), "--output", str(out)]) == 0
     assert "rsna: 4 images, 0 studies, 4 patients, 2 boxes, 2 positives (Target = 1)" in capsys.readouterr().out
+
+
+def test_siim_malformed_rle_is_a_counted_drop_naming_the_line(siim_root):
+    root, masks = siim_root
+    lines = ["ImageId, EncodedPixels", f"1.2.3, {rle_encode(masks['1.2.3'][0])}", "1.2.3, 5 5 9", "1.2.4, 3 x"]
+    lines += ["1.2.5, 99999999999999999999 3", "1.2.6, 9223372036854775000 5 10 5"]
+    (root / "train-rle.csv").write_text("\n".join(lines) + "\n")
+    datalist, report = build_siim_datalist(root)  # auto mode: the bad strings must not stop the detection
+    assert all_entries(datalist) == {}
+    reasons = dict(report.drops)
+    assert reasons["1.2.3 (line 3)"] == "bad RLE: odd number of values (3); expected start/length pairs"
+    assert reasons["1.2.4 (line 4)"] == "bad RLE: values must be integers"
+    assert reasons["1.2.5 (line 5)"] == "bad RLE: values must be integers"  # beyond int64
+    # near 2**63 the relative sums would wrap round and pass: the image is dropped, not decoded
+    assert "runs to pixel 9223372036854775000 or beyond" in reasons["1.2.6"]
+
+
+def test_siim_overrun_in_auto_mode_is_a_counted_drop(siim_root):
+    root, masks = siim_root
+    lines = ["ImageId, EncodedPixels", f"1.2.3, {rle_encode(masks['1.2.3'][0])}", f"1.2.4, 0 {W * H + 1}"]
+    (root / "train-rle.csv").write_text("\n".join(lines) + "\n")
+    datalist, report = build_siim_datalist(root)
+    assert sorted(all_entries(datalist)) == ["1.2.3"]
+    assert any(i == "1.2.4" and "runs to pixel" in r for i, r in report.drops)
+    assert any("1 fit neither reading" in n for n in report.notes)

@@ -105,3 +105,12 @@ def test_detect_mode():
     assert mode == "relative" and "both" in why
     with pytest.raises(ValueError, match="neither"):
         detect_rle_mode([relative[0], absolute[0]])
+
+
+def test_detect_mode_ignores_strings_that_fit_neither_and_names_the_conflict():
+    assert detect_rle_mode([("5 3", 100), ("0 500", 100)]) == (
+        "relative",
+        "all 1 strings fit both readings; assumed relative (SIIM train-rle.csv); 1 fit neither reading",
+    )
+    with pytest.raises(ValueError, match=r"1 fit only absolute \(e\.g\. b \(line 3\)\), 1 only relative \(e\.g\. a"):
+        detect_rle_mode([("5 3 1 2", 100, "a (line 2)"), ("50 3 90 5", 100, "b (line 3)")])

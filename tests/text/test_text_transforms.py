@@ -108,6 +108,16 @@ def test_tokenize_word_ids(tokenizer):
     assert batch["input_ids"].shape == (2, 8) and batch["attention_mask"][0].all()  # truncated, full
 
 
+def test_tokenize_refuses_a_lone_surrogate_naming_the_text(tokenizer):
+    # surrogateescape-decoded bytes: the Rust tokenizer's own error is a TypeError that names nothing
+    text = b"FINDINGS: opacit\xe9 in the right lower lobe".decode("utf-8", errors="surrogateescape")
+    with pytest.raises(ValueError, match=r"Tokenize: text 1 holds a lone surrogate U\+DCE9 at character 16"):
+        Tokenize(tokenizer)(["no finding", text])
+    assert Tokenize(tokenizer, max_length=8)(text.encode("utf-8", "surrogateescape").decode("utf-8", "replace"))[
+        "input_ids"
+    ].shape == (8,)
+
+
 def test_tokenized_prefixes_and_errors(tokenizer, tmp_path):
     d = Tokenized(["findings", "impression"], tokenizer, max_length=12)({"findings": "a b", "impression": "c"})
     assert d["findings_input_ids"].shape == (12,) and "impression_word_ids" in d

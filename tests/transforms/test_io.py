@@ -3,6 +3,8 @@ MONAI's ``LoadImage``, metadata, and one clear error per kind of bad input."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pydicom
 import pytest
@@ -376,3 +378,96 @@ def test_meta_survives_a_weights_only_persistent_cache(tmp_path, stored):
     np.testing.assert_array_equal(cached.numpy(), first.numpy())
     np.testing.assert_array_equal(cached.meta["spacing"], [0.1, 0.2])
     assert cached.meta["filename_or_obj"] == str(path)
+
+
+# --- damaged files: optional metadata is dropped, essential data is an error -----------------------------------------
+
+
+def test_clean_files_drop_nothing(tmp_path, stored):
+    img = LoadCXR()(write_cxr_dicom(tmp_path / "a.dcm", stored, window=([2048.0], [3000.0]), pixel_spacing=(1, 1)))
+    assert img.meta["dropped_tags"] == ""
+    Image.fromarray(stored.astype(np.uint8)).save(tmp_path / "b.png")
+    assert LoadCXR()(tmp_path / "b.png").meta["dropped_tags"] == ""
+
+
+def test_too_narrow_window_is_dropped_with_a_warning(tmp_path, stored):
+    # PS3.3 C.11.2.1.2: a LINEAR width must be >= 1; the file's other content is fine, so the image is kept
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([2048.0], [3000.0]), extra={"WindowWidth": "0.5"})
+    with pytest.warns(cxr_io.CXRMetadataWarning, match=rf"{path}.*WindowWidth \(0028,1051\).*width 0.5"):
+        img = LoadCXR()(path)
+    np.testing.assert_allclose(as_rows_cols(img), minmax(stored), atol=ATOL, rtol=0)
+    assert (img.meta["intensity"], img.meta["dropped_tags"]) == ("minmax", "WindowWidth")
+
+
+def test_unknown_voi_function_drops_the_window(tmp_path, stored):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([2048.0], [3000.0]), extra={"VOILUTFunction": "CUBIC"})
+    with pytest.warns(cxr_io.CXRMetadataWarning, match="VOILUTFunction.*'CUBIC'"):
+        img = LoadCXR()(path)
+    assert (img.meta["intensity"], img.meta["dropped_tags"]) == ("minmax", "VOILUTFunction")
+
+
+def test_voi_elements_are_not_read_when_voi_is_off(tmp_path, stored):
+    # only what the options make the loader use is checked: voi=False never touches the damaged window
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([2048.0], [3000.0]), extra={"WindowWidth": "0.5"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", cxr_io.CXRMetadataWarning)
+        assert LoadCXR(voi=False)(path).meta["dropped_tags"] == ""
+
+
+def test_pixel_data_longer_than_the_header_says_is_an_error(tmp_path, stored):
+    # a damaged Rows would otherwise give a smaller, scrambled image: pydicom ignores the excess bytes
+    path = _rewrite(write_cxr_dicom(tmp_path / "a.dcm", stored), Rows=ROWS - 1)
+    with pytest.raises(CXRLoadError, match=rf"a.dcm: PixelData holds {2 * ROWS * COLS} bytes.*Rows x Columns"):
+        LoadCXR()(path)
+    # less than a row beyond is padding, as pydicom reads it
+    padded = write_cxr_dicom(tmp_path / "b.dcm", stored)
+    ds = pydicom.dcmread(padded)
+    ds.PixelData += b"\0\0"
+    ds.save_as(padded)
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(padded)), minmax(stored), atol=ATOL, rtol=0)
+
+
+def test_rescale_needs_both_slope_and_intercept_like_pydicom(tmp_path, stored):
+    # PS3.3 C.11.1: pydicom rescales only when both are present; the float32 path must agree with the table path
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, window=([1500.0], [1000.0]), extra={"RescaleSlope": "2"})
+    modality = cxr_io.apply_modality_lut(stored, pydicom.dcmread(path))
+    np.testing.assert_array_equal(modality, stored)
+    np.testing.assert_allclose(as_rows_cols(LoadCXR()(path)), linear_window(modality, 1500.0, 1000.0), atol=ATOL)
+
+
+@pytest.mark.parametrize("keyword, value", [("RescaleSlope", "0"), ("PresentationLUTShape", "SIDEWAYS")])
+def test_essential_values_outside_their_definition_are_errors(tmp_path, stored, keyword, value):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, rescale=(1.0, 0.0), extra={keyword: value})
+    with pytest.raises(CXRLoadError, match=rf"a.dcm: .*{keyword}"):
+        LoadCXR()(path)
+
+
+def test_any_exception_while_loading_names_the_file(tmp_path, stored, monkeypatch):
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored)
+
+    def broken(pixels):
+        raise TypeError("an error from deep inside")
+
+    monkeypatch.setattr(cxr_io, "_transposed", broken)
+    with pytest.raises(
+        CXRLoadError, match=r"a.dcm: could not be loaded \(TypeError: an error from deep inside\)"
+    ) as info:
+        LoadCXR()(path)
+    assert info.value.path == str(path) and isinstance(info.value.__cause__, TypeError)
+
+
+def test_jpeg2000_lossless_equals_uncompressed(tmp_path):
+    s = np.random.default_rng(2).integers(0, 4096, (ROWS + 16, COLS))  # openjpeg needs >= 32 rows and columns
+    kwargs = dict(photometric="MONOCHROME1", window=([2000.0], [3000.0]))
+    raw = LoadCXR()(write_cxr_dicom(tmp_path / "raw.dcm", s, **kwargs))
+    j2k = LoadCXR()(write_cxr_dicom(tmp_path / "j2k.dcm", s, transfer_syntax="jpeg2000_lossless", **kwargs))
+    assert pydicom.dcmread(tmp_path / "j2k.dcm").file_meta.TransferSyntaxUID == pydicom.uid.JPEG2000Lossless
+    np.testing.assert_array_equal(j2k.numpy(), raw.numpy())
+
+
+def test_header_beyond_any_chest_x_ray_is_an_error_before_decoding(tmp_path, stored):
+    # a compressed file's decoder would allocate Rows x Columns first: 65535 x 65535 x 2 bytes is 8 GiB
+    path = write_cxr_dicom(tmp_path / "a.dcm", stored, transfer_syntax="rle_lossless")
+    path = _rewrite(path, Rows=65535, Columns=65535)
+    with pytest.raises(CXRLoadError, match="a.dcm: Rows x Columns = 65535 x 65535, beyond any chest X-ray"):
+        LoadCXR()(path)
