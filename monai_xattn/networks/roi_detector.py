@@ -292,7 +292,7 @@ def create_roi_detector(
     hns_positive_fraction: float = 0.3,
     box_loss: str = "giou",
     backbone_weights: str | os.PathLike | None = None,
-    backbone_transpose: bool = True,
+    backbone_transpose: bool | None = None,
     **roi_kwargs,
 ) -> RoiDetector:
     """Build a trainable 2D :class:`RoiDetector` with MONAI's detection components.
@@ -313,7 +313,7 @@ def create_roi_detector(
         hns_batch_size_per_image, hns_positive_fraction: hard-negative sampler.
         box_loss: ``"giou"`` or ``"smooth_l1"``.
         backbone_weights: optional file for :func:`load_backbone_weights` (ImageNet or GLoRIA ResNet).
-        backbone_transpose: ``transpose_kernels`` of :func:`load_backbone_weights`.
+        backbone_transpose: ``transpose_kernels`` of :func:`load_backbone_weights` (``None``: from the file).
     """
     if depth not in _RESNETS:
         raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}.")
@@ -385,7 +385,7 @@ def load_backbone_weights(
     detector: RetinaNetDetector,
     source: str | os.PathLike | Mapping[str, Tensor],
     prefix: str | None = None,
-    transpose_kernels: bool = True,
+    transpose_kernels: bool | None = None,
 ) -> _IncompatibleKeys:
     """Initialise the detector's ResNet from a torchvision-layout ResNet state dict (ImageNet, GLoRIA).
 
@@ -401,8 +401,9 @@ def load_backbone_weights(
         prefix: key prefix of the ResNet trunk in ``source``.
         transpose_kernels: torchvision ImageNet and official GLoRIA weights were learned on ``(H, W)`` arrays
             while MONAI images are ``(W, H)``; transposing every kernel makes the backbone compute exactly the
-            (transposed) features the original network computes on the upright image. Pass ``False`` for
-            weights trained in MONAI's frame (``monai_xattn`` GLoRIA checkpoints).
+            (transposed) features the original network computes on the upright image. ``None`` (default) decides
+            from the file's keys (:func:`~monai_xattn.networks.weights_frame`: ``monai_xattn`` GLoRIA checkpoints
+            are already in MONAI's frame, everything else is transposed); ``True`` / ``False`` force it.
 
     Returns:
         ``(missing_keys, unexpected_keys)`` relative to the backbone; both are also logged. Keys of stages the

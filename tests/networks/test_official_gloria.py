@@ -101,3 +101,23 @@ def test_a_trunk_only_file_is_not_a_gloria(tmp_path, official_gloria):
         load_gloria_weights(GLoRIA(depth=50), path)  # ... but not GLoRIA's two encoders
     with pytest.raises(ValueError, match=r"chexpert_resnet50\.ckpt: the weights do not fit this GLoRIA .* depth 50"):
         load_gloria_weights(GLoRIA(depth=18), official_gloria.path)
+
+
+def test_own_gloria_checkpoint_loads_as_it_is_everywhere(tmp_path):
+    """``gloria_pretrain`` output was learned in MONAI's frame: no network may transpose it (the frame comes from
+    the keys)."""
+    from monai_xattn.networks import GloriaImageEncoder
+
+    encoder = GloriaImageEncoder(embed_dim=8, depth=18)
+    path = tmp_path / "model.pt"
+    torch.save({"image_encoder": encoder.state_dict(), "text_encoder": {}}, path)
+    trunk = encoder.backbone.state_dict()
+    assert weights_frame(["image_encoder.backbone.conv1.weight"]) == "WH"
+    detector = create_roi_detector(depth=18, returned_layers=(1, 2, 3))
+    load_backbone_weights(detector, path)
+    body = _unwrap(detector.network).feature_extractor.body.state_dict()
+    unet = CXRUNet(depth=18, init="gloria", weights=path).encoder.state_dict()
+    probe = gloria_trunk(path, depth=18).state_dict()
+    for key in ("conv1.weight", "layer1.0.conv1.weight", "layer3.1.conv2.weight", "layer2.0.downsample.0.weight"):
+        for loaded in (body, unet, probe):
+            assert torch.equal(loaded[key], trunk[key]), key
