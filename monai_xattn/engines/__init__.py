@@ -1,5 +1,11 @@
 """monai_xattn.engines."""
 
+from monai_xattn.engines.bad_samples import (
+    SkipBadSamples,
+    SkippedSamplesHandler,
+    TooManyBadSamplesError,
+    skip_bad_samples,
+)
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
 from monai_xattn.engines.detection import (
     DetectionLoss,
@@ -19,6 +25,10 @@ from monai_xattn.engines.gloria import (
 from monai_xattn.engines.segmentation import RLESubmissionSaver, balanced_fraction, is_positive
 
 __all__ = [
+    "SkipBadSamples",
+    "SkippedSamplesHandler",
+    "TooManyBadSamplesError",
+    "skip_bad_samples",
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
     "ResumeCheckpointLoader",
