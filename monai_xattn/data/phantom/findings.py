@@ -27,6 +27,7 @@ __all__ = [
     "render_findings",
     "render_distractors",
     "mask_to_box",
+    "keep_visible",
 ]
 
 DIFFICULTIES = ("easy", "medium", "hard")
@@ -81,7 +82,9 @@ class Finding:
         zone: ``"upper"``, ``"middle"``, ``"lower"`` or ``None``.
         lobe: ``RUL``, ``RML``, ``RLL``, ``LUL``, ``lingula``, ``LLL`` or ``None``.
         opacity: opacity type of a pneumonia (or pneumonia-like atelectasis): one of :data:`OPACITY_TYPES`.
-        distribution: ``"single"``, ``"multifocal"`` or ``"bilateral"`` (pneumonia, edema).
+        distribution: ``"single"``, ``"multifocal"`` or ``"bilateral"`` (pneumonia, edema; effusion and
+            pneumothorax: single or bilateral). Once rendered it describes the instances that are visible (see
+            :func:`keep_visible`).
         severity: ``"small"``/``"moderate"``/``"large"`` (effusion, pneumothorax) or ``"mild"``/``"moderate"``/
             ``"severe"`` (pneumonia, cardiomegaly, edema).
         retrocardiac: a left lower lobe lesion behind the heart.
@@ -264,6 +267,45 @@ def mask_to_box(mask: np.ndarray) -> list[float] | None:
         return None
     cols = np.flatnonzero(mask.any(axis=0))
     return [float(cols[0]), float(rows[0]), float(cols[-1] + 1), float(rows[-1] + 1)]
+
+
+def keep_visible(findings: list[Finding], masks: list[np.ndarray]) -> tuple[list[Finding], list[np.ndarray]]:
+    """Set every finding's ``box`` from its mask, drop those with nothing visible, and describe each group by the
+    instances that remain.
+
+    Lesion sites are drawn in the patient frame before the patient's lungs are known, so a focus can fall
+    wholly outside its lung (a lower-zone focus below the diaphragm) and render to nothing. The report and the
+    sidecar must describe what the image shows: a bilateral pneumonia that keeps one focus is a single one, a
+    multifocal pneumonia keeps ``multifocal`` only with two or more foci, a bilateral effusion with one visible
+    side is unilateral.
+
+    Args:
+        findings: the drawn findings, in the order :func:`render_findings` returned ``masks``.
+        masks: one boolean ``(rows, cols)`` mask per finding, in the written image's frame.
+
+    Returns:
+        The visible findings (updated in place) and their masks.
+    """
+    kept, kept_masks = [], []
+    for f, m in zip(findings, masks, strict=True):
+        f.box = mask_to_box(m)
+        if f.box is not None:  # a lesion clipped away entirely is not a finding
+            kept.append(f)
+            kept_masks.append(m)
+    if len(kept) < len(findings):
+        groups: dict[int, list[Finding]] = {}
+        for f in kept:
+            groups.setdefault(f.group, []).append(f)
+        for members in groups.values():
+            if members[0].distribution is None:
+                continue
+            if len(members) == 1:
+                distribution = "single"
+            else:
+                distribution = "bilateral" if len({f.side for f in members}) > 1 else "multifocal"
+            for f in members:
+                f.distribution = distribution
+    return kept, kept_masks
 
 
 def _ellipse_level(frame: PatientFrame, f: Finding) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

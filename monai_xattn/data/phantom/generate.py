@@ -65,7 +65,7 @@ def generate(
         ``{"layouts": {name: counts}, "seconds": float, ...}``, also written to ``out_dir/phantom.json``.
 
     Raises:
-        ValueError: unknown layout or difficulty, ``n < 1``.
+        ValueError: unknown layout or difficulty, ``n < 1``, ``size < 32``, a negative ``seed``.
         FileExistsError: ``out_dir`` is not empty and ``overwrite`` is not set (or it is not a phantom folder).
     """
     if layout != "all" and layout not in LAYOUTS:
@@ -76,6 +76,9 @@ def generate(
         raise ValueError(f"n must be at least 1, got {n}")
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
+    # checked here, not by numpy's SeedSequence in the workers: by then the output folders exist
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}")
     out = Path(out_dir)
     _prepare(out, overwrite)
     names = LAYOUT_NAMES if layout == "all" else (layout,)

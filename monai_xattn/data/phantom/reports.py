@@ -350,9 +350,11 @@ def write_report(
             label("Atelectasis", "positive")
         elif f0.kind == "edema":
             sev = f0.severity
-            S.append(Sentence(_pick(rng, [f"{_cap(sev)} pulmonary edema.", f"{_cap(sev)} interstitial pulmonary edema.",
-                                          f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema.",
-                                          f"Diffuse bilateral interstitial markings compatible with {sev} edema."]), "findings", "positive"))  # fmt: skip
+            options = [f"{_cap(sev)} pulmonary edema.", f"{_cap(sev)} interstitial pulmonary edema.",
+                       f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema."]  # fmt: skip
+            if len(group) == 2:  # "bilateral" only where both lungs show it
+                options.append(f"Diffuse bilateral interstitial markings compatible with {sev} edema.")
+            S.append(Sentence(_pick(rng, options), "findings", "positive"))
             imp.append(Sentence(f"{_cap(sev)} pulmonary edema.", "impression", "positive"))
             label("Edema", "positive")
             label("Lung Opacity", "positive")

@@ -18,7 +18,7 @@ from monai_xattn.data.phantom.anatomy import (
 from monai_xattn.data.phantom.findings import (
     DIFFICULTY_SETTINGS,
     Finding,
-    mask_to_box,
+    keep_visible,
     render_distractors,
     render_findings,
     sample_findings,
@@ -118,12 +118,7 @@ def synthesize_study(
     att = _resize(anatomy.attenuation, size)
     masks = [_resize(m, size, nearest=True) for m in masks]
     image = expose(att, patient, rng)
-    kept, kept_masks = [], []
-    for f, m in zip(findings, masks, strict=True):
-        f.box = mask_to_box(m)
-        if f.box is not None:  # a lesion clipped away entirely is not a finding
-            kept.append(f)
-            kept_masks.append(m)
+    kept, kept_masks = keep_visible(findings, masks)
     lat = None
     if lateral:
         lat_patient = Patient(**{**patient.__dict__, "view": "LATERAL", "rotation": 0.0, "breast": 0.0})
