@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monai_xattn.bundles_cli import bundle_command, bundle_root
+from monai_xattn.siim_table import CHECKPOINTS as SIIM_CHECKPOINTS
+from monai_xattn.siim_table import SEEDS as SIIM_SEEDS
+from monai_xattn.siim_table import TRAINING as SIIM_TRAINING
 
 __all__ = ["PROFILES", "Step", "BundleStep", "demo_steps", "run_demo", "add_arguments", "run"]
 
@@ -44,7 +47,7 @@ PROFILES: dict[str, dict] = {
         "cxr_cam_baseline": {"epochs": 1, "batch_size": 4, "image_size": 64},
         "gloria_pretrain": {"epochs": 1, "batch_size": 8, "resize": 48, "crop": 40},
         "gloria_eval": {"resize": 48, "crop": 40, "probe_epochs": 2, "fractions": [0.5, 1.0]},
-        "siim_unet": {"epochs": 1, "batch_size": 4, "spatial_size": 64, "decoder_channels": [32, 16, 16, 8, 8]},
+        "siim_unet": SIIM_TRAINING["tiny"],  # one place for the SIIM settings: monai-xattn siim-table's profiles
         "eval_datasets": ["mimic-cxr"],  # the bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs
     },
     "cpu": {
@@ -63,7 +66,7 @@ PROFILES: dict[str, dict] = {
         "cxr_xattn": {},
         "cxr_cam_baseline": {},
         "gloria_pretrain": {},
-        "siim_unet": {"epochs": 8},
+        "siim_unet": SIIM_TRAINING["cpu"],
     },
     "paper": {
         "phantom": {
@@ -80,16 +83,23 @@ PROFILES: dict[str, dict] = {
         "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
         "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
         "cxr_cam_baseline": {"depth": 50, "image_size": 512, "epochs": 30},
+        # GLoRIA as the official code ran: ResNet-50 fed 299 px (19 x 19 local grid) from 256 -> 224 crops, the whole
+        # BERT trained, one learning rate (5e-5) for both encoders, Adam betas (0.5, 0.999) and weight decay 1e-6
+        # (the bundle's defaults); Bio_ClinicalBERT comes from --text-model (a local folder, nothing is downloaded)
         "gloria_pretrain": {
             "depth": 50,
             "resize": 256,
             "crop": 224,
+            "image_input_size": 299,
             "epochs": 50,
             "batch_size": 48,
-            "image_learning_rate": None,  # the paper's single learning rate (5e-5) for both encoders
+            "learning_rate": 5e-5,
+            "image_learning_rate": "same",
+            "trainable_text_layers": "all",
+            "weight_decay": 1e-6,
         },
-        "gloria_eval": {"depth": 50, "resize": 256, "crop": 224, "n_per_class": 200},
-        "siim_unet": {"depth": 50, "spatial_size": 512, "epochs": 50},
+        "gloria_eval": {"depth": 50, "resize": 256, "crop": 224, "image_input_size": 299, "n_per_class": 200},
+        "siim_unet": SIIM_TRAINING["paper"],
     },
 }
 # phantom folders that are not named after their layout: GLoRIA's evaluation set (5xN, linear probe) is a second
@@ -218,12 +228,33 @@ def _run_logged(cmd: list[str], log_path: Path, cwd: Path) -> dict:
     return {"train_loss": [sum(v) / len(v) for _, v in sorted(losses.items())], "val": val}
 
 
-def _bundle_overrides(settings: dict, bundle: str) -> dict:
-    return dict(settings.get(bundle, {}))
+#: bundles whose network holds the GLoRIA text encoder: the demo's --text-model goes to them
+TEXT_MODEL_BUNDLES = ("gloria_pretrain", "gloria_eval")
 
 
-def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
-    """The steps of the demo, in order, for one profile."""
+def _bundle_overrides(settings: dict, bundle: str, text_model: str | None = None) -> dict:
+    overrides = dict(settings.get(bundle, {}))
+    if text_model is not None and bundle in TEXT_MODEL_BUNDLES:
+        overrides["text_model"] = text_model
+    return overrides
+
+
+def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.PathLike | None = None) -> list[Step]:
+    """The steps of the demo, in order, for one profile.
+
+    Args:
+        profile: a key of :data:`PROFILES`.
+        difficulty, seed: of the phantom.
+        text_model: GLoRIA's text model, a local folder (``None``: the bundles' offline default). The ``paper``
+            profile needs one: it trains Bio_ClinicalBERT, as the paper.
+
+    Raises:
+        ValueError: the ``paper`` profile without ``text_model``.
+    """
+    if profile == "paper" and text_model is None:
+        raise ValueError("the paper profile trains GLoRIA's text encoder on Bio_ClinicalBERT: pass --text-model DIR, "
+                         "a local copy of emilyalsentzer/Bio_ClinicalBERT (nothing is downloaded)")  # fmt: skip
+    text_model = None if text_model is None else os.fspath(text_model)
     settings = PROFILES[profile]
     phantom = settings["phantom"]
     eval_datasets = settings.get("eval_datasets", EVAL_DATASETS)
@@ -242,7 +273,11 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
     steps = [Step("phantom", make_phantom, [f"data/{layout}/phantom.json" for layout in phantom["n"]])]
 
     def add(name: str, bundle_step: BundleStep, outputs: Sequence[str] = ()) -> None:
-        bundle_step.overrides = {**common, **_bundle_overrides(settings, bundle_step.bundle), **bundle_step.overrides}
+        bundle_step.overrides = {
+            **common,
+            **_bundle_overrides(settings, bundle_step.bundle, text_model),
+            **bundle_step.overrides,
+        }
         bundle_step.log_name = name
         outputs = [*outputs, bundle_step.metrics_file, *bundle_step.json_files]
         if name.endswith("_train"):
@@ -278,7 +313,7 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
         data={"dataset_dir": "covid"},
         paths={
             "detector_checkpoint": "cxr_retinanet/model.pt",
-            "datalist": "cxr_xattn/datalist_covid.json",
+            "datalist_file": "cxr_xattn/datalist_covid.json",
             "prediction_dir": "cxr_xattn/predictions_covid",
         },
         overrides={**common, **_bundle_overrides(settings, "cxr_xattn")},
@@ -314,13 +349,19 @@ def demo_steps(profile: str, difficulty: str, seed: int) -> list[Step]:
                                            json_files=["evaluate.json"]))  # fmt: skip
     add("gloria_eval_linear_probe", BundleStep("gloria_eval", ["evaluate.json", "linear_probe.json"], "gloria_eval",
                                                **gloria_eval, json_files=["linear_probe.json"]))  # fmt: skip
+    # SIIM as monai-xattn siim-table's 100 % column: the profile's training seeds counted from --seed (the data and
+    # its split stay those of --seed), each run's best-validation and last-epoch weights evaluated
     for init in ("random", "gloria"):
-        run_dir = f"siim_unet_{init}"
         weights = {"weights": "gloria_pretrain/model.pt"} if init == "gloria" else {}
-        add(f"{run_dir}_train", BundleStep("siim_unet", ["train.json"], run_dir, data={"dataset_dir": "siim"},
-                                           paths=weights, overrides={"init": init}))  # fmt: skip
-        add(f"{run_dir}_evaluate", BundleStep("siim_unet", ["train.json", "evaluate.json"], run_dir,
-                                              data={"dataset_dir": "siim"}, metrics_file="eval/metrics.csv"))  # fmt: skip
+        for siim_seed in (seed + offset for offset in SIIM_SEEDS[profile]):
+            run_dir = f"siim_unet_{init}" + ("" if siim_seed == seed else f"_seed{siim_seed}")
+            seeds = {"seed": siim_seed, "data_seed": seed}
+            add(f"{run_dir}_train", BundleStep("siim_unet", ["train.json"], run_dir, data={"dataset_dir": "siim"},
+                                               paths=weights, overrides={"init": init, **seeds}))  # fmt: skip
+            for checkpoint, folder in SIIM_CHECKPOINTS.items():
+                add(f"{run_dir}_evaluate" + ("" if checkpoint == "best" else f"_{checkpoint}"), BundleStep(
+                    "siim_unet", ["train.json", "evaluate.json"], run_dir, data={"dataset_dir": "siim"},
+                    overrides={**seeds, "eval_checkpoint": checkpoint}, metrics_file=f"{folder}/metrics.csv"))  # fmt: skip
     # -- the report reads every step's summary and the bundles' outputs
     steps.append(Step("report", lambda out_dir: _report(out_dir, profile), always=True))
     return steps
@@ -333,19 +374,22 @@ def _report(out_dir: Path, profile: str) -> dict:
 
 
 def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", seed: int = 0,
-             force: bool = False) -> list[dict]:  # fmt: skip
-    """Run (or resume) the demo into ``out_dir``; return one summary dict per step."""
+             force: bool = False, text_model: str | os.PathLike | None = None) -> list[dict]:  # fmt: skip
+    """Run (or resume) the demo into ``out_dir``; return one summary dict per step (``text_model``: see
+    :func:`demo_steps`)."""
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "steps").is_dir():
         raise FileExistsError(f"{out_dir} is not empty and holds no earlier demo run; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_file = out_dir / "steps" / "settings.json"
     settings = {"profile": profile, "difficulty": difficulty, "seed": seed}
+    if text_model is not None:
+        settings["text_model"] = os.fspath(text_model)
     if settings_file.is_file() and json.loads(settings_file.read_text()) != settings and not force:
         raise ValueError(f"{out_dir} holds a demo run with {settings_file.read_text().strip()}; resuming it with "
                          f"{settings} would mix two runs: use --force or another --out")  # fmt: skip
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings))
-    steps = demo_steps(profile, difficulty, seed)
+    steps = demo_steps(profile, difficulty, seed, text_model)
     summaries = []
     for k, step in enumerate(steps, 1):
         marker = step.marker(out_dir)
@@ -370,11 +414,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="redo steps that finished before")
+    parser.add_argument("--text-model", type=Path, default=None,
+                        help="GLoRIA's text model, a local folder (required by --profile paper: Bio_ClinicalBERT)")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force)
+        summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force, args.text_model)
     except subprocess.CalledProcessError as e:
         print(f"\na bundle failed (exit {e.returncode}); {e.output}", file=sys.stderr)
         print("fix the cause and rerun the same command: finished steps are skipped", file=sys.stderr)

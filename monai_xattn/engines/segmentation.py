@@ -1,4 +1,5 @@
-"""Engine pieces for SIIM segmentation: GLoRIA's balanced, seeded training fractions and the RLE submission CSV.
+"""Engine pieces for SIIM segmentation: GLoRIA's balanced, seeded training fractions, the checkpoint an evaluation
+reads (best validation or last epoch) and the RLE submission CSV.
 
 Training and evaluation themselves are MONAI's ``SupervisedTrainer`` / ``SupervisedEvaluator`` with the stock
 ``(image, label)`` batches; only what MONAI has no counterpart for lives here.
@@ -19,7 +20,10 @@ from ignite.engine import Engine, Events
 
 from monai_xattn.data.siim import RLE_MODES, rle_encode
 
-__all__ = ["RLESubmissionSaver", "balanced_fraction", "is_positive"]
+__all__ = ["EVAL_CHECKPOINTS", "RLESubmissionSaver", "balanced_fraction", "eval_checkpoint_file", "is_positive"]
+
+#: what an evaluation can read from a training's checkpoint folder: the best-validation weights or the last epoch's
+EVAL_CHECKPOINTS = {"best": "model.pt", "last": "last.pt"}
 
 
 def is_positive(entry: Mapping[str, Any]) -> bool:
@@ -69,6 +73,28 @@ def balanced_fraction(
             n_pos, n_neg = (1, 0) if len(pos) else (0, 1)
     keep = np.concatenate([rng.choice(pos, n_pos, replace=False), rng.choice(neg, n_neg, replace=False)])
     return [entries[i] for i in np.sort(keep)]
+
+
+def eval_checkpoint_file(ckpt_dir: str | os.PathLike, which: str = "best") -> str:
+    """The checkpoint file of a ``siim_unet`` training to evaluate.
+
+    ``best`` is ``model.pt``, the weights of the best validation Kaggle Dice; ``last`` is ``last.pt``, the last
+    epoch's (its ``network`` entry; the optimizer and trainer entries are not read). GLoRIA's official code tests
+    the last epoch's weights, so a table that reports only the best ones measures something else.
+
+    Args:
+        ckpt_dir: the training's checkpoint folder.
+        which: ``"best"`` or ``"last"``.
+
+    Returns:
+        the file path, as a string (for ``CheckedCheckpointLoader``'s ``load_path``).
+
+    Raises:
+        ValueError: ``which`` is neither.
+    """
+    if which not in EVAL_CHECKPOINTS:
+        raise ValueError(f"eval_checkpoint must be one of {sorted(EVAL_CHECKPOINTS)}, got {which!r}")
+    return str(Path(ckpt_dir) / EVAL_CHECKPOINTS[which])
 
 
 class RLESubmissionSaver:

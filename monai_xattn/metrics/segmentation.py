@@ -5,6 +5,9 @@
 - **Positive Dice** (``ignore_empty=True``): the same over images with a non-empty ground truth only. A model
   that predicts nothing scores 0 here, but roughly the fraction of negative images in the Kaggle Dice: always
   say which one a number is.
+- **All-empty baseline** (``predict_empty=True``): the Kaggle Dice a model that never predicts pneumothorax gets on
+  the same images, i.e. the share of images with an empty ground truth. Measured beside a model's score with the
+  same code, it is the number the model has to beat.
 
 These are the values of MONAI's ``DiceMetric(include_background=True, ignore_empty=False / True)`` on one
 binary channel, which loops over images and channels in Python; :func:`kaggle_dice` computes them for the whole
@@ -62,6 +65,8 @@ class KaggleDiceMetric(CumulativeIterationMetric):
         reduction: MONAI reduction over the ``(N, C)`` buffer (NaNs are skipped); ``"mean"`` averages over
             images and channels.
         get_not_nans: also return the number of values averaged.
+        predict_empty: score an all-empty prediction instead of ``y_pred`` (which is ignored): the baseline
+            of the same images.
     """
 
     def __init__(
@@ -70,16 +75,20 @@ class KaggleDiceMetric(CumulativeIterationMetric):
         threshold: float | None = None,
         reduction: MetricReduction | str = MetricReduction.MEAN,
         get_not_nans: bool = False,
+        predict_empty: bool = False,
     ) -> None:
         super().__init__()
         self.ignore_empty = ignore_empty
         self.threshold = threshold
         self.reduction = reduction
         self.get_not_nans = get_not_nans
+        self.predict_empty = predict_empty
 
     def _compute_tensor(self, y_pred: Tensor, y: Tensor | None = None) -> Tensor:  # type: ignore[override]
         if y is None:
             raise ValueError("KaggleDiceMetric needs the ground truth y")
+        if self.predict_empty:
+            y_pred = torch.zeros_like(y)
         return kaggle_dice(y_pred, y, self.ignore_empty, self.threshold)
 
     def aggregate(self, reduction: MetricReduction | str | None = None) -> Tensor | tuple[Tensor, Tensor]:
@@ -94,7 +103,7 @@ class KaggleDice(IgniteMetricHandler):
     """Ignite handler of :class:`KaggleDiceMetric` (usable as a key metric of a ``SupervisedEvaluator``).
 
     Args:
-        ignore_empty, threshold: see :class:`KaggleDiceMetric`.
+        ignore_empty, threshold, predict_empty: see :class:`KaggleDiceMetric`.
         output_transform: picks ``(y_pred, y)`` from the engine output; the default reads the ``pred`` and
             ``label`` of decollated outputs (post-processed to binary masks).
         save_details: keep per-image values in ``engine.state.metric_details``.
@@ -106,9 +115,10 @@ class KaggleDice(IgniteMetricHandler):
         threshold: float | None = None,
         output_transform: Callable = from_engine(["pred", "label"]),
         save_details: bool = True,
+        predict_empty: bool = False,
     ) -> None:
         super().__init__(
-            metric_fn=KaggleDiceMetric(ignore_empty=ignore_empty, threshold=threshold),
+            metric_fn=KaggleDiceMetric(ignore_empty=ignore_empty, threshold=threshold, predict_empty=predict_empty),
             output_transform=output_transform,
             save_details=save_details,
         )

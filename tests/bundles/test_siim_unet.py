@@ -1,4 +1,6 @@
-"""bundles/siim_unet: learns on the easy phantom, evaluates, writes masks + an RLE CSV; multi-GPU overlay on gloo."""
+"""bundles/siim_unet: learns on the easy phantom, evaluates best and last weights beside the all-empty baseline,
+writes masks + an RLE CSV; precise BN, early stopping and the official optimizer settings; starts from the official
+GLoRIA checkpoint through ``python -m monai.bundle run``; multi-GPU overlay on gloo."""
 
 from __future__ import annotations
 
@@ -12,9 +14,11 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
-from monai.bundle import ConfigWorkflow
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
+from monai_xattn.bundles_cli import bundle_command
 from monai_xattn.data.siim import rle_decode
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "siim_unet"
@@ -57,6 +61,87 @@ def test_learns_on_easy_phantom(trained):
     assert n_pos >= 3, "the phantom split should hold some positives"
     assert metrics["val_positive_dice"] > 0.3, metrics
     assert (root / "models" / "eval" / "metrics.csv").is_file()
+
+
+def _metrics_csv(path: Path) -> dict[str, float]:
+    with open(path, newline="") as f:
+        return {row[0]: float(row[1]) for row in csv.reader(f) if row}
+
+
+def test_evaluates_best_and_last_beside_the_all_empty_baseline(trained):
+    root, settings = trained
+    models = root / "models"
+    for which, folder, file in (("best", "eval", "model.pt"), ("last", "eval_last", "last.pt")):
+        ev = _workflow(["train.json", "evaluate.json"], "eval", eval_checkpoint=which, **settings)
+        assert ev.parser.get_parsed_content("checkpoint") == str(models / file)
+        ev.run()
+        metrics = _metrics_csv(models / folder / "metrics.csv")
+        assert set(metrics) == {"val_kaggle_dice", "val_positive_dice", "val_empty_kaggle_dice"}, which
+        # the baseline is measured on the same test images: the share of them with an empty ground truth
+        test = json.loads((models / "datalist.json").read_text())["test"]
+        assert metrics["val_empty_kaggle_dice"] == pytest.approx(sum(not e["rle"] for e in test) / len(test))
+    wrong = _workflow(["train.json", "evaluate.json"], "eval", eval_checkpoint="best.pt", **settings)
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps the expression's error
+        wrong.parser.get_parsed_content("checkpoint")
+    assert "eval_checkpoint must be one of ['best', 'last']" in str(raised.value.__cause__)
+
+
+def _parser(**overrides) -> ConfigParser:
+    parser = ConfigParser()
+    parser.read_config([str(CONFIGS / "train.json")])
+    parser.update(overrides)
+    return parser
+
+
+def test_precise_bn_runs_before_validation_and_follows_its_switches(tmp_path):
+    handlers = _parser()["train#handlers"]
+    targets = [h["_target_"] for h in handlers]
+    assert targets[:2] == ["monai_xattn.engines.gloria.PreciseBatchNorm", "ValidationHandler"]
+    assert _parser().get_parsed_content("train#handlers#0#max_batches") is None  # the whole training loader
+    assert _parser(precise_bn_batches=3).get_parsed_content("train#handlers#0#max_batches") == 3
+    assert _parser(precise_bn=False).get_parsed_content("train#handlers#0#max_batches") == 0
+    # a frozen encoder keeps its statistics: re-estimating them would reset the encoder's (it stays in eval mode)
+    assert _parser(freeze_encoder=True).get_parsed_content("train#handlers#0#max_batches") == 0
+    # the official segmentation optimizer: Adam, betas (0.5, 0.999), weight decay 1e-6
+    optimizer = _parser(bundle_root=str(tmp_path)).get_parsed_content("optimizer")
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["betas"] == (0.5, 0.999) and optimizer.defaults["weight_decay"] == 1e-6
+
+
+def test_early_stopping_and_precise_bn_shape_the_last_checkpoint(tmp_path):
+    # a validation score that never improves stops training after `patience` more validations; last.pt is still
+    # written for the epoch it stopped at, with the statistics precise BN re-estimated from one batch
+    settings = {"bundle_root": str(tmp_path), **FAST, "phantom_images": 24, "spatial_size": 32, "batch_size": 4,
+                "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
+    wf = _workflow(["train.json"], "train", epochs=4, early_stop_patience=1, precise_bn_batches=1,
+                   **{"validate#early_stop#score_function": "$lambda engine: 0.0"}, **settings)  # fmt: skip
+    wf.run()
+    last = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
+    trainer = last["trainer"]
+    assert trainer["iteration"] // trainer["epoch_length"] == 2
+    tracked = {k: int(v) for k, v in last["network"].items() if k.endswith("num_batches_tracked")}
+    assert tracked and set(tracked.values()) == {1}, tracked
+    assert trainer["epoch_length"] > 1  # so that training alone would have tracked more batches
+
+
+def test_official_gloria_checkpoint_initialises_trains_and_evaluates(official_gloria, tmp_path):
+    # the issue's acceptance: `python -m monai.bundle run` with --init gloria --weights <official checkpoint>
+    settings = {"bundle_root": tmp_path, "phantom_images": 24, "phantom_size": 64, "spatial_size": 64, "depth": 50,
+                "batch_size": 4, "epochs": 1, "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
+    init = {"init": "gloria", "weights": official_gloria.path}
+    network = _parser(**{k: str(v) if isinstance(v, Path) else v for k, v in {**settings, **init}.items()})
+    network = network.get_parsed_content("network_def")
+    result = network.init_result
+    assert result.loaded and not (result.missing or result.unexpected or result.mismatched), result
+    stem = official_gloria.state["gloria.img_encoder.model.conv1.weight"]  # (64, 3, 7, 7) in the (H, W) frame
+    torch.testing.assert_close(network.encoder.conv1.weight, stem.sum(1, keepdim=True).transpose(-1, -2))
+    env = {**os.environ, "OMP_NUM_THREADS": "2"}
+    for configs, extra in ((["train.json"], init), (["train.json", "evaluate.json"], {"eval_checkpoint": "last"})):
+        proc = subprocess.run(bundle_command("siim_unet", configs, {**settings, **extra}), cwd=tmp_path, env=env,
+                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = _metrics_csv(tmp_path / "models" / "eval_last" / "metrics.csv")
+    assert all(0.0 <= metrics[k] <= 1.0 for k in ("val_kaggle_dice", "val_positive_dice", "val_empty_kaggle_dice"))
 
 
 def test_inference_writes_png_masks_and_matching_rle_csv(trained):

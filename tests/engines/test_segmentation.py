@@ -1,4 +1,5 @@
-"""Balanced seeded SIIM training fractions; the RLE submission CSV round-trips predicted masks."""
+"""Balanced seeded SIIM training fractions; the checkpoint an evaluation reads; the RLE submission CSV round-trips
+predicted masks."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch
 
 from monai_xattn.data.siim import rle_decode
 from monai_xattn.engines import RLESubmissionSaver, balanced_fraction
+from monai_xattn.engines.segmentation import eval_checkpoint_file
 
 
 def _entries(n_pos: int, n_neg: int) -> list[dict]:
@@ -34,6 +36,13 @@ def test_balanced_fraction_is_balanced_seeded_and_sized():
         balanced_fraction(entries, 0.0)
     with pytest.raises(ValueError, match="no positive"):
         balanced_fraction(_entries(0, 5), 1.0)
+
+
+def test_eval_checkpoint_file_is_the_best_or_the_last(tmp_path):
+    assert eval_checkpoint_file(tmp_path) == str(tmp_path / "model.pt")
+    assert eval_checkpoint_file(tmp_path, "last") == str(tmp_path / "last.pt")
+    with pytest.raises(ValueError, match="'best', 'last'"):
+        eval_checkpoint_file(tmp_path, "model.pt")
 
 
 def test_rle_submission_round_trip(tmp_path):
