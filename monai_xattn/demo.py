@@ -414,8 +414,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--force", action="store_true", help="redo steps that finished before")
-    parser.add_argument("--text-model", type=Path, default=None,
-                        help="GLoRIA's text model, a local folder (required by --profile paper: Bio_ClinicalBERT)")
+    parser.add_argument(
+        "--text-model",
+        type=Path,
+        default=None,
+        help="GLoRIA's text model, a local folder (required by --profile paper: Bio_ClinicalBERT)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
