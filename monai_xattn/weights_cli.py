@@ -24,9 +24,9 @@ import torch
 from monai_xattn import __version__
 from monai_xattn.networks.gloria import gloria_layout
 from monai_xattn.networks.resnet_weights import describe_trunk
-from monai_xattn.utils.checkpoints import CheckpointError, read_state_dict
+from monai_xattn.utils.checkpoints import Checkpoint, CheckpointError, read_state_dict
 
-__all__ = ["inspect_weights", "convert_weights", "format_inspection", "add_arguments", "run"]
+__all__ = ["inspect_weights", "describe_checkpoint", "convert_weights", "format_inspection", "add_arguments", "run"]
 
 _LAYOUT_NAMES = {
     "official": "official GLoRIA (gloria.img_encoder / gloria.text_encoder keys)",
@@ -47,7 +47,11 @@ def _text_encoder(state: Mapping[str, torch.Tensor]) -> dict | None:
 
 def inspect_weights(source: str | os.PathLike) -> dict[str, Any]:
     """Describe a weight file (see the module docstring); a JSON-ready dict."""
-    checkpoint = read_state_dict(source, what="weight file")
+    return describe_checkpoint(read_state_dict(source, what="weight file"))
+
+
+def describe_checkpoint(checkpoint: Checkpoint) -> dict[str, Any]:
+    """The ``inspect`` report of a file already read by :func:`monai_xattn.utils.read_state_dict`."""
     state = checkpoint.state_dict
     trunk = describe_trunk(state)
     text = _text_encoder(state)
@@ -115,8 +119,8 @@ def convert_weights(source: str | os.PathLike, out: str | os.PathLike, overwrite
         raise FileExistsError(f"{out}: the output would overwrite the input")
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --force to overwrite it")
-    report = inspect_weights(source)
-    state = read_state_dict(source).state_dict
+    checkpoint = read_state_dict(source, what="weight file")
+    report, state = describe_checkpoint(checkpoint), checkpoint.state_dict
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     torch.save({k: v.contiguous() for k, v in state.items()}, tmp)

@@ -160,3 +160,16 @@ def official_gloria(tmp_path_factory) -> OfficialGloria:
     trunk = official_trunk(seed=0, depth=50)
     state = write_official_gloria_checkpoint(path, trunk, text.model.state_dict(), text.hidden_size)
     return OfficialGloria(path, trunk, state, text.hidden_size)
+
+
+@pytest.fixture(scope="session")
+def reliability_docs_block():
+    """``read(start, end)``: the generated block of ``docs/reliability.md`` between two markers, stripped."""
+    doc = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"
+
+    def read(start: str, end: str) -> str:
+        text = doc.read_text()
+        assert start in text and end in text, f"docs/reliability.md lacks the {start} ... {end} block"
+        return text[text.index(start) : text.index(end)].split("\n", 1)[1].strip()
+
+    return read

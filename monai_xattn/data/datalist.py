@@ -39,6 +39,8 @@ __all__ = [
     "read_table",
     "require_columns",
     "check_unique",
+    "check_allowed",
+    "check_positive_integers",
     "find_one",
     "validate_datalist",
     "write_datalist",
@@ -392,6 +394,29 @@ def check_unique(values: pd.Series, path: str | os.PathLike, what: str) -> None:
         first = dup.iloc[0]
         rows = [int(i) + 2 for i in dup.index[dup == first][:5]]
         raise DatalistError(f"{path}: duplicate {what} {first!r} on lines {rows} ({dup.nunique()} duplicated ids)")
+
+
+def check_allowed(values: pd.Series, allowed: Sequence[str], path: str | os.PathLike, what: str) -> None:
+    """Raise naming the first CSV line whose value is not among ``allowed`` (e.g. an unknown split name)."""
+    unknown = values.index[~values.isin(list(allowed))]
+    if len(unknown):
+        raise DatalistError(f"{path}: line {int(unknown[0]) + 2}: unknown {what} value(s) "
+                            f"{sorted(set(values[unknown]))} ({len(unknown)} rows); expected {list(allowed)}")  # fmt: skip
+
+
+def check_positive_integers(df: pd.DataFrame, columns: Sequence[str], path: str | os.PathLike) -> pd.DataFrame:
+    """``df[columns]`` as numbers, every value a finite positive integer (image sizes).
+
+    Raises:
+        DatalistError: naming the first CSV line holding a value that is not (NaN, ``1e999``, a fraction, 0).
+    """
+    numbers = df[list(columns)].apply(pd.to_numeric, errors="coerce").astype(float)
+    bad = numbers.index[~(np.isfinite(numbers) & (numbers > 0) & (numbers % 1 == 0)).all(axis=1)]
+    if len(bad):
+        i = bad[0]
+        raise DatalistError(f"{path}: line {int(i) + 2}: {'/'.join(columns)} must be positive integers, got "
+                            f"{'/'.join(repr(df[c][i]) for c in columns)}")  # fmt: skip
+    return numbers
 
 
 def find_one(root: Path, patterns: Sequence[str], what: str) -> Path:

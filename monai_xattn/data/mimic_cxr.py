@@ -24,6 +24,8 @@ from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
     as_names,
+    check_allowed,
+    check_positive_integers,
     check_unique,
     dicom_header,
     find_one,
@@ -158,15 +160,8 @@ def build_mimic_cxr_datalist(
         meta = read_table(meta_path)
         require_columns(meta, _METADATA, meta_path, report, known=_METADATA_KNOWN)
     check_unique(meta["dicom_id"], meta_path, "dicom_id")
-    size = meta[["Columns", "Rows"]].apply(pd.to_numeric, errors="coerce").astype(float)
     # NaN, inf ("1e999") and fractions would become nonsense sizes in astype(int) below
-    bad = size.index[~(np.isfinite(size) & (size > 0) & (size % 1 == 0)).all(axis=1)]
-    if len(bad):
-        i = bad[0]
-        raise DatalistError(
-            f"{meta_path}: line {int(i) + 2}: Rows/Columns not positive integers: "
-            f"{meta.loc[i, 'Rows']!r}/{meta.loc[i, 'Columns']!r}"
-        )
+    size = check_positive_integers(meta, ["Columns", "Rows"], meta_path)
 
     split_path = _table(root, "split")
     official: dict[str, str] = {}
@@ -174,13 +169,7 @@ def build_mimic_cxr_datalist(
         table = read_table(split_path)
         require_columns(table, ("dicom_id", "study_id", "subject_id", "split"), split_path, report)
         check_unique(table["dicom_id"], split_path, "dicom_id")
-        unknown = table.index[~table["split"].isin(list(MIMIC_SPLITS))]
-        if len(unknown):
-            i = unknown[0]
-            raise DatalistError(
-                f"{split_path}: line {int(i) + 2}: unknown split value(s) {sorted(set(table['split'][unknown]))} "
-                f"({len(unknown)} rows); expected {list(MIMIC_SPLITS)}"
-            )
+        check_allowed(table["split"], MIMIC_SPLITS, split_path, "split")
         official = dict(zip(table["dicom_id"], table["split"], strict=True))
         n_unknown = len(set(official) - set(meta["dicom_id"]))
         if n_unknown:

@@ -18,7 +18,9 @@ from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
     assign_splits,
+    check_allowed,
     check_boxes,
+    check_positive_integers,
     find_one,
     read_table,
     require_columns,
@@ -67,24 +69,11 @@ def build_ms_cxr_datalist(
     bad = numbers.index[numbers.isna().any(axis=1)]
     if len(bad):
         raise DatalistError(f"{path}: line {int(bad[0]) + 2}: box or size is not a number: {df.loc[bad[0]].tolist()}")
-    sizes = numbers[["image_width", "image_height"]]
     # an infinite or fractional size cannot become the entry's integer image_size
-    bad = sizes.index[~(np.isfinite(sizes) & (sizes > 0) & (sizes % 1 == 0)).all(axis=1)]
-    if len(bad):
-        i = bad[0]
-        raise DatalistError(
-            f"{path}: line {int(i) + 2}: image_width/image_height must be positive integers, got "
-            f"{df['image_width'][i]!r}/{df['image_height'][i]!r}"
-        )
+    check_positive_integers(df, ["image_width", "image_height"], path)
     has_split = "split" in df.columns
     if has_split:
-        unknown = df.index[~df["split"].isin(list(MS_CXR_SPLITS))]
-        if len(unknown):
-            i = unknown[0]
-            raise DatalistError(
-                f"{path}: line {int(i) + 2}: unknown split value(s) {sorted(set(df['split'][unknown]))} "
-                f"({len(unknown)} rows); expected {list(MS_CXR_SPLITS)}"
-            )
+        check_allowed(df["split"], MS_CXR_SPLITS, path, "split")
     else:
         report.note(f"{path.name} has no split column: split by patient")
     boxes = xywh_to_xyxy(numbers[["x", "y", "w", "h"]].to_numpy())

@@ -46,8 +46,6 @@ __all__ = [
 #: older Lightning versions); they are replaced by inert stand-ins when reading.
 STAND_IN_MODULES = ("pytorch_lightning", "lightning", "lightning_fabric", "omegaconf", "typing", "argparse")
 
-# entries of a training checkpoint that hold no network weights
-_TRAINING_STATE = ("optimizer", "optimizer_states", "lr_scheduler", "lr_schedulers", "trainer", "best_saver")
 _CONTAINERS = ("state_dict", "model", "network")
 
 
@@ -222,8 +220,6 @@ def read_state_dict(
         container = next((k for k in _CONTAINERS if isinstance(obj.get(k), Mapping)), None)
         fmt, state = ("state_dict", dict(obj)) if container is None else (f"container:{container}",
                                                                            dict(obj[container]))  # fmt: skip
-        if container is None:
-            state = {k: v for k, v in state.items() if k not in _TRAINING_STATE}
     not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
     if len(not_tensors) == len(state):
         raise CheckpointError(path, f"not a {what}: it holds no tensors (top-level keys: {sorted(map(str, obj))[:8]})")

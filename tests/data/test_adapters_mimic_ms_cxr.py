@@ -178,7 +178,7 @@ def test_ms_cxr_inconsistent_rows(mimic_root, tmp_path):
 @pytest.mark.parametrize("rows", ["1e999", "3056.5", "0"])
 def test_mimic_size_must_be_a_positive_integer(mimic_root, rows):
     gz(mimic_root / "mimic-cxr-2.0.0-metadata.csv.gz", META.replace("LATERAL,3056,", f"LATERAL,{rows},"))
-    with pytest.raises(DatalistError, match=r"metadata\.csv\.gz: line 3: Rows/Columns not positive integers"):
+    with pytest.raises(DatalistError, match=r"metadata\.csv\.gz: line 3: Columns/Rows must be positive integers"):
         build_mimic_cxr_datalist(mimic_root)
 
 

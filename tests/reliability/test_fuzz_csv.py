@@ -37,7 +37,6 @@ from typing import Any
 
 import pytest
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 START, END = "<!-- fuzz table csv: generated -->", "<!-- end of fuzz table csv -->"
 SEED = 2021
 N_PER_FILE = 36
@@ -536,10 +535,8 @@ def markdown_table(outcomes: dict[str, list[Row]]) -> str:
     return "\n".join(rows)
 
 
-def test_docs_fuzz_table_csv_matches_the_outcomes(csv_outcomes):
-    text = DOC.read_text()
-    assert START in text and END in text, f"docs/reliability.md lacks the {START} ... {END} block"
-    block = text[text.index(START) : text.index(END)].split("\n", 1)[1].strip()
+def test_docs_fuzz_table_csv_matches_the_outcomes(csv_outcomes, reliability_docs_block):
+    block = reliability_docs_block(START, END)
     assert block == markdown_table(csv_outcomes).strip(), (
         "docs/reliability.md is out of date: paste the output of `python tests/reliability/test_fuzz_csv.py`"
     )

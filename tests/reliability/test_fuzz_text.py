@@ -30,7 +30,6 @@ import numpy as np
 import pytest
 import torch
 
-DOC = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 START, END = "<!-- fuzz table text: generated -->", "<!-- end of fuzz table text -->"
 SEED = 2021
 N_MUTANTS = 160
@@ -492,10 +491,8 @@ def markdown_table(outcomes: dict[str, list[tuple[str, str, str]]], boundaries: 
     return "\n".join(rows)
 
 
-def test_docs_fuzz_table_text_matches_the_outcomes(fuzzed):
-    text = DOC.read_text()
-    assert START in text and END in text, f"docs/reliability.md lacks the {START} ... {END} block"
-    block = text[text.index(START) : text.index(END)].split("\n", 1)[1].strip()
+def test_docs_fuzz_table_text_matches_the_outcomes(fuzzed, reliability_docs_block):
+    block = reliability_docs_block(START, END)
     assert block == markdown_table(*fuzzed).strip(), (
         "docs/reliability.md is out of date: paste the output of `python tests/reliability/test_fuzz_text.py`"
     )
