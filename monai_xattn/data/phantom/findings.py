@@ -22,6 +22,9 @@ __all__ = [
     "OPACITY_TYPES",
     "LOBES",
     "PROFILES",
+    "AREA_QUANTILES",
+    "FOCI_SHARES",
+    "draw_area",
     "Finding",
     "sample_findings",
     "render_findings",
@@ -32,14 +35,15 @@ __all__ = [
 
 DIFFICULTIES = ("easy", "medium", "hard")
 
-#: per difficulty: lesion attenuation and radius ranges (patient units), noise, rotation, distractor rates,
-#: and how often the report hedges a real pneumonia or carries a typo.
+#: per difficulty: lesion attenuation range, noise, rotation, distractor rates, and how often the report hedges a
+#: real pneumonia or carries a typo. Difficulty never changes lesion or mask *sizes*: those follow the real
+#: datasets (:data:`AREA_QUANTILES`) at every level.
 DIFFICULTY_SETTINGS: dict[str, dict[str, float | tuple[float, float]]] = {
-    "easy": {"amp": (0.5, 0.75), "radius": (0.18, 0.3), "noise": 0.012, "rotation": 2.0, "p_device": 0.1,
+    "easy": {"amp": (0.5, 0.75), "noise": 0.012, "rotation": 2.0, "p_device": 0.1,
              "p_nodule": 0.03, "p_mimic": 0.05, "p_overlap": 0.1, "p_hedge": 0.0, "p_typo": 0.0},
-    "medium": {"amp": (0.24, 0.42), "radius": (0.11, 0.22), "noise": 0.022, "rotation": 4.0, "p_device": 0.3,
+    "medium": {"amp": (0.24, 0.42), "noise": 0.022, "rotation": 4.0, "p_device": 0.3,
                "p_nodule": 0.12, "p_mimic": 0.2, "p_overlap": 0.35, "p_hedge": 0.15, "p_typo": 0.1},
-    "hard": {"amp": (0.1, 0.22), "radius": (0.07, 0.15), "noise": 0.035, "rotation": 7.0, "p_device": 0.55,
+    "hard": {"amp": (0.07, 0.16), "noise": 0.035, "rotation": 7.0, "p_device": 0.55,
              "p_nodule": 0.25, "p_mimic": 0.4, "p_overlap": 0.7, "p_hedge": 0.3, "p_typo": 0.25},
 }  # fmt: skip
 
@@ -54,20 +58,46 @@ LOBES = {
 }  # fmt: skip
 DEVICES = ("endotracheal tube", "nasogastric tube", "central venous catheter", "pacemaker", "ecg leads")
 
-#: probability of each finding in an abnormal study, per dataset profile; ``normal`` = share of normal studies
-PROFILES: dict[str, dict[str, float]] = {
+#: per dataset profile: ``normal`` = share of normal studies, then the probability of each finding in an abnormal
+#: study; ``ap_share`` = share of AP (portable) frontal views; ``pneumonia_ap_ratio`` = how much likelier a pneumonia
+#: is on an AP film than on a PA one (sicker patients are filmed portable: RSNA's positives are 78 % AP against
+#: 46 % of all its images, a risk ratio of about 4; NIH's pneumonia boxes 58 % AP against 40 %, about 2);
+#: ``areas`` = the :data:`AREA_QUANTILES` row its pneumonia boxes follow, ``areas_of`` = which boxes follow it:
+#: ``each`` (RSNA lists every opacity) or ``largest`` (ChestX-ray8 lists one box per image and label, so its
+#: table describes the largest focus; the others are drawn smaller). Prevalences are set so that the written
+#: positive shares match the real datasets where they are known (RSNA 0.225, SIIM 0.22; see
+#: ``benchmarks/phantom_realism.py``).
+PROFILES: dict[str, dict] = {
     "default": {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
-                "edema": 0.1, "pneumothorax": 0.08},
-    "rsna": {"normal": 0.35, "pneumonia": 0.7, "effusion": 0.15, "cardiomegaly": 0.15, "atelectasis": 0.2,
-             "edema": 0.05, "pneumothorax": 0.05},
+                "edema": 0.1, "pneumothorax": 0.08, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
+    "nih": {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
+            "edema": 0.1, "pneumothorax": 0.08, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "nih", "areas_of": "largest"},
+    # MIMIC-CXR is an ICU-heavy hospital archive: most frontals are portable AP
+    "mimic": {"normal": 0.3, "pneumonia": 0.6, "effusion": 0.3, "cardiomegaly": 0.2, "atelectasis": 0.25,
+              "edema": 0.15, "pneumothorax": 0.08, "ap_share": 0.65, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
+    "chexpert": {"normal": 0.3, "pneumonia": 0.6, "effusion": 0.3, "cardiomegaly": 0.2, "atelectasis": 0.25,
+                 "edema": 0.15, "pneumothorax": 0.08, "ap_share": 0.85, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
+    "rsna": {"normal": 0.33, "pneumonia": 0.33, "effusion": 0.2, "cardiomegaly": 0.15, "atelectasis": 0.25,
+             "edema": 0.05, "pneumothorax": 0.05, "ap_share": 0.46, "pneumonia_ap_ratio": 4.0, "areas": "rsna", "areas_of": "each"},
     "siim": {"normal": 0.3, "pneumonia": 0.2, "effusion": 0.15, "cardiomegaly": 0.1, "atelectasis": 0.15,
-             "edema": 0.05, "pneumothorax": 0.6},
+             "edema": 0.05, "pneumothorax": 0.34, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
     "covid": {"normal": 0.15, "pneumonia": 0.95, "effusion": 0.05, "cardiomegaly": 0.05, "atelectasis": 0.05,
-              "edema": 0.05, "pneumothorax": 0.02},
+              "edema": 0.05, "pneumothorax": 0.02, "ap_share": 0.5, "pneumonia_ap_ratio": 1.0, "areas": "rsna", "areas_of": "each"},
     # MS-CXR holds only images with an annotated finding
     "ms-cxr": {"normal": 0.0, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
-               "edema": 0.1, "pneumothorax": 0.1},
+               "edema": 0.1, "pneumothorax": 0.1, "ap_share": 0.65, "pneumonia_ap_ratio": 1.0, "areas": "rsna", "areas_of": "each"},
 }  # fmt: skip
+
+#: real annotation sizes, fraction of the image area, (p10, p50, p90), measured on the real files (REFERENCE §9):
+#: ``nih`` = ChestX-ray8 ``BBox_List_2017.csv`` Pneumonia boxes (120), ``rsna`` = RSNA ``stage_2_train_labels.csv``
+#: boxes (9,555), ``siim`` = SIIM ``train-rle.csv`` union pneumothorax mask per positive image (2,669)
+AREA_QUANTILES: dict[str, tuple[float, float, float]] = {
+    "nih": (0.028, 0.057, 0.216),
+    "rsna": (0.022, 0.062, 0.145),
+    "siim": (0.0019, 0.0084, 0.033),
+}
+#: pneumonia boxes per positive image, shares of 1 / 2 / 3 / 4 (RSNA: 2,614 / 3,266 / 119 / 13 of 6,012 images)
+FOCI_SHARES = (2614 / 6012, 3266 / 6012, 119 / 6012, 13 / 6012)
 
 _ZONE_PY = {"upper": (-0.72, -0.42), "middle": (-0.32, 0.0), "lower": (0.08, 0.6)}
 
@@ -133,6 +163,27 @@ class Finding:
         return out
 
 
+def draw_area(
+    rng: np.random.Generator, quantiles: tuple[float, float, float], u_max: float | None = None
+) -> tuple[float, float]:
+    """Draw an area from a distribution given by its p10 / p50 / p90: piecewise log-linear in the quantile, the
+    tails continuing the neighbouring slope to p0 and p100.
+
+    Args:
+        rng: the study's generator.
+        quantiles: p10, p50, p90.
+        u_max: draw below this quantile only (the smaller foci of an image whose largest follows the table).
+
+    Returns:
+        ``(area, u)``: the area (same unit as ``quantiles``) and its quantile ``u`` in [0, 1].
+    """
+    p10, p50, p90 = np.log(quantiles)
+    knots_u = (0.0, 0.1, 0.5, 0.9, 1.0)
+    knots_log = (p10 - 0.25 * (p50 - p10), p10, p50, p90, p90 + 0.25 * (p90 - p50))
+    u = float(rng.random()) * (1.0 if u_max is None else u_max)
+    return float(np.exp(np.interp(u, knots_u, knots_log))), u
+
+
 def _side_sign(side: str) -> int:
     return -1 if side == "right" else 1
 
@@ -167,7 +218,15 @@ def sample_findings(
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     cfg, prev = DIFFICULTY_SETTINGS[difficulty], PROFILES[profile]
     amp_lo, amp_hi = cfg["amp"]
-    rad_lo, rad_hi = cfg["radius"]
+    box_areas = AREA_QUANTILES[prev["areas"]]
+    # the view shifts pneumonia risk at a constant marginal: p_AP / p_PA = ratio, ap * p_AP + (1 - ap) * p_PA = p
+    ratio, ap = prev["pneumonia_ap_ratio"], prev["ap_share"]
+    p_pneumonia = min(1.0, prev["pneumonia"] * (ratio if view == "AP" else 1.0) / (ap * ratio + 1 - ap))
+
+    def lesion_radii(area: float) -> tuple[float, float]:
+        # first guess for a target box area (fraction of the image); render_findings fits it to the lungs
+        a = float(np.sqrt(area / 0.52))
+        return a, a * float(rng.uniform(0.75, 1.3))
     findings: list[Finding] = []
     group = 0
 
@@ -179,32 +238,46 @@ def sample_findings(
     normal = rng.random() < prev["normal"]
     if not normal:
         kinds = [k for k in ("pneumonia", "effusion", "cardiomegaly", "atelectasis", "edema", "pneumothorax")
-                 if rng.random() < prev[k]]  # fmt: skip
+                 if rng.random() < (p_pneumonia if k == "pneumonia" else prev[k])]  # fmt: skip
         if not kinds:
-            kinds = [str(rng.choice(["pneumonia", "effusion", "atelectasis", "cardiomegaly"]))]
+            # not pneumonia: its rate and view dependence are set by the profile alone
+            kinds = [str(rng.choice(["effusion", "atelectasis", "cardiomegaly"]))]
         if "pneumonia" in kinds:
             covid = profile == "covid"
-            dist = "bilateral" if covid else str(rng.choice(["single", "multifocal", "bilateral"], p=[0.6, 0.2, 0.2]))
+            n_foci = 2 if covid else 1 + int(rng.choice(4, p=FOCI_SHARES))
             opacity = (
                 "ground-glass"
                 if covid and rng.random() < 0.7
                 else str(rng.choice(OPACITY_TYPES, p=[0.35, 0.35, 0.15, 0.15]))
             )
-            severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.4, 0.4, 0.2]))
             g = new_group()
-            n_foci = {"single": 1, "multifocal": int(rng.integers(2, 4)), "bilateral": 2}[dist]
-            sides = ["right", "left"] if dist == "bilateral" else [str(rng.choice(["right", "left"]))] * n_foci
+            if n_foci == 1:
+                sides = [str(rng.choice(["right", "left"]))]
+            elif n_foci == 2:  # most two-box images have one opacity in each lung
+                sides = ["right", "left"] if covid or rng.random() < 0.8 else [str(rng.choice(["right", "left"]))] * 2
+            elif n_foci == 3:
+                sides = [str(rng.choice(["right", "left"]))] * 3
+            else:
+                sides = ["right", "left", "right", "left"]
+            dist = "single" if n_foci == 1 else ("bilateral" if len(set(sides)) > 1 else "multifocal")
             zones = list(rng.permutation(["upper", "middle", "lower"]))
+            severity, first_u = None, 1.0
             for k, side in enumerate(sides):
-                zone = "lower" if covid or (dist == "single" and rng.random() < 0.5) else str(zones[k % 3])
+                zone = "lower" if covid or (dist == "single" and rng.random() < 0.5) else str(zones[(k // 2 if n_foci == 4 else k) % 3])
                 retro = side == "left" and zone == "lower" and rng.random() < 0.25
+                if prev["areas_of"] == "largest":  # the first focus is the largest and follows the table
+                    area, u = draw_area(rng, box_areas, u_max=first_u)
+                    first_u = u if k == 0 else first_u
+                else:
+                    area, u = draw_area(rng, box_areas)
+                # severity follows the extent (of the first focus)
+                severity = severity or ("mild" if u < 0.4 else "moderate" if u < 0.85 else "severe")
                 findings.append(Finding(
                     kind="pneumonia", side=side, zone=zone, lobe=LOBES[(side, zone)], opacity=opacity,
                     distribution=dist, severity=severity, retrocardiac=retro, group=g,
                     amplitude=float(rng.uniform(amp_lo, amp_hi)) * (0.7 if opacity == "ground-glass" else 1.0),
-                    center=_pneumonia_site(rng, side, zone, retro),
-                    radii=tuple(float(r) for r in rng.uniform(rad_lo, rad_hi) * np.array([1.0, rng.uniform(0.7, 1.3)])),
-                    angle=float(rng.uniform(0, np.pi)),
+                    center=_pneumonia_site(rng, side, zone, retro), radii=lesion_radii(area),
+                    angle=float(rng.uniform(0, np.pi)), extra={"box_area": area},
                 ))  # fmt: skip
         if "effusion" in kinds:
             g = new_group()
@@ -223,14 +296,15 @@ def sample_findings(
             # plate-like bands, or (the distractor) a patchy lower-lobe opacity that looks like pneumonia
             side = str(rng.choice(["right", "left"]))
             mimic = rng.random() < 0.5
+            # a look-alike must not be told apart by its size: it follows the pneumonia boxes' distribution
+            mimic_area = draw_area(rng, box_areas)[0] if mimic else None
             findings.append(Finding(
                 kind="atelectasis", side=side, zone="lower", lobe=LOBES[(side, "lower")],
                 opacity="patchy" if mimic else None, severity="mild", group=new_group(),
                 amplitude=float(rng.uniform(amp_lo, amp_hi)) * (1.0 if mimic else 1.2),
                 center=(float(_side_sign(side) * rng.uniform(0.35, 0.65)), float(rng.uniform(0.2, 0.45))),
-                radii=(float(rng.uniform(0.16, 0.28)), float(rng.uniform(0.022, 0.035)) if not mimic
-                       else float(rng.uniform(rad_lo, rad_hi))),
-                angle=float(rng.uniform(-0.25, 0.25)),
+                radii=lesion_radii(mimic_area) if mimic else (float(rng.uniform(0.16, 0.28)), float(rng.uniform(0.022, 0.035))),
+                angle=float(rng.uniform(-0.25, 0.25)), extra={"box_area": mimic_area} if mimic else {},
             ))  # fmt: skip
         if "edema" in kinds:
             g = new_group()
@@ -241,10 +315,13 @@ def sample_findings(
         if "pneumothorax" in kinds:
             g = new_group()
             sides = ["right", "left"] if rng.random() < 0.12 else [str(rng.choice(["right", "left"]))]
-            severity = str(rng.choice(["small", "moderate", "large"], p=[0.5, 0.35, 0.15]))
+            # the union mask of the image follows SIIM's mask areas; a bilateral one shares it between the sides
+            area, _ = draw_area(rng, AREA_QUANTILES["siim"])
+            severity = "small" if area < 0.006 else ("moderate" if area < 0.02 else "large")
             for side in sides:
                 findings.append(Finding(kind="pneumothorax", side=side, zone="upper", severity=severity, group=g,
-                                        distribution="bilateral" if len(sides) == 2 else "single"))  # fmt: skip
+                                        distribution="bilateral" if len(sides) == 2 else "single",
+                                        extra={"mask_area": area / len(sides)}))  # fmt: skip
     if rng.random() < cfg["p_nodule"]:
         side = str(rng.choice(["right", "left"]))
         zone = str(rng.choice(["upper", "middle", "lower"]))
@@ -346,6 +423,75 @@ def _opacity(frame: PatientFrame, f: Finding, rng: np.random.Generator) -> tuple
     return dens, shape > 0.5
 
 
+#: box / mask areas are fitted to their drawn targets within this ratio, in at most this many renderings
+_FIT_TOLERANCE, _FIT_STEPS = 1.12, 4
+
+
+def _box_area(mask: np.ndarray) -> float:
+    box = mask_to_box(mask)
+    return 0.0 if box is None else (box[2] - box[0]) * (box[3] - box[1]) / mask.size
+
+
+def _fit_opacity(
+    frame: PatientFrame, f: Finding, rng: np.random.Generator, lung: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Render an opacity whose tight box (inside ``lung``) has the area drawn for it, ``f.extra["box_area"]``.
+
+    The lung clips a lesion by an amount that depends on where it sits, so the radii are rescaled and the lesion
+    re-rendered (same texture: one child generator) until the box is within :data:`_FIT_TOLERANCE` of the target
+    or the steps run out (a target larger than the lung allows keeps the closest). ``f.radii`` is updated.
+
+    Returns:
+        ``(density, region)``: ``(rows, cols)`` lesion density and its boolean mask inside the lung.
+    """
+    seed = int(rng.integers(2**63))
+    target = f.extra.get("box_area")
+    radii = np.array(f.radii)
+    best: tuple[float, np.ndarray, np.ndarray, tuple[float, float]] | None = None
+    for _ in range(_FIT_STEPS if target else 1):
+        f.radii = (float(radii[0]), float(radii[1]))
+        dens, region = _opacity(frame, f, np.random.default_rng(seed))
+        region = region & lung
+        if not target:
+            return dens, region
+        area = _box_area(region)
+        error = abs(np.log(max(area, 1e-6) / target))
+        if best is None or error < best[0]:
+            best = (error, dens, region, f.radii)
+        if error < np.log(_FIT_TOLERANCE) or radii.max() > 1.5:
+            break
+        radii = radii * float(np.clip(np.sqrt(target / max(area, 1e-4)), 0.5, 2.0))
+    _, dens, region, f.radii = best
+    return dens, region
+
+
+def _fit_pneumothorax(frame: PatientFrame, g: dict, target: float | None, severity: str) -> np.ndarray:
+    """Soft ``(rows, cols)`` pneumothorax region of one lung whose mask covers ``target`` of the image.
+
+    The air rim runs along the lateral wall and over the apex with a depth (patient units) fitted to the target
+    area (the area grows about linearly with the depth); without a target the depth follows ``severity``.
+    """
+    depth = {"small": 0.06, "moderate": 0.12, "large": 0.22}[severity] if not target else 0.06 * target / 0.009
+    best = None
+    for _ in range(2 * _FIT_STEPS if target else 1):  # cheap: no texture to redraw
+        lateral_depth = depth * sigmoid((0.15 - frame.py) / 0.15)
+        rim = np.maximum(
+            sigmoid((lateral_depth - (g["lateral"] - g["q"])) / 0.008),
+            sigmoid((depth * 0.8 - (frame.py - g["apex"])) / 0.008),
+        )
+        region = rim * g["mask"]
+        if not target:
+            return region
+        area = float((region > 0.5).mean())
+        error = abs(np.log(max(area, 1e-6) / target))
+        if best is None or error < best[0]:
+            best = (error, region)
+        if error < np.log(_FIT_TOLERANCE):
+            break
+        depth *= float(np.clip(target / max(area, 1e-5), 0.4, 2.5))
+    return best[1]
+
+
 def _draw_devices(frame: PatientFrame, f: Finding, rng: np.random.Generator, domes: tuple[float, float]) -> np.ndarray:
     """Rasterise one device (PIL polylines) -> ``(rows, cols)`` density."""
     rows, cols = frame.shape
@@ -405,10 +551,9 @@ def render_findings(
     for f in findings:
         lung = anatomy.lungs[0 if f.side == "right" else 1] if f.side else anatomy.lungs.max(0)
         if f.kind == "pneumonia" or (f.kind == "atelectasis" and f.opacity):
-            dens, region = _opacity(frame, f, rng)
-            dens = dens * lung
-            att += f.amplitude * dens
-            masks.append(region & (lung > 0.5))
+            dens, region = _fit_opacity(frame, f, rng, lung > 0.5)
+            att += f.amplitude * dens * lung
+            masks.append(region)
         elif f.kind in ("atelectasis", "nodule"):
             level, _, _ = _ellipse_level(frame, f)
             shape = sigmoid(level / (0.3 if f.kind == "atelectasis" else 0.15)) * lung
@@ -441,13 +586,7 @@ def render_findings(
             masks.append(haze > 0.5)
         elif f.kind == "pneumothorax":
             g = geo[f.side]
-            depth = {"small": 0.06, "moderate": 0.12, "large": 0.22}[f.severity]
-            lateral_depth = depth * sigmoid((0.15 - frame.py) / 0.15)
-            rim = np.maximum(
-                sigmoid((lateral_depth - (g["lateral"] - g["q"])) / 0.008),
-                sigmoid((depth * 0.8 - (frame.py - g["apex"])) / 0.008),
-            )
-            region = rim * g["mask"]
+            region = _fit_pneumothorax(frame, g, f.extra.get("mask_area"), f.severity)
             line = np.exp(-(((region - 0.5) / 0.25) ** 2)) * (g["mask"] > 0.5)
             att -= region * (anatomy.vessels + 0.15)
             att += 0.12 * line

@@ -162,13 +162,13 @@ class Layout:
 
 
 LAYOUTS: dict[str, Layout] = {
-    "mimic-cxr": Layout("mimic-cxr", "mimic", "default", 0.5),
-    "mimic-cxr-jpg": Layout("mimic-cxr-jpg", "mimic", "default", 0.5),
-    "chestxray8": Layout("chestxray8", "chestxray8", "default", 0.0),
+    "mimic-cxr": Layout("mimic-cxr", "mimic", "mimic", 0.5),
+    "mimic-cxr-jpg": Layout("mimic-cxr-jpg", "mimic", "mimic", 0.5),
+    "chestxray8": Layout("chestxray8", "chestxray8", "nih", 0.0),
     "rsna": Layout("rsna", "rsna", "rsna", 0.0),
     "siim": Layout("siim", "siim", "siim", 0.0),
     # CheXpert's labels come from the impression, which is also the only text the layout ships
-    "chexpert": Layout("chexpert", "chexpert", "default", 0.3, complete_impression=True),
+    "chexpert": Layout("chexpert", "chexpert", "chexpert", 0.3, complete_impression=True),
     "covid": Layout("covid", "covid", "covid", 0.1),
     "ms-cxr": Layout("ms-cxr", "ms-cxr", "ms-cxr", 0.0),
 }
@@ -181,7 +181,7 @@ _STREAM_CODES = {"mimic": 1, "chestxray8": 2, "rsna": 3, "siim": 4, "chexpert": 
 
 
 def _write_ground_truth(root: Path, gt_id: str, image: str, study: Study, report_ref: str | None,
-                        attributes: dict[str, list[str]], labels: dict, extra: dict | None = None) -> None:  # fmt: skip
+                        attributes: dict[str, list], labels: dict, extra: dict | None = None) -> None:  # fmt: skip
     """``root/ground_truth/<gt_id>.json`` and a mask PNG (0/255) per region finding."""
     gt_dir = root / "ground_truth"
     findings = []
@@ -277,7 +277,7 @@ def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed:
         meta_rows.append([dicom_id, subject, study_id, procedure, vp, rows, cols, date, time,
                           procedure, view_meaning[vp], "Recumbent" if view == "AP" else "Erect"])  # fmt: skip
         split_rows.append([dicom_id, study_id, subject, split])
-    attributes = report.attributes()
+    attributes = _text_truth(report)
     for root in (root_dcm, root_jpg):
         if root is None:
             continue
@@ -308,11 +308,15 @@ def _nih_study(root: Path, index: int, seed: int, study: Study, report: Report, 
             labels.add("Consolidation")
         if f.kind == "edema":
             labels.add("Edema")
-    boxes = []
+    # BBox_List_2017.csv has one box per image and label (120 Pneumonia boxes on 120 images): the largest visible
+    # instance's; the sidecar keeps them all
+    largest: dict[str, list[float]] = {}
     for f in study.findings:
         if f.kind in NIH_BOX_LABELS and f.box is not None:
-            x0, y0, x1, y1 = f.box
-            boxes.append([name, NIH_BOX_LABELS[f.kind], x0, y0, x1 - x0, y1 - y0, "", "", ""])
+            label = NIH_BOX_LABELS[f.kind]
+            if label not in largest or _area(f.box) > _area(largest[label]):
+                largest[label] = f.box
+    boxes = [[name, label, x0, y0, x1 - x0, y1 - y0, "", "", ""] for label, (x0, y0, x1, y1) in largest.items()]
     ow, oh = int(rng.integers(2000, 3000)), int(rng.integers(2000, 3000))
     spacing = str(rng.choice(["0.143", "0.139", "0.168"]))
     entry = [name, "|".join(sorted(labels)) or "No Finding", index % 2, patient, int(rng.integers(18, 90)),
@@ -321,9 +325,25 @@ def _nih_study(root: Path, index: int, seed: int, study: Study, report: Report, 
     return {"entry": entry, "boxes": boxes, "name": name, "patient": patient}
 
 
-def _empty_attributes() -> dict[str, list[str]]:
+def _area(box: list[float]) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def _empty_attributes() -> dict[str, list]:
     # datasets without report text: nothing is stated, so no attribute is ground truth
-    return {"attributes": [], "uncertain_attributes": [], "negated_attributes": []}
+    return {"attributes": [], "uncertain_attributes": [], "negated_attributes": [], "pneumonia_attributes": [],
+            "sentences": []}  # fmt: skip
+
+
+def _text_truth(report: Report, sections: tuple[str, ...] = ("findings", "impression")) -> dict[str, list]:
+    """Sidecar text ground truth: the report's attribute statuses, ``pneumonia_attributes`` (the positive attributes
+    of the sentences that describe the pneumonia only: its location and look, not another finding's side) and the
+    sentences with the findings each describes."""
+    return {
+        **report.attributes(sections),
+        "pneumonia_attributes": report.attributes(sections, kinds=("pneumonia",))["attributes"],
+        "sentences": [r for r in report.sentence_records() if r["section"] in sections],
+    }
 
 
 def _rsna_study(root: Path, index: int, seed: int, study: Study, report: Report, rng: np.random.Generator) -> dict:
@@ -389,7 +409,7 @@ def _chexpert_study(root: Path, index: int, seed: int, study: Study, report: Rep
                     + [_label_cell(labels[k]) for k in CHEXPERT_LABELS])  # fmt: skip
     gt_id = f"{patient}_study1_view1_frontal"
     _write_ground_truth(root, gt_id, f"{folder}/view1_frontal.jpg", study, impression,
-                        report.attributes(("impression",)), labels)  # fmt: skip
+                        _text_truth(report, ("impression",)), labels)  # fmt: skip
     return {"split": split, "rows": rows, "impression": impression}
 
 
@@ -424,7 +444,7 @@ def _covid_study(root: Path, index: int, seed: int, study: Study, report: Report
         opa = np.clip(np.rint(opacity + rng.normal(0, 0.7, 3)), 0, 6).mean()
         severity = [[fname, f"{geo:.3f}", f"{opa:.3f}"]]
     rel = f"images/{fname}"
-    _write_ground_truth(root, fname.rsplit(".", 1)[0], rel, study, report.impression, report.attributes(("impression",)),
+    _write_ground_truth(root, fname.rsplit(".", 1)[0], rel, study, report.impression, _text_truth(report, ("impression",)),
                         report.labels, {"finding": finding})  # fmt: skip
     if study.lateral is not None:
         lat = f"phantom-{index:05d}-L.jpg"
@@ -453,7 +473,11 @@ def _ms_cxr_study(root: Path, index: int, seed: int, study: Study, report: Repor
             x0, y0, x1, y1 = (int(v) for v in f.box)
             rows.append([dicom_id, category, text, path, x0, y0, x1 - x0, y1 - y0, rows_px[1], rows_px[0], split])
     texts = [t for _, t in phrases.values()]
-    attrs = {"attributes": text_attributes(texts), "uncertain_attributes": [], "negated_attributes": []}
+    pneumonia_texts = [phrases[g][1] for g, members in groups.items() if members[0].kind == "pneumonia"]
+    attrs = {"attributes": text_attributes(texts), "uncertain_attributes": [], "negated_attributes": [],
+             "pneumonia_attributes": text_attributes(pneumonia_texts),
+             "sentences": [{"text": f"{phrases[g][1]}.", "section": "impression", "status": "positive",
+                            "findings": [members[0].kind]} for g, members in groups.items()]}  # fmt: skip
     _write_ground_truth(root, dicom_id, path, study, " ".join(f"{t}." for t in texts), attrs, report.labels)
     return {"rows": rows}
 

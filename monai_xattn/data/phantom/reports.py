@@ -41,11 +41,14 @@ _TYPOS = {
 
 @dataclass(frozen=True)
 class Sentence:
-    """One generated sentence: its ``section`` (``findings``/``impression``) and the status of its attributes."""
+    """One generated sentence: its ``section`` (``findings``/``impression``), the status of its attributes, and
+    the finding kinds it describes (``("pneumonia",)``; a negated sentence names the kinds it rules out; ``()``
+    for view, technique and normal boilerplate)."""
 
     text: str
     section: str
     status: str = "positive"
+    findings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -65,6 +68,11 @@ class Report:
     numbered_impression: bool = False
     _forms: re.Pattern | None = field(default=None, repr=False)
     _form_names: dict[str, tuple[str, ...]] = field(default_factory=dict, repr=False)
+
+    def sentence_records(self) -> list[dict]:
+        """The sentences as sidecar records: ``{"text", "section", "status", "findings"}``."""
+        return [{"text": s.text, "section": s.section, "status": s.status, "findings": list(s.findings)}
+                for s in self.sentences]  # fmt: skip
 
     def section_text(self, section: str) -> str:
         """Text of ``findings`` or ``impression``, sentences joined."""
@@ -91,12 +99,20 @@ class Report:
         lines += [wrap(self.impression), ""]
         return "\n".join(lines)
 
-    def attributes(self, sections: tuple[str, ...] = ("findings", "impression")) -> dict[str, list[str]]:
+    def attributes(
+        self, sections: tuple[str, ...] = ("findings", "impression"), kinds: tuple[str, ...] | None = None
+    ) -> dict[str, list[str]]:
         """``{"attributes", "uncertain_attributes", "negated_attributes"}``: sorted, disjoint attribute names of
-        the given sections (positive beats uncertain beats negated)."""
+        the given sections (positive beats uncertain beats negated).
+
+        Args:
+            sections: report sections to read.
+            kinds: read only the sentences that describe one of these finding kinds (``("pneumonia",)``: the
+                pneumonia's own location and look, not an effusion's side); ``None`` reads every sentence.
+        """
         best: dict[str, str] = {}
         for s in self.sentences:
-            if s.section not in sections:
+            if s.section not in sections or (kinds is not None and not set(kinds) & set(s.findings)):
                 continue
             for m in self._forms.finditer(s.text):
                 for name in self._form_names[" ".join(m.group().lower().split())]:
@@ -192,7 +208,8 @@ def _pneumonia_sentences(
             text = f"{_cap(subtle)}{noun} {where}" if where != "bibasilar" else f"{_cap(subtle + 'bibasilar ')}{noun}"
         else:
             text = f"{_cap(subtle)}bilateral {noun}"
-            text = _cap(text) + f" {location(rng, foci[0])[0]} and {location(rng, foci[1])[0]}"
+            locs = [location(rng, f)[0] for f in foci]
+            text = _cap(text) + " " + ", ".join(locs[:-1]) + f" and {locs[-1]}"
         imp_loc = "bilateral"
     elif f0.distribution == "multifocal":
         locs = [location(rng, f)[0] for f in foci]
@@ -226,6 +243,124 @@ def _pneumonia_sentences(
                                     f"Pneumonia in the {imp_loc} region." if f0.distribution == "single" and "lobe" not in imp_loc
                                     else f"{_cap(imp_loc)} pneumonia."]), "impression", "positive"))  # fmt: skip
     return out, "positive"
+
+
+def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sentence], imp: list[Sentence], label,
+                    cfg: dict, follow_up: bool, complete_impression: bool) -> None:  # fmt: skip
+    """Append the FINDINGS (``S``) and IMPRESSION (``imp``) sentences of one finding group and record its
+    CheXpert label statuses through ``label(name, status)``; see :func:`write_report`."""
+    f0 = group[0]
+    if f0.kind == "pneumonia":
+        # only single foci are hedged: a long list could outrun a NegEx-style trigger window
+        hedge = f0.distribution == "single" and rng.random() < cfg["p_hedge"]
+        sents, st = _pneumonia_sentences(rng, group, hedge, follow_up, name_opacity=complete_impression)
+        S += [s for s in sents if s.section == "findings"]
+        imp += [s for s in sents if s.section == "impression"]
+        label("Pneumonia", st)
+        label("Lung Opacity", st)
+        if f0.opacity == "consolidation":
+            label("Consolidation", st)
+    elif f0.kind == "effusion":
+        size = f0.severity
+        if len(group) == 2:
+            text = _pick(
+                rng,
+                [f"Bilateral {size} pleural effusions.", f"{_cap(size)} bilateral pleural effusions are present."],
+            )
+        else:
+            side = _side_word(rng, f0.side)
+            text = _pick(rng, [f"{_cap(size)} {side} pleural effusion.", f"There is a {size} {side} pleural effusion.",
+                               f"Blunting of the {side} costophrenic angle compatible with a {size} pleural effusion."])  # fmt: skip
+        if follow_up and rng.random() < 0.4:
+            text = text[:-1] + ", unchanged from prior."
+        S.append(Sentence(text, "findings", "positive"))
+        if complete_impression or rng.random() < 0.6:
+            imp.append(
+                Sentence(
+                    f"{_cap(size)} {'bilateral' if len(group) == 2 else f0.side} pleural effusion{'s' if len(group) == 2 else ''}.",
+                    "impression",
+                    "positive",
+                )
+            )
+        label("Pleural Effusion", "positive")
+    elif f0.kind == "cardiomegaly":
+        sev = {"mild": "mildly", "moderate": "moderately", "severe": "severely"}[f0.severity]
+        S.append(Sentence(_pick(rng, [f"The heart is {sev} enlarged.", f"{_cap(f0.severity)} cardiomegaly.",
+                                      f"Heart size is {sev} enlarged, unchanged from prior." if follow_up else f"{_cap(f0.severity)} enlargement of the cardiac silhouette."]),
+                          "findings", "positive"))  # fmt: skip
+        if complete_impression or rng.random() < 0.5:
+            imp.append(Sentence(f"{_cap(f0.severity)} cardiomegaly.", "impression", "positive"))
+        label("Cardiomegaly", "positive")
+    elif f0.kind == "atelectasis":
+        prep, adj = location(rng, f0)
+        if f0.opacity:  # the pneumonia look-alike
+            text = _pick(
+                rng,
+                [
+                    f"Patchy opacity {prep} most consistent with atelectasis.",
+                    f"{_cap(adj)} patchy opacity, most compatible with atelectasis.",
+                ],
+            )
+            label("Lung Opacity", "positive")
+        else:
+            text = _pick(
+                rng,
+                [
+                    f"Linear atelectasis {prep}.",
+                    f"Plate-like atelectasis {prep}.",
+                    f"{_cap(adj)} subsegmental atelectasis.",
+                ],
+            )
+        S.append(Sentence(text, "findings", "positive"))
+        if complete_impression:
+            _, adj = location(rng, f0)
+            imp.append(Sentence(_pick(rng, [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} opacity, likely atelectasis."]
+                                      if f0.opacity else [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} linear atelectasis."]),
+                                "impression", "positive"))  # fmt: skip
+        label("Atelectasis", "positive")
+    elif f0.kind == "edema":
+        sev = f0.severity
+        options = [f"{_cap(sev)} pulmonary edema.", f"{_cap(sev)} interstitial pulmonary edema.",
+                   f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema."]  # fmt: skip
+        if len(group) == 2:  # "bilateral" only where both lungs show it
+            options.append(f"Diffuse bilateral interstitial markings compatible with {sev} edema.")
+        S.append(Sentence(_pick(rng, options), "findings", "positive"))
+        imp.append(Sentence(f"{_cap(sev)} pulmonary edema.", "impression", "positive"))
+        label("Edema", "positive")
+        label("Lung Opacity", "positive")
+    elif f0.kind == "pneumothorax":
+        size = f0.severity
+        sides = "bilateral" if len(group) == 2 else _side_word(rng, f0.side)
+        text = _pick(rng, [f"{_cap(size)} {sides} apical pneumothorax.", f"There is a {size} {sides} pneumothorax.",
+                           f"{_cap(size)} {sides} pneumothorax with a visible pleural line."])  # fmt: skip
+        S.append(Sentence(text, "findings", "positive"))
+        imp.append(Sentence(f"{_cap(size)} {sides} pneumothorax.", "impression", "positive"))
+        label("Pneumothorax", "positive")
+    elif f0.kind == "nodule":
+        prep, _ = location(rng, f0)
+        mm = int(round(f0.radii[0] * 2 * 150))
+        S.append(
+            Sentence(
+                _pick(rng, [f"A {mm} mm nodule projects {prep}.", f"Nodular opacity {prep} measuring {mm} mm."]),
+                "findings",
+                "positive",
+            )
+        )
+        imp.append(
+            Sentence("Pulmonary nodule, recommend chest CT for further characterization.", "impression", "positive")
+        )
+        label("Lung Lesion", "positive")
+    elif f0.kind == "device":
+        for f in group:
+            text = {
+                "endotracheal tube": ["Endotracheal tube terminates approximately 4 cm above the carina.", "ETT in standard position."],
+                "nasogastric tube": ["Enteric tube courses below the diaphragm with the tip in the stomach.", "NGT tip in the stomach."],
+                "central venous catheter": ["Right internal jugular central venous catheter tip in the mid SVC.", "R IJ line terminates in the SVC."],
+                "pacemaker": ["Left chest wall pacemaker with leads in the right atrium and right ventricle.", "Dual-chamber pacer device unchanged."],
+                "ecg leads": ["EKG leads overlie the chest.", "Monitoring leads project over the chest."],
+            }[f.device]  # fmt: skip
+            S.append(Sentence(_pick(rng, text), "findings", "positive"))
+        label("Support Devices", "positive")
 
 
 def write_report(
@@ -278,126 +413,23 @@ def write_report(
         S.append(Sentence(_pick(rng, ["PA and lateral views of the chest were obtained.", "Frontal and lateral views of the chest.",
                                       "PA and lateral chest radiographs were obtained."]), "findings", "positive"))  # fmt: skip
 
+    def tag(start_s: int, start_imp: int, kinds: tuple[str, ...]) -> None:
+        # the sentences appended since (start_s, start_imp) describe ``kinds``
+        for sents, start in ((S, start_s), (imp, start_imp)):
+            sents[start:] = [Sentence(x.text, x.section, x.status, kinds) for x in sents[start:]]
+
     for group in by_group.values():
         f0 = group[0]
-        if f0.kind == "pneumonia":
-            # only single foci are hedged: a long list could outrun a NegEx-style trigger window
-            hedge = f0.distribution == "single" and rng.random() < cfg["p_hedge"]
-            sents, st = _pneumonia_sentences(rng, group, hedge, follow_up, name_opacity=complete_impression)
-            S += [s for s in sents if s.section == "findings"]
-            imp += [s for s in sents if s.section == "impression"]
-            label("Pneumonia", st)
-            label("Lung Opacity", st)
-            if f0.opacity == "consolidation":
-                label("Consolidation", st)
-        elif f0.kind == "effusion":
-            size = f0.severity
-            if len(group) == 2:
-                text = _pick(
-                    rng,
-                    [f"Bilateral {size} pleural effusions.", f"{_cap(size)} bilateral pleural effusions are present."],
-                )
-            else:
-                side = _side_word(rng, f0.side)
-                text = _pick(rng, [f"{_cap(size)} {side} pleural effusion.", f"There is a {size} {side} pleural effusion.",
-                                   f"Blunting of the {side} costophrenic angle compatible with a {size} pleural effusion."])  # fmt: skip
-            if follow_up and rng.random() < 0.4:
-                text = text[:-1] + ", unchanged from prior."
-            S.append(Sentence(text, "findings", "positive"))
-            if complete_impression or rng.random() < 0.6:
-                imp.append(
-                    Sentence(
-                        f"{_cap(size)} {'bilateral' if len(group) == 2 else f0.side} pleural effusion{'s' if len(group) == 2 else ''}.",
-                        "impression",
-                        "positive",
-                    )
-                )
-            label("Pleural Effusion", "positive")
-        elif f0.kind == "cardiomegaly":
-            sev = {"mild": "mildly", "moderate": "moderately", "severe": "severely"}[f0.severity]
-            S.append(Sentence(_pick(rng, [f"The heart is {sev} enlarged.", f"{_cap(f0.severity)} cardiomegaly.",
-                                          f"Heart size is {sev} enlarged, unchanged from prior." if follow_up else f"{_cap(f0.severity)} enlargement of the cardiac silhouette."]),
-                              "findings", "positive"))  # fmt: skip
-            if complete_impression or rng.random() < 0.5:
-                imp.append(Sentence(f"{_cap(f0.severity)} cardiomegaly.", "impression", "positive"))
-            label("Cardiomegaly", "positive")
-        elif f0.kind == "atelectasis":
-            prep, adj = location(rng, f0)
-            if f0.opacity:  # the pneumonia look-alike
-                text = _pick(
-                    rng,
-                    [
-                        f"Patchy opacity {prep} most consistent with atelectasis.",
-                        f"{_cap(adj)} patchy opacity, most compatible with atelectasis.",
-                    ],
-                )
-                label("Lung Opacity", "positive")
-            else:
-                text = _pick(
-                    rng,
-                    [
-                        f"Linear atelectasis {prep}.",
-                        f"Plate-like atelectasis {prep}.",
-                        f"{_cap(adj)} subsegmental atelectasis.",
-                    ],
-                )
-            S.append(Sentence(text, "findings", "positive"))
-            if complete_impression:
-                _, adj = location(rng, f0)
-                imp.append(Sentence(_pick(rng, [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} opacity, likely atelectasis."]
-                                          if f0.opacity else [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} linear atelectasis."]),
-                                    "impression", "positive"))  # fmt: skip
-            label("Atelectasis", "positive")
-        elif f0.kind == "edema":
-            sev = f0.severity
-            options = [f"{_cap(sev)} pulmonary edema.", f"{_cap(sev)} interstitial pulmonary edema.",
-                       f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema."]  # fmt: skip
-            if len(group) == 2:  # "bilateral" only where both lungs show it
-                options.append(f"Diffuse bilateral interstitial markings compatible with {sev} edema.")
-            S.append(Sentence(_pick(rng, options), "findings", "positive"))
-            imp.append(Sentence(f"{_cap(sev)} pulmonary edema.", "impression", "positive"))
-            label("Edema", "positive")
-            label("Lung Opacity", "positive")
-        elif f0.kind == "pneumothorax":
-            size = f0.severity
-            sides = "bilateral" if len(group) == 2 else _side_word(rng, f0.side)
-            text = _pick(rng, [f"{_cap(size)} {sides} apical pneumothorax.", f"There is a {size} {sides} pneumothorax.",
-                               f"{_cap(size)} {sides} pneumothorax with a visible pleural line."])  # fmt: skip
-            S.append(Sentence(text, "findings", "positive"))
-            imp.append(Sentence(f"{_cap(size)} {sides} pneumothorax.", "impression", "positive"))
-            label("Pneumothorax", "positive")
-        elif f0.kind == "nodule":
-            prep, _ = location(rng, f0)
-            mm = int(round(f0.radii[0] * 2 * 150))
-            S.append(
-                Sentence(
-                    _pick(rng, [f"A {mm} mm nodule projects {prep}.", f"Nodular opacity {prep} measuring {mm} mm."]),
-                    "findings",
-                    "positive",
-                )
-            )
-            imp.append(
-                Sentence("Pulmonary nodule, recommend chest CT for further characterization.", "impression", "positive")
-            )
-            label("Lung Lesion", "positive")
-        elif f0.kind == "device":
-            for f in group:
-                text = {
-                    "endotracheal tube": ["Endotracheal tube terminates approximately 4 cm above the carina.", "ETT in standard position."],
-                    "nasogastric tube": ["Enteric tube courses below the diaphragm with the tip in the stomach.", "NGT tip in the stomach."],
-                    "central venous catheter": ["Right internal jugular central venous catheter tip in the mid SVC.", "R IJ line terminates in the SVC."],
-                    "pacemaker": ["Left chest wall pacemaker with leads in the right atrium and right ventricle.", "Dual-chamber pacer device unchanged."],
-                    "ecg leads": ["EKG leads overlie the chest.", "Monitoring leads project over the chest."],
-                }[f.device]  # fmt: skip
-                S.append(Sentence(_pick(rng, text), "findings", "positive"))
-            label("Support Devices", "positive")
+        n_s, n_imp = len(S), len(imp)
+        _describe_group(rng, group, S, imp, label, cfg, follow_up, complete_impression)
+        tag(n_s, n_imp, (f0.kind,))
 
     # negatives and normal boilerplate
     lung_disease = kinds & {"pneumonia", "atelectasis", "edema", "nodule"}
     if "pneumonia" not in kinds:
         options = ["No focal consolidation.", "There is no focal consolidation."]
         options = options if lung_disease else [*options, "No focal airspace opacity."]
-        S.append(Sentence(_pick(rng, options), "findings", "negated"))
+        S.append(Sentence(_pick(rng, options), "findings", "negated", ("pneumonia",)))
         label("Consolidation", "negated")
         if not lung_disease and rng.random() < 0.6:
             S.append(
@@ -416,13 +448,15 @@ def write_report(
         negatives.append("pneumothorax")
         label("Pneumothorax", "negated")
     if negatives:
-        S.append(Sentence(f"No {' or '.join(negatives)}.", "findings", "negated"))
+        ruled_out = tuple(k for k in ("effusion", "pneumothorax") if k not in kinds)
+        S.append(Sentence(f"No {' or '.join(negatives)}.", "findings", "negated", ruled_out))
     if "edema" not in kinds and rng.random() < 0.5:
-        S.append(Sentence("No pulmonary edema.", "findings", "negated"))
+        S.append(Sentence("No pulmonary edema.", "findings", "negated", ("edema",)))
         label("Edema", "negated")
     if "cardiomegaly" not in kinds:
         S.append(Sentence(_pick(rng, ["Heart size is normal.", "The cardiomediastinal silhouette is within normal limits.",
-                                      "Cardiac and mediastinal contours are unremarkable."]), "findings", "positive"))  # fmt: skip
+                                      "Cardiac and mediastinal contours are unremarkable."]), "findings", "positive",
+                          ("cardiomegaly",)))  # fmt: skip
         label("Cardiomegaly", "negated")
     if rng.random() < 0.5:
         S.append(
@@ -433,15 +467,15 @@ def write_report(
     if rng.random() < 0.15 and len(S) > 2:  # a redundant restatement, as dictated reports have
         S.append(S[int(rng.integers(1, len(S)))])
     if not imp:
-        imp.append(Sentence(_pick(rng, ["No acute cardiopulmonary process.", "No evidence of pneumonia.", "No acute intrathoracic abnormality."]),
-                            "impression", "negated"))  # fmt: skip
+        text = _pick(rng, ["No acute cardiopulmonary process.", "No evidence of pneumonia.", "No acute intrathoracic abnormality."])  # fmt: skip
+        imp.append(Sentence(text, "impression", "negated", ("pneumonia",) if "pneumonia" in text else ()))
         if "pneumonia" not in kinds:
             label("Pneumonia", "negated")
     elif "pneumonia" not in kinds and rng.random() < 0.5:
-        imp.append(Sentence("No evidence of pneumonia.", "impression", "negated"))
+        imp.append(Sentence("No evidence of pneumonia.", "impression", "negated", ("pneumonia",)))
         label("Pneumonia", "negated")
 
-    sentences = [Sentence(_typo(rng, s.text, pattern, cfg["p_typo"]), s.section, s.status) for s in S + imp]
+    sentences = [Sentence(_typo(rng, s.text, pattern, cfg["p_typo"]), s.section, s.status, s.findings) for s in S + imp]
     abnormal = any(status.get(k) in ("positive", "uncertain") for k in CHEXPERT_LABELS[1:-1])
     if not abnormal:
         status["No Finding"] = "positive"

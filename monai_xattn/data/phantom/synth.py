@@ -17,6 +17,7 @@ from monai_xattn.data.phantom.anatomy import (
 )
 from monai_xattn.data.phantom.findings import (
     DIFFICULTY_SETTINGS,
+    PROFILES,
     Finding,
     keep_visible,
     render_distractors,
@@ -94,17 +95,19 @@ def synthesize_study(
     Args:
         rng: the study's image generator (see :func:`study_rngs`).
         size: output image side in pixels (images are square).
-        difficulty: ``easy``, ``medium`` or ``hard`` (lesion contrast and size, noise, distractors).
+        difficulty: ``easy``, ``medium`` or ``hard`` (lesion contrast and texture, noise, distractors; not sizes).
         profile: finding prevalences (:data:`~.findings.PROFILES`).
         lateral: also render a lateral view.
-        view: force ``"PA"`` or ``"AP"`` (default: 60 % PA).
+        view: force ``"PA"`` or ``"AP"`` (default: drawn with the profile's ``ap_share``).
     """
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
     cfg = DIFFICULTY_SETTINGS[difficulty] if difficulty in DIFFICULTY_SETTINGS else None
     if cfg is None:
         raise ValueError(f"difficulty must be one of {tuple(DIFFICULTY_SETTINGS)}, got {difficulty!r}")
-    view = view or ("PA" if rng.random() < 0.6 else "AP")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    view = view or ("AP" if rng.random() < PROFILES[profile]["ap_share"] else "PA")
     findings = sample_findings(rng, difficulty, profile, view)
     patient = sample_patient(rng, view, float(cfg["noise"]), float(cfg["rotation"]))
     for f in findings:
