@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from monai_xattn.utils.boxes import check_boxes, xywh_to_xyxy
+from monai_xattn.utils.paths import ensure_outside as _ensure_outside
+
 __all__ = [
     "SPLITS",
     "PATH_KEYS",
@@ -176,36 +179,6 @@ def as_names(
     if unknown:
         raise ValueError(f"{option}: unknown value(s) {unknown}; choose from {list(allowed)}")
     return names
-
-
-def xywh_to_xyxy(boxes: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
-    """Top-left ``x, y, w, h`` -> StandardMode ``[x0, y0, x1, y1]``, shape ``(N, 4)`` float64.
-
-    ``monai.data.box_utils.convert_box_mode`` computes the same but round-trips through float32, which
-    changes NIH's 15-digit coordinates; adapters keep the file's values exactly.
-    """
-    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-    return np.concatenate([b[:, :2], b[:, :2] + b[:, 2:]], axis=1)
-
-
-def check_boxes(boxes_xyxy: np.ndarray, image_size: Sequence[int] | None) -> np.ndarray:
-    """Reasons a StandardMode box is unusable, one string per box (``""`` = fine), shape ``(N,)``.
-
-    A box is rejected when a coordinate is not finite, its width or height is not positive, or (when
-    ``image_size = [W, H]`` is known) it is not contained in ``[0, W] x [0, H]``.
-    """
-    b = np.asarray(boxes_xyxy, dtype=np.float64).reshape(-1, 4)
-    reasons = np.full(len(b), "", dtype=object)
-    with np.errstate(invalid="ignore"):
-        outside = np.zeros(len(b), dtype=bool)
-        if image_size is not None:
-            w, h = image_size
-            outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
-            reasons[outside] = f"box outside the {w}x{h} image"
-        empty = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
-        reasons[empty] = "box with zero or negative width/height"
-    reasons[~np.isfinite(b).all(axis=1)] = "box coordinate missing or not a number"
-    return reasons
 
 
 def _sklearn_like_split(n: int, holdout_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -531,10 +504,8 @@ def load_datalist(path: str | os.PathLike, root: str | os.PathLike) -> dict[str,
 
 
 def ensure_outside(output: str | os.PathLike, root: str | os.PathLike) -> None:
-    """Refuse to write ``output`` inside the dataset ``root``: dataset folders are read-only to us."""
-    out, base = Path(output).resolve(), Path(root).resolve()
-    if out == base or base in out.parents:
-        raise DatalistError(f"{output}: refusing to write inside the dataset folder {root}; choose another path")
+    """:func:`monai_xattn.utils.paths.ensure_outside` raising :class:`DatalistError`."""
+    _ensure_outside(output, root, DatalistError)
 
 
 def dicom_header(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,12 +15,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.apps.detection.networks.retinanet_detector import RetinaNetDetector
 from monai.engines.utils import PrepareBatch
+from PIL import Image
 from torch import Tensor, nn
+
+from monai_xattn.transforms.box import BOX_SCALE_KEY, boxes_to_original
+from monai_xattn.utils.display import draw_box_outlines, to_display
 
 __all__ = [
     "DetectionPrepareBatch",
@@ -30,6 +33,8 @@ __all__ = [
     "distribute_detector",
     "loss_output",
 ]
+
+_OVERLAY_COLOUR = (255, 64, 0)  # predicted boxes on DetectionWriter's overlays
 
 
 class DetectionPrepareBatch(PrepareBatch):
@@ -184,8 +189,6 @@ class DetectionWriter:
         self.output_dir.mkdir(parents=True, exist_ok=True)
 
     def __call__(self, engine: Engine) -> None:
-        from monai_xattn.transforms.box import BOX_SCALE_KEY, boxes_to_original
-
         batch, images, preds = engine.state.batch, engine.state.output["image"], engine.state.output["pred"]
         for i, (item, image, pred) in enumerate(zip(batch, images, preds, strict=True)):
             keep = pred[self.score_key] >= self.score_thresh
@@ -212,16 +215,8 @@ class DetectionWriter:
 
     @staticmethod
     def _overlay(image: Tensor, boxes: Tensor, path: Path) -> None:
-        from PIL import Image, ImageDraw
-
-        x = torch.as_tensor(image).detach().cpu().float()[0]
-        x = (x - x.min()) / (x.max() - x.min()).clamp(min=1e-8)
-        # MONAI's (W, H) array is the transpose of a picture's (rows, cols)
-        picture = Image.fromarray((x.T.numpy() * 255).astype(np.uint8)).convert("RGB")
-        draw = ImageDraw.Draw(picture)
-        for x0, y0, x1, y1 in boxes.tolist():
-            draw.rectangle([x0, y0, x1, y1], outline=(255, 64, 0), width=2)
-        picture.save(path)
+        picture = Image.fromarray(to_display(image)).convert("RGB")
+        draw_box_outlines(picture, boxes, _OVERLAY_COLOUR, width=2).save(path)
 
     def _write_all(self, engine: Engine) -> None:
         (self.output_dir / "predictions.json").write_text(json.dumps(self.records, indent=1))

@@ -29,10 +29,10 @@ import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedTrainer
 from monai.metrics import ROCAUCMetric
-from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from torch import Tensor, nn
 
 from monai_xattn.networks.resnet_weights import load_encoder_weights
+from monai_xattn.networks.trunk import resnet_trunk
 
 __all__ = [
     "LINEAR_PROBE_FRACTIONS",
@@ -51,8 +51,6 @@ __all__ = [
 LINEAR_PROBE_FRACTIONS = (0.01, 0.1, 1.0)
 """The training fractions of GLoRIA's Table 2."""
 
-_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
-
 
 def build_trunk(depth: int = 50, in_channels: int = 1) -> nn.Module:
     """The ResNet trunk of :class:`~monai_xattn.networks.GloriaImageEncoder`, ending in the average pool.
@@ -61,9 +59,7 @@ def build_trunk(depth: int = 50, in_channels: int = 1) -> nn.Module:
         a MONAI ResNet (2D, ``conv1_t_stride=2``, no classifier) mapping ``(B, C, W, H)`` to ``(B, F)``
         (F = 512 for depths 18/34, 2048 for 50/101).
     """
-    if depth not in _RESNETS:
-        raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}")
-    return _RESNETS[depth](spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, feed_forward=False)
+    return resnet_trunk(depth, in_channels)
 
 
 def load_trunk_weights(

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 
-from monai_xattn.data.siim import RLE_MODES, rle_encode
+from monai_xattn.utils.rle import RLE_MODES, rle_encode_wh
 
 __all__ = ["EVAL_CHECKPOINTS", "RLESubmissionSaver", "balanced_fraction", "eval_checkpoint_file", "is_positive"]
 
@@ -153,8 +153,7 @@ class RLESubmissionSaver:
             mask = torch.as_tensor(pred).detach().cpu().numpy()
             if mask.ndim != 3 or mask.shape[0] != 1:
                 raise ValueError(f"{self._image_id(item, pred)}: expected a (1, W, H) mask, got {mask.shape}")
-            # rle_encode numbers pixels over the (H, W) array of the file; MONAI's (W, H) mask is its transpose
-            self.rows.append((self._image_id(item, pred), rle_encode(mask[0].T > 0.5, self.mode)))
+            self.rows.append((self._image_id(item, pred), rle_encode_wh(mask[0] > 0.5, self.mode)))
 
     def write(self, engine: Engine | None = None) -> Path:
         """Write the collected rows; returns the CSV path."""

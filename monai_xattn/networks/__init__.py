@@ -11,6 +11,7 @@ from monai_xattn.networks.gloria import (
     official_gloria_state_dict,
     resolve_text_model,
 )
+from monai_xattn.networks.gloria_attention import local_similarity
 from monai_xattn.networks.gloria_tasks import (
     SIMILARITY_MODES,
     class_scores,
@@ -32,6 +33,7 @@ from monai_xattn.networks.roi_detector import (
     load_detector_weights,
     roi_geometry,
 )
+from monai_xattn.networks.trunk import TRUNK_DEPTHS, resnet_trunk
 from monai_xattn.networks.unet import (
     ENCODER_INITS,
     CXRResNetEncoder,
@@ -51,6 +53,7 @@ __all__ = [
     "load_gloria_weights",
     "official_gloria_state_dict",
     "resolve_text_model",
+    "local_similarity",
     "SIMILARITY_MODES",
     "class_scores",
     "clean_report",
@@ -76,4 +79,6 @@ __all__ = [
     "convert_trunk_state",
     "describe_trunk",
     "weights_frame",
+    "TRUNK_DEPTHS",
+    "resnet_trunk",
 ]

@@ -16,10 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.networks.nets import resnet
 from monai.visualize import CAM, GradCAM
 from skimage.measure import label, regionprops
 from torch import Tensor, nn
+
+from monai_xattn.networks.trunk import resnet_trunk
 
 __all__ = ["CAM_METHODS", "create_cam_classifier", "pneumonia_label_entries", "maps_to_boxes", "CAMLocalizer"]
 
@@ -40,13 +41,11 @@ def create_cam_classifier(
             images give maps that can outline a finding (64 px at stride 16 is a 4 x 4 map); Zhou et al. (2016)
             likewise cut their networks to a 14 x 14 map for CAM.
     """
-    nets = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50}
-    if depth not in nets:
-        raise ValueError(f"depth must be one of {sorted(nets)}, got {depth}.")
+    # MONAI's stride-1 stem, unlike the other trunks: the output strides below count on it
+    net = resnet_trunk(depth, in_channels, stem_stride=1, num_classes=num_classes, depths=(18, 34, 50))
     undone = {16: (), 8: ("layer4",), 4: ("layer3", "layer4")}
     if output_stride not in undone:
         raise ValueError(f"output_stride must be one of {sorted(undone)}, got {output_stride}.")
-    net = nets[depth](spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
     for name in undone[output_stride]:
         # the first block of a stage holds its stride-2 convs (the 3x3 and the shortcut's 1x1)
         for module in getattr(net, name)[0].modules():

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.networks.nets import resnet18, resnet34, resnet50, resnet101
 from monai.utils import ensure_tuple_rep
 from torch import nn
 
 from monai_xattn.networks.resnet_weights import convert_trunk_state, load_encoder_weights
+from monai_xattn.networks.trunk import resnet_trunk
 from monai_xattn.transforms.text import Tokenize
 from monai_xattn.utils.checkpoints import read_state_dict
 
@@ -42,8 +42,6 @@ __all__ = [
     "official_gloria_state_dict",
     "resolve_text_model",
 ]
-
-_RESNETS = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101}
 
 #: key prefix of every tensor of the official GLoRIA checkpoint's ``state_dict`` (its LightningModule attribute)
 OFFICIAL_GLORIA_PREFIX = "gloria."
@@ -84,11 +82,7 @@ class GloriaImageEncoder(nn.Module):
         weights: str | os.PathLike | None = None,
     ) -> None:
         super().__init__()
-        if depth not in _RESNETS:
-            raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}")
-        self.backbone = _RESNETS[depth](
-            spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, feed_forward=False
-        )
+        self.backbone = resnet_trunk(depth, in_channels)
         global_channels = self.backbone.in_planes  # channels out of layer4
         local_channels = global_channels // 2
         self.local_proj = nn.Conv2d(local_channels, embed_dim, kernel_size=1, bias=False)
@@ -137,7 +131,7 @@ def resolve_text_model(name_or_path: str | os.PathLike | None = None) -> str:
 
 
 def _load_text_model(name_or_path: str):
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer  # heavy: paid only when a text encoder is built
 
     looked = (
         f"the directory {name_or_path!r} does not exist, so it was taken as a hub name and looked up in the "

@@ -5,7 +5,7 @@ Similarity of image ``i`` and text ``j`` (official ``get_similarities``):
 - global: ``cos(v_i, t_j)`` of the image and report codes;
 - local: ``max_t temp2 * cos(w_jt, c_ijt)`` over the words of ``j``, where ``c_ijt`` is the word's attention-
   weighted region context (temp1 = 4, temp2 = 5, double softmax as in training), i.e.
-  :func:`monai_xattn.losses.gloria.local_similarity` with ``agg="max"``;
+  :func:`monai_xattn.networks.gloria_attention.local_similarity` with ``agg="max"``;
 - both: the mean of the two (``fusion="mean"``, official), or the mean of the two after z-normalising each
   text's column over the images (``fusion="zscore"``).
 
@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from monai_xattn.losses.gloria import local_similarity
+from monai_xattn.networks.gloria_attention import local_similarity
 from monai_xattn.text.sections import gloria_clean_sentences
 
 __all__ = [

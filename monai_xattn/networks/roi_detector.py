@@ -28,12 +28,12 @@ from monai.apps.detection.networks.retinanet_network import RetinaNet, resnet_fp
 from monai.apps.detection.utils.anchor_utils import AnchorGenerator, AnchorGeneratorWithAnchorShape
 from monai.apps.detection.utils.detector_utils import check_training_targets, preprocess_images
 from monai.losses import BoxGIoULoss, FocalLoss
-from monai.networks.nets import resnet
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
 from torchvision.ops import MultiScaleRoIAlign, batched_nms
 
 from monai_xattn.networks.resnet_weights import load_encoder_weights
+from monai_xattn.networks.trunk import resnet_trunk
 from monai_xattn.utils.checkpoints import read_state_dict
 
 __all__ = [
@@ -50,8 +50,6 @@ logger = logging.getLogger(__name__)
 ROI_GEOMETRY_FIELDS: tuple[str, ...] = ("x0", "y0", "x1", "y1", "width", "height", "area", "cx", "cy")
 """Meaning of the last axis of ``g``: corners, width, height, area and centre, each divided by the image size
 (W for x quantities, H for y quantities, W * H for the area), so every field lies in [0, 1]."""
-
-_RESNETS = {18: resnet.resnet18, 34: resnet.resnet34, 50: resnet.resnet50, 101: resnet.resnet101}
 
 
 def _unwrap(network: nn.Module) -> nn.Module:
@@ -315,9 +313,9 @@ def create_roi_detector(
         backbone_weights: optional file for :func:`load_backbone_weights` (ImageNet or GLoRIA ResNet).
         backbone_transpose: ``transpose_kernels`` of :func:`load_backbone_weights` (``None``: from the file).
     """
-    if depth not in _RESNETS:
-        raise ValueError(f"depth must be one of {sorted(_RESNETS)}, got {depth}.")
-    backbone = _RESNETS[depth](spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2, bias_downsample=False)
+    # torchvision's bias-free shortcuts; the FPN body drops the fc head, which is still built (MONAI's default 400
+    # classes) because building it draws from the random generator: seeded detectors keep their initialisation
+    backbone = resnet_trunk(depth, in_channels, bias_downsample=False, num_classes=400)
     returned_layers = list(returned_layers)
     extractor = resnet_fpn_feature_extractor(backbone, 2, returned_layers=returned_layers)
     size_divisible = 2 * 2 * 2 ** max(returned_layers)  # stem stride, max-pool, then one halving per stage

@@ -34,7 +34,7 @@ from typing import Any
 from monai.networks.blocks import BaseEncoder
 from monai.networks.nets import FlexibleUNet
 from monai.networks.nets.flexible_unet import FLEXUNET_BACKBONE
-from monai.networks.nets.resnet import ResNet, ResNetFeatures, get_inplanes, resnet_params
+from monai.networks.nets.resnet import ResNet, ResNetFeatures
 from torch import Tensor
 
 # the weight loader lives in resnet_weights (shared with the linear probe and the ROI detector); re-exported here
@@ -44,6 +44,7 @@ from monai_xattn.networks.resnet_weights import (
     load_encoder_weights,
     read_encoder_state_dict,
 )
+from monai_xattn.networks.trunk import resnet_trunk_arguments
 
 __all__ = [
     "ENCODER_INITS",
@@ -53,6 +54,8 @@ __all__ = [
     "load_encoder_weights",
     "read_encoder_state_dict",
 ]
+
+_ENCODER_DEPTHS = (18, 34, 50, 101, 152)
 
 
 class CXRResNetEncoder(ResNetFeatures, BaseEncoder):
@@ -69,7 +72,7 @@ class CXRResNetEncoder(ResNetFeatures, BaseEncoder):
         in_channels: input channels.
     """
 
-    backbone_names = ["cxr_resnet18", "cxr_resnet34", "cxr_resnet50", "cxr_resnet101", "cxr_resnet152"]
+    backbone_names = [f"cxr_resnet{depth}" for depth in _ENCODER_DEPTHS]
 
     def __init__(self, model_name: str, pretrained: bool = False, spatial_dims: int = 2, in_channels: int = 1) -> None:
         if model_name not in self.backbone_names:
@@ -77,17 +80,10 @@ class CXRResNetEncoder(ResNetFeatures, BaseEncoder):
         if pretrained:
             raise ValueError(f"{model_name}: pretrained weights are loaded with load_encoder_weights (or "
                              "CXRUNet(init=...)); nothing is downloaded")  # fmt: skip
-        block, layers = resnet_params[model_name.removeprefix("cxr_")][:2]
+        depth = int(model_name.removeprefix("cxr_resnet"))
         # ResNetFeatures' own constructor builds the MedicalNet variant; only its forward is wanted
         ResNet.__init__(
-            self,
-            block=block,
-            layers=layers,
-            block_inplanes=get_inplanes(),
-            spatial_dims=spatial_dims,
-            n_input_channels=in_channels,
-            conv1_t_stride=2,
-            feed_forward=False,
+            self, **resnet_trunk_arguments(depth, in_channels, spatial_dims=spatial_dims, depths=_ENCODER_DEPTHS)
         )
 
     @classmethod

@@ -6,6 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from monai_xattn.text.attributes import load_vocabulary
+from monai_xattn.text.reports import iter_datalist_reports
+from monai_xattn.utils.paths import ensure_outside
+
 __all__ = ["add_arguments", "run"]
 
 
@@ -29,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from monai_xattn.data.datalist import DatalistError, ensure_outside
-    from monai_xattn.text.attributes import load_vocabulary
-    from monai_xattn.text.reports import iter_datalist_reports
+    # gensim (behind text.word2vec) is heavy: only this command's run pays for it, not every CLI start-up
     from monai_xattn.text.word2vec import (
         nearest_negatives,
         phrase_token,
@@ -42,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         ensure_outside(args.out, args.root)  # dataset folders are read-only to us
-    except DatalistError as exc:
+    except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     vocabulary = load_vocabulary(args.vocabulary)

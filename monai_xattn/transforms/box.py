@@ -5,7 +5,7 @@ Everything box-geometric that MONAI already has is used as is (``monai.data.box_
 ``BoxToMaskd``/``MaskToBoxd``). What is added:
 
 - :func:`validate_boxes` (error / clip / drop policies); :func:`xywh_to_xyxy` is re-exported from
-  :mod:`monai_xattn.data.datalist`, where the adapters convert every dataset box once;
+  :mod:`monai_xattn.utils.boxes`, with which the adapters convert every dataset box once;
 - :class:`ResizeBox`/:class:`ResizeBoxd`: resize to a fixed size whatever the input size. MONAI has no
   ``ResizeBoxd``, and ``ZoomBoxd`` takes a fixed zoom factor (and rewrites it on its first call), which cannot
   bring chest X-rays of different sizes to one ``S x S``;
@@ -41,8 +41,8 @@ from monai.transforms import (
 )
 from monai.utils import ensure_tuple_rep
 
-from monai_xattn.data.datalist import xywh_to_xyxy
 from monai_xattn.transforms.io import LoadCXRd
+from monai_xattn.utils.boxes import xywh_to_xyxy
 
 __all__ = [
     "BOX_SCALE_KEY",

@@ -811,7 +811,7 @@ class LoadCXR(Transform):
     # PNG / JPEG / TIFF ----------------------------------------------------------------------------------------
     @staticmethod
     def _read_pil(path: Path) -> tuple[np.ndarray, dict[str, Any]]:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, UnidentifiedImageError  # DICOM-only pipelines never load Pillow
 
         try:
             with Image.open(path) as img:

@@ -1,11 +1,10 @@
 """SIIM run-length encodings -> segmentation masks aligned with the loaded image.
 
 The datalist's ``rle`` rows (:func:`monai_xattn.data.build_siim_datalist`) describe the mask in the pixels of the
-original file. :class:`RLEToMask` decodes them with :func:`monai_xattn.data.siim.rle_decode` straight into MONAI's
-``(1, W, H)`` frame (the decoder's ``(H, W)`` output is a transposed view of a ``(W, H)`` array, so no copy and no
-transpose step a user could forget), and :class:`RLEToMaskd` takes the size, and the meta data, from the image the
-mask belongs to, so that every later spatial transform (``Resized``, ``RandAffined``, ``Invertd``) treats image
-and mask alike.
+original file. :class:`RLEToMask` decodes them with :func:`monai_xattn.utils.rle.rle_decode_wh` straight into
+MONAI's ``(1, W, H)`` frame (no copy and no transpose step a user could forget), and :class:`RLEToMaskd` takes
+the size, and the meta data, from the image the mask belongs to, so that every later spatial transform
+(``Resized``, ``RandAffined``, ``Invertd``) treats image and mask alike.
 """
 
 from __future__ import annotations
@@ -13,13 +12,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, Transform
 
-from monai_xattn.data.siim import RLE_MODES, rle_decode
+from monai_xattn.utils.rle import RLE_MODES, rle_decode_wh
 
 __all__ = ["RLEToMask", "RLEToMaskd", "RLEToMaskD", "RLEToMaskDict"]
 
@@ -53,11 +51,8 @@ class RLEToMask(Transform):
         Raises:
             ValueError: a malformed string, or runs past the end of a ``W x H`` image.
         """
-        if len(spatial_size) != 2:
-            raise ValueError(f"spatial_size must be (W, H), got {tuple(spatial_size)}")
-        width, height = (int(s) for s in spatial_size)
-        mask = rle_decode(rle, height=height, width=width, mode=mode or self.mode)  # (H, W) view of a (W, H) array
-        return torch.from_numpy(np.ascontiguousarray(mask.T)[None]).to(self.dtype)
+        mask = rle_decode_wh(rle, spatial_size, mode=mode or self.mode)
+        return torch.from_numpy(mask[None]).to(self.dtype)
 
 
 class RLEToMaskd(MapTransform):

@@ -327,7 +327,7 @@ class Tokenize(Transform):
         truncation: bool = True,
     ) -> None:
         if isinstance(tokenizer, (str, Path)):
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # heavy, and only tokenizers given by name need it
 
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer), local_files_only=True, use_fast=True)
         if not getattr(tokenizer, "is_fast", False):

@@ -16,6 +16,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
+from monai_xattn.networks.gloria_attention import local_similarity
+from monai_xattn.utils.display import to_display
+
 __all__ = ["attention_figure", "gloria_attention_figure", "heat_colormap"]
 
 # piecewise-linear "jet": dark blue -> blue -> cyan -> yellow -> red -> dark red
@@ -30,18 +33,6 @@ def heat_colormap(values: np.ndarray) -> np.ndarray:
     low = np.floor(x).astype(int).clip(0, len(_JET) - 2)
     frac = (x - low)[..., None]
     return ((_JET[low] * (1 - frac) + _JET[low + 1] * frac) * 255).round().astype(np.uint8)
-
-
-def _as_grey(image: torch.Tensor | np.ndarray) -> np.ndarray:
-    """MONAI ``(C, W, H)`` or ``(W, H)`` -> ``(H, W)`` float in ``[0, 1]`` (min-max per image)."""
-    arr = torch.as_tensor(image).detach().float().cpu()
-    if arr.ndim == 3:
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"attention_figure: image must be (C, W, H) or (W, H), got shape {tuple(arr.shape)}")
-    arr = arr.t().numpy()
-    span = float(arr.max() - arr.min())
-    return (arr - arr.min()) / span if span > 0 else np.zeros_like(arr)
 
 
 def attention_figure(
@@ -68,7 +59,7 @@ def attention_figure(
     Returns:
         the figure as a Pillow RGB image.
     """
-    grey = _as_grey(image)
+    grey = to_display(image)  # (H, W) rows x cols
     attn = torch.as_tensor(attention).detach().float().cpu()
     if attn.ndim != 3:
         raise ValueError(f"attention_figure: attention must be (T, W', H'), got shape {tuple(attn.shape)}")
@@ -82,7 +73,7 @@ def attention_figure(
     hi = maps.reshape(len(words), -1).max(axis=1)[:, None, None]
     maps = (maps - lo) / np.where(hi - lo > 0, hi - lo, 1.0)
 
-    base = np.repeat((grey * 255).astype(np.uint8)[..., None], 3, axis=2)
+    base = np.repeat(grey[..., None], 3, axis=2)
     panels = [("image", base)]
     for word, heat in zip(words, maps, strict=False):
         blend = (1 - alpha) * base + alpha * heat_colormap(heat)
@@ -122,8 +113,6 @@ def gloria_attention_figure(
         temp1: attention sharpness (the loss's).
         kwargs: passed to :func:`attention_figure`.
     """
-    from monai_xattn.losses.gloria import local_similarity
-
     device = next(model.parameters()).device
     tokens = {k: v.to(device) for k, v in model.tokenize([text]).items()}
     was_training = model.training

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from monai_xattn.visualize.attention import _as_grey
+from monai_xattn.utils.display import draw_box_outlines, to_display
 
 __all__ = ["GT_COLOUR", "PRED_COLOUR", "LocalizationPanel", "localization_panel", "localization_figure"]
 
@@ -44,10 +44,6 @@ class LocalizationPanel:
     title: str = ""
 
 
-def _boxes(boxes) -> np.ndarray:
-    return np.asarray(torch.as_tensor(boxes, dtype=torch.float32).cpu(), dtype=np.float32).reshape(-1, 4)
-
-
 def _wrap(prefix: str, words: Sequence[str], width: int, font: ImageFont.ImageFont) -> list[str]:
     """``prefix`` then the comma-separated words, broken into lines that fit ``width`` pixels."""
     lines, line = [], prefix
@@ -70,14 +66,13 @@ def localization_panel(panel: LocalizationPanel, size: int = 256, max_pred: int 
         size: the image is scaled to ``size`` pixels wide.
         max_pred: predicted boxes drawn (the top-scored first; Table 1 scores only the first).
     """
-    grey = _as_grey(panel.image)  # (H, W) rows x cols
+    grey = to_display(panel.image)  # (H, W) rows x cols
     h, w = grey.shape
     scale = size / w
-    picture = Image.fromarray((grey * 255).astype(np.uint8)).convert("RGB").resize((size, round(h * scale)))
-    draw = ImageDraw.Draw(picture)
-    for boxes, colour in ((_boxes(panel.gt_boxes), GT_COLOUR), (_boxes(panel.pred_boxes)[:max_pred], PRED_COLOUR)):
-        for x0, y0, x1, y1 in boxes * scale:
-            draw.rectangle([x0, y0, x1, y1], outline=colour, width=2)
+    picture = Image.fromarray(grey).convert("RGB").resize((size, round(h * scale)))
+    draw_box_outlines(picture, panel.gt_boxes, GT_COLOUR, width=2, scale=scale)
+    draw_box_outlines(picture, torch.as_tensor(panel.pred_boxes).reshape(-1, 4)[:max_pred], PRED_COLOUR, width=2,
+                      scale=scale)  # fmt: skip
     font = ImageFont.load_default()
     text = [(panel.title, (0, 0, 0))] if panel.title else []
     text += [(line, GT_COLOUR) for line in _wrap("GT: ", panel.gt_attributes, size - 8, font)]

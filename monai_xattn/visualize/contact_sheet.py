@@ -5,24 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
+
+from monai_xattn.utils.display import draw_box_outlines, to_display
 
 __all__ = ["draw_boxes", "contact_sheet"]
 
 _PALETTE = ((255, 64, 64), (64, 200, 255), (80, 230, 80), (255, 200, 40), (220, 90, 255), (255, 140, 60))
-
-
-def _to_display(image: np.ndarray) -> np.ndarray:
-    """``(W, H)`` or ``(1, W, H)`` image in MONAI's frame -> ``(H, W)`` uint8 rows for display, min-max scaled."""
-    arr = np.asarray(image, dtype=np.float32)
-    if arr.ndim == 3:
-        if arr.shape[0] != 1:
-            raise ValueError(f"expected one channel (1, W, H), got shape {arr.shape}")
-        arr = arr[0]
-    if arr.ndim != 2:
-        raise ValueError(f"expected a 2D image (W, H) or (1, W, H), got shape {arr.shape}")
-    lo, hi = float(arr.min()), float(arr.max())
-    return np.rint((arr.T - lo) / max(hi - lo, 1e-12) * 255).astype(np.uint8)
 
 
 def draw_boxes(
@@ -45,16 +34,16 @@ def draw_boxes(
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
     if labels is not None and len(labels) != len(boxes):
         raise ValueError(f"got {len(labels)} labels for {len(boxes)} boxes")
-    canvas = Image.fromarray(_to_display(image)).convert("RGB")
-    draw = ImageDraw.Draw(canvas)
-    names = sorted(set(labels)) if labels is not None else []
-    for k, (x0, y0, x1, y1) in enumerate(boxes):
-        color = _PALETTE[names.index(labels[k]) % len(_PALETTE)] if labels is not None else _PALETTE[0]
-        # PIL's rectangle includes its end pixel; StandardMode's end is exclusive
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=color, width=width)
-        if labels is not None:
-            draw.text((x0 + 2, y0 + 1), labels[k], fill=color)
-    return np.asarray(canvas)
+    shape = np.shape(image)
+    if len(shape) == 3 and shape[0] != 1:
+        raise ValueError(f"expected one channel (1, W, H), got shape {shape}")
+    canvas = Image.fromarray(to_display(image)).convert("RGB")
+    if labels is None:
+        colours = [_PALETTE[0]] * len(boxes)
+    else:
+        names = sorted(set(labels))  # equal labels share a colour
+        colours = [_PALETTE[names.index(label) % len(_PALETTE)] for label in labels]
+    return np.asarray(draw_box_outlines(canvas, boxes, colours, width, labels))
 
 
 def contact_sheet(

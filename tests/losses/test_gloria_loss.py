@@ -98,7 +98,7 @@ def test_small_embedding_path_matches_loop():
 
 
 def test_context_norm_gradient():
-    from monai_xattn.losses.gloria import _ContextNormSq
+    from monai_xattn.networks.gloria_attention import _ContextNormSq
 
     g = torch.Generator().manual_seed(12)
     attn = torch.rand(2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
