@@ -1,8 +1,9 @@
 """The ``monai-xattn`` command line.
 
 Each sub-command lives in its own module, which exposes ``add_arguments(parser)`` and
-``run(args) -> int``. Modules are imported only when their command runs, so ``--help`` and
-``--version`` stay fast and a heavy import (torch, transformers) never slows down the others.
+``run(args) -> int``. :func:`main` imports only the module of the command it is asked to run (or to show the
+``--help`` of), so ``--help`` and ``--version`` stay fast and a heavy import (torch, monai, transformers) never
+slows down the others; the top-level ``--help`` lists every command from :data:`COMMANDS` alone.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from monai_xattn import __version__
 
@@ -38,7 +39,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(commands: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The ``monai-xattn`` parser: every command of :data:`COMMANDS` listed with its help.
+
+    Args:
+        commands: the commands whose arguments are defined, which imports their modules; the others take no
+            arguments here. ``None`` defines them all (every module imported).
+    """
     parser = argparse.ArgumentParser(
         prog="monai-xattn",
         description="Chest X-ray + report learning on MONAI: cross-attention localization and GLoRIA.",
@@ -48,13 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_name, help_text) in COMMANDS.items():
         cmd = sub.add_parser(name, help=help_text, description=help_text)
         cmd.set_defaults(_module=module_name)
-        # argument definitions live with the command; importing them is cheap by convention
-        importlib.import_module(module_name).add_arguments(cmd)
+        if commands is None or name in commands:
+            importlib.import_module(module_name).add_arguments(cmd)
     return parser
 
 
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the top level has flags only)."""
+    return next((arg for arg in argv if not arg.startswith("-")), None)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser([c for c in [_named_command(argv)] if c in COMMANDS])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()

@@ -11,21 +11,21 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monai_xattn.data.adapter import DropItem, collect_entries, keep_valid_boxes, split_entries
 from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
     as_names,
-    check_boxes,
     check_unique,
     find_one,
     normalize_view,
     read_csv_records,
     read_text,
-    split_groups,
     xywh_to_xyxy,
 )
 
@@ -158,66 +158,26 @@ def build_chestxray8_datalist(
     unknown = sorted({f for fs in findings for f in fs} - set(NIH_FINDINGS) - {"No Finding"})
     if unknown:
         report.note(f"{entry_path.name}: finding names outside the 14 ignored: {unknown}")
-
-    boxes_by_image: dict[str, list[tuple[list[float], str]]] = {}
-    bbox_path = root / "BBox_List_2017.csv"
-    if bbox_path.is_file():
-        bbox = read_bbox_list(bbox_path)
-        renamed = sorted(set(box_label_map) & set(bbox["label"]))
-        bbox["label"] = bbox["label"].map(lambda s: box_label_map.get(s, s))
-        if renamed:
-            report.note(
-                f"box labels renamed to Data_Entry names: {', '.join(f'{k} -> {box_label_map[k]}' for k in renamed)}"
-            )
-        known = set(df["image"])
-        for row in bbox.itertuples(index=False):
-            if row.image not in known:
-                report.drop(f"{row.image} (BBox line {row.line})", "box for an image not in Data_Entry")
-            elif box_findings is not None and row.label not in box_findings:
-                report.drop(f"{row.image} (BBox line {row.line})", f"box label {row.label} not requested")
-            else:
-                boxes_by_image.setdefault(row.image, []).append(([row.x0, row.y0, row.x1, row.y1], row.label))
-    else:
-        report.note("no BBox_List_2017.csv: no boxes")
-
-    train_val_path, test_path = root / "train_val_list.txt", root / "test_list.txt"
-    official = train_val_path.is_file() and test_path.is_file()
-    if official:
-        test_names, train_val_names = set(_read_list(test_path)), set(_read_list(train_val_path))
-        both = sorted(test_names & train_val_names)
-        if both:
-            raise DatalistError(
-                f"{root}: {len(both)} images in both train_val_list.txt and test_list.txt, e.g. {both[0]}"
-            )
-        unlisted = set(df["image"]) - test_names - train_val_names
-        for name in sorted(unlisted):
-            report.drop(name, "image in neither train_val_list.txt nor test_list.txt")
-    else:
-        report.note("train_val_list.txt / test_list.txt not found: split by patient instead of the official split")
-
+    boxes_by_image = _boxes_by_image(root, set(df["image"]), box_label_map, box_findings, report)
+    listed = _official_lists(root, df["image"], report)
     files = _image_index(root)
     n_unlisted = len(set(files) - set(df["image"]))
     if n_unlisted:
         report.note(f"{n_unlisted} PNG files are not in {entry_path.name} (not listed)")
-    entries = []
-    for row, fs in zip(df.itertuples(index=False), findings, strict=True):
-        if official and row.image not in test_names and row.image not in train_val_names:
-            continue
+
+    def make_entry(item: tuple[Any, list[str]]) -> dict[str, Any] | None:
+        row, fs = item
+        if listed is not None and row.image not in listed:
+            return None  # reported with the list files
         path = files.get(row.image)
         if path is None:
-            report.drop(row.image, "image file missing")
-            continue
+            raise DropItem(row.image, "image file missing")
         size = _png_size(path) if read_sizes else [int(s) for s in image_size]
-        kept_boxes, kept_labels = [], []
         pairs = boxes_by_image.get(row.image, [])
+        kept = []
         if pairs:
-            reasons = check_boxes(np.array([b for b, _ in pairs]), size)
-            for k, ((box, label), reason) in enumerate(zip(pairs, reasons, strict=True)):
-                if reason:
-                    report.drop(f"{row.image}#{k}", reason)
-                else:
-                    kept_boxes.append(box)
-                    kept_labels.append(label)
+            ids = [f"{row.image}#{k}" for k in range(len(pairs))]
+            kept = keep_valid_boxes(np.array([b for b, _ in pairs]), size, ids, report)
         entry = {
             "image": path.relative_to(root).as_posix(),
             "image_id": row.image,
@@ -225,25 +185,75 @@ def build_chestxray8_datalist(
             "view": normalize_view(row.view),
             "image_size": size,
             "labels": {f: int(f in fs) for f in NIH_FINDINGS},
-            "boxes": kept_boxes,
-            "box_labels": kept_labels,
+            "boxes": [pairs[k][0] for k in kept],
+            "box_labels": [pairs[k][1] for k in kept],
         }
-        if official:
-            entry["split"] = "test" if row.image in test_names else "train_val"
-        entries.append(entry)
+        if listed is not None:
+            entry["split"] = listed[row.image]
+        return entry
 
-    datalist: dict[str, list] = {"training": [], "validation": [], "test": []}
-    if official:
-        train_val = [e for e in entries if e["split"] == "train_val"]
-        split_of = split_groups((e["patient_id"] for e in train_val), val_fraction, 0.0, split_seed)
-        for e in entries:
-            datalist["test" if e["split"] == "test" else split_of[e["patient_id"]]].append(e)
-        patients_in_both = {e["patient_id"] for e in datalist["test"]} & set(split_of)
+    entries = collect_entries(zip(df.itertuples(index=False), findings, strict=True), make_entry, report)
+    if listed is None:
+        datalist = split_entries(entries, val_fraction, test_fraction, split_seed)
+    else:
+        # the official test list is kept whole; validation patients are drawn from train_val_list.txt's
+        datalist = split_entries(
+            entries, val_fraction, 0.0, split_seed, fixed=lambda e: "test" if e["split"] == "test" else None
+        )
+        train_val_patients = {e["patient_id"] for split in ("training", "validation") for e in datalist[split]}
+        patients_in_both = {e["patient_id"] for e in datalist["test"]} & train_val_patients
         if patients_in_both:
             report.note(f"{len(patients_in_both)} patients have images in both the official train_val and test lists")
-    else:
-        split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
-        for e in entries:
-            datalist[split_of[e["patient_id"]]].append(e)
     report.count(datalist, lambda e: e["labels"]["Pneumonia"] == 1)
     return datalist, report
+
+
+def _boxes_by_image(
+    root: Path,
+    images: set[str],
+    box_label_map: Mapping[str, str],
+    box_findings: Sequence[str] | None,
+    report: AdapterReport,
+) -> dict[str, list[tuple[list[float], str]]]:
+    """``BBox_List_2017.csv`` as image -> ``[(box, label), ...]``, labels renamed, boxes of images not in
+    ``images`` or of findings not in ``box_findings`` reported as drops; ``{}`` (noted) without the file."""
+    bbox_path = root / "BBox_List_2017.csv"
+    if not bbox_path.is_file():
+        report.note("no BBox_List_2017.csv: no boxes")
+        return {}
+    bbox = read_bbox_list(bbox_path)
+    renamed = sorted(set(box_label_map) & set(bbox["label"]))
+    bbox["label"] = bbox["label"].map(lambda s: box_label_map.get(s, s))
+    if renamed:
+        report.note(
+            f"box labels renamed to Data_Entry names: {', '.join(f'{k} -> {box_label_map[k]}' for k in renamed)}"
+        )
+    boxes_by_image: dict[str, list[tuple[list[float], str]]] = {}
+    for row in bbox.itertuples(index=False):
+        if row.image not in images:
+            report.drop(f"{row.image} (BBox line {row.line})", "box for an image not in Data_Entry")
+        elif box_findings is not None and row.label not in box_findings:
+            report.drop(f"{row.image} (BBox line {row.line})", f"box label {row.label} not requested")
+        else:
+            boxes_by_image.setdefault(row.image, []).append(([row.x0, row.y0, row.x1, row.y1], row.label))
+    return boxes_by_image
+
+
+def _official_lists(root: Path, images: pd.Series, report: AdapterReport) -> dict[str, str] | None:
+    """Image name -> ``"test"`` or ``"train_val"`` from the official list files; images in neither are reported
+    as drops. ``None`` (noted) when the list files are absent.
+
+    Raises:
+        DatalistError: an image in both lists.
+    """
+    train_val_path, test_path = root / "train_val_list.txt", root / "test_list.txt"
+    if not (train_val_path.is_file() and test_path.is_file()):
+        report.note("train_val_list.txt / test_list.txt not found: split by patient instead of the official split")
+        return None
+    test_names, train_val_names = set(_read_list(test_path)), set(_read_list(train_val_path))
+    both = sorted(test_names & train_val_names)
+    if both:
+        raise DatalistError(f"{root}: {len(both)} images in both train_val_list.txt and test_list.txt, e.g. {both[0]}")
+    for name in sorted(set(images) - test_names - train_val_names):
+        report.drop(name, "image in neither train_val_list.txt nor test_list.txt")
+    return {**dict.fromkeys(train_val_names, "train_val"), **dict.fromkeys(test_names, "test")}

@@ -12,19 +12,19 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monai_xattn.data.adapter import DropItem, collect_entries, split_entries
 from monai_xattn.data.datalist import (
-    SPLITS,
     AdapterReport,
     DatalistError,
     check_unique,
     normalize_view,
     read_table,
     require_columns,
-    split_groups,
 )
 
 __all__ = [
@@ -232,39 +232,41 @@ def build_chexpert_datalist(
     official = tables["valid"].is_file()
     if not official:
         report.note("no valid.csv: test split drawn from train.csv patients")
+
+    def make_entry(candidate: tuple[str, dict[str, Any]]) -> dict[str, Any] | None:
+        name, row = candidate
+        image = row["Path"]
+        if frontal_only and row["Frontal/Lateral"] != "Frontal":
+            raise DropItem(image, "lateral view (frontal_only)")
+        if name == "train" and image in excluded:
+            return None  # counted in the note on the 5x200 images
+        if not (root / image).is_file():
+            raise DropItem(image, "image file missing")
+        entry = _entry(row, texts)
+        if require_report and "report_text" not in entry:
+            raise DropItem(image, "no impression in reports_csv")
+        entry["split"] = name
+        return entry
+
     entries = []
     for name, path in tables.items():
-        if not path.is_file():
-            continue
-        df = _read_labels(path, report)
-        df[list(CHEXPERT_LABELS)] = apply_uncertainty_policy(df[list(CHEXPERT_LABELS)], uncertain, blank)
-        for row in df.to_dict("records"):
-            image = row["Path"]
-            if frontal_only and row["Frontal/Lateral"] != "Frontal":
-                report.drop(image, "lateral view (frontal_only)")
-            elif name == "train" and image in excluded:
-                continue
-            elif not (root / image).is_file():
-                report.drop(image, "image file missing")
-            else:
-                entry = _entry(row, texts)
-                if require_report and "report_text" not in entry:
-                    report.drop(image, "no impression in reports_csv")
-                    continue
-                entry["split"] = name
-                entries.append(entry)
+        if path.is_file():
+            df = _read_labels(path, report)
+            df[list(CHEXPERT_LABELS)] = apply_uncertainty_policy(df[list(CHEXPERT_LABELS)], uncertain, blank)
+            entries += collect_entries(((name, row) for row in df.to_dict("records")), make_entry, report)
     if texts is not None:
         n_without = sum("report_text" not in e for e in entries)
         if n_without:
             report.note(f"{n_without} images have no impression in {Path(reports_csv).name}")
 
-    train = [e for e in entries if e["split"] == "train"]
-    split_of = split_groups(
-        (e["patient_id"] for e in train), val_fraction, 0.0 if official else test_fraction, split_seed
+    # valid.csv is the test set; validation patients come from train.csv
+    datalist = split_entries(
+        entries,
+        val_fraction,
+        0.0 if official else test_fraction,
+        split_seed,
+        fixed=lambda e: "test" if e["split"] == "valid" else None,
     )
-    datalist: dict[str, list] = {s: [] for s in SPLITS}
-    for e in entries:
-        datalist["test" if e["split"] == "valid" else split_of[e["patient_id"]]].append(e)
     report.count(datalist, lambda e: any(v == 1 for k, v in e["labels"].items() if k != "No Finding"))
     return datalist, report
 
@@ -283,14 +285,13 @@ def build_chexpert_5x200_datalist(
     df = _read_labels(root / "train.csv", report)
     table = build_5x200(df, seed, n_per_class=n_per_class)
     texts = _read_reports(reports_csv) if reports_csv else None
-    entries = []
-    for row in table.to_dict("records"):
+
+    def make_entry(row: dict[str, Any]) -> dict[str, Any]:
         if not (root / row["Path"]).is_file():
-            report.drop(row["Path"], "image file missing")
-            continue
-        entry = _entry(row, texts)
-        entry.update({"class": row["class"], "split": "5x200"})
-        entries.append(entry)
+            raise DropItem(row["Path"], "image file missing")
+        return {**_entry(row, texts), "class": row["class"], "split": "5x200"}
+
+    entries = collect_entries(table.to_dict("records"), make_entry, report)
     datalist = {"training": [], "validation": [], "test": entries}
     report.count(datalist, lambda e: True)
     return datalist, report

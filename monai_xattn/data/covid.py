@@ -11,21 +11,21 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from monai_xattn.data.adapter import DropItem, collect_entries, split_entries
 from monai_xattn.data.datalist import (
     VIEWS,
     AdapterReport,
     DatalistError,
     as_names,
-    assign_splits,
     check_unique,
     normalize_view,
     read_table,
     require_columns,
-    split_groups,
 )
 
 __all__ = ["COVID_COLUMNS", "finding_labels", "read_severity_scores", "build_covid_datalist"]
@@ -99,47 +99,55 @@ def build_covid_datalist(
     require_columns(df, _REQUIRED, meta_path, report, known=COVID_COLUMNS)
     df["image"] = df["folder"] + "/" + df["filename"]
     check_unique(df["image"], meta_path, "image (folder/filename)")
+    scores = _severity_scores(root, severity_csv, df["filename"], report)
 
-    default_severity = root / "annotations" / "covid-severity-scores.csv"
-    severity_path = Path(severity_csv) if severity_csv else default_severity if default_severity.is_file() else None
-    scores = read_severity_scores(severity_path) if severity_path else None
-    if scores is not None:
-        unknown = sorted(set(scores.index) - set(df["filename"]))
-        if unknown:
-            report.note(f"{len(unknown)} severity-scored files are not in metadata.csv, e.g. {unknown[0]}")
-
-    entries = []
-    for i, row in zip(df.index, df.to_dict("records"), strict=True):
+    def make_entry(candidate: tuple[int, dict[str, str]]) -> dict[str, Any]:
+        i, row = candidate
         item = f"{row['image']} (line {int(i) + 2})"
         view = normalize_view(row["view"])
         if row["modality"] not in modalities:
-            report.drop(item, f"modality {row['modality'] or 'blank'}")
-        elif row["finding"].strip().lower() in _UNUSABLE_FINDINGS or not row["finding"].strip():
-            report.drop(item, f"finding {row['finding'] or 'blank'!r} unusable")
-        elif views is not None and view not in views:
-            report.drop(item, f"view {view} not in {views}")
-        elif not row["patientid"]:
-            report.drop(item, "blank patientid")
-        elif not (root / row["image"]).is_file():
-            report.drop(item, "image file missing")
-        else:
-            entry = {
-                "image": row["image"],
-                "image_id": row["filename"],
-                "patient_id": row["patientid"],
-                "view": view,
-                "finding": row["finding"],
-                "labels": finding_labels(row["finding"]),
-            }
-            if row.get("clinical_notes"):
-                entry["report_text"] = row["clinical_notes"]
-            if scores is not None and row["filename"] in scores.index:
-                entry["severity"] = {k: float(v) for k, v in scores.loc[row["filename"]].items()}
-            entries.append(entry)
+            raise DropItem(item, f"modality {row['modality'] or 'blank'}")
+        if row["finding"].strip().lower() in _UNUSABLE_FINDINGS or not row["finding"].strip():
+            raise DropItem(item, f"finding {row['finding'] or 'blank'!r} unusable")
+        if views is not None and view not in views:
+            raise DropItem(item, f"view {view} not in {views}")
+        if not row["patientid"]:
+            raise DropItem(item, "blank patientid")
+        if not (root / row["image"]).is_file():
+            raise DropItem(item, "image file missing")
+        entry = {
+            "image": row["image"],
+            "image_id": row["filename"],
+            "patient_id": row["patientid"],
+            "view": view,
+            "finding": row["finding"],
+            "labels": finding_labels(row["finding"]),
+        }
+        if row.get("clinical_notes"):
+            entry["report_text"] = row["clinical_notes"]
+        if scores is not None and row["filename"] in scores.index:
+            entry["severity"] = {k: float(v) for k, v in scores.loc[row["filename"]].items()}
+        return entry
+
+    entries = collect_entries(zip(df.index, df.to_dict("records"), strict=True), make_entry, report)
     if scores is not None:
         report.note(f"{sum('severity' in e for e in entries)} listed images carry severity scores")
-
-    split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
-    datalist = assign_splits(entries, lambda e: split_of[e["patient_id"]])
+    datalist = split_entries(entries, val_fraction, test_fraction, split_seed)
     report.count(datalist, lambda e: e["labels"].get("Pneumonia") == 1)
     return datalist, report
+
+
+def _severity_scores(
+    root: Path, severity_csv: str | os.PathLike | None, filenames: pd.Series, report: AdapterReport
+) -> pd.DataFrame | None:
+    """:func:`read_severity_scores` of ``severity_csv``, or of the repository's own file when present; scored
+    files missing from ``filenames`` (``metadata.csv``) are noted. ``None`` without a file."""
+    default = root / "annotations" / "covid-severity-scores.csv"
+    path = Path(severity_csv) if severity_csv else default if default.is_file() else None
+    if path is None:
+        return None
+    scores = read_severity_scores(path)
+    unknown = sorted(set(scores.index) - set(filenames))
+    if unknown:
+        report.note(f"{len(unknown)} severity-scored files are not in metadata.csv, e.g. {unknown[0]}")
+    return scores

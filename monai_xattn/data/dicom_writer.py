@@ -163,6 +163,36 @@ def write_cxr_dicom(
             transfer syntax cannot hold (e.g. 12-bit JPEG baseline, JPEG 2000 under 32 pixels).
     """
     path = Path(path)
+    _check_options(photometric, modality, transfer_syntax, voi_lut_function)
+    arr = _check_stored(stored, photometric, bits_stored, signed)
+    _check_encodable(arr, transfer_syntax, photometric, bits_stored, signed)
+    bits_allocated = 8 if bits_stored <= 8 else 16
+    arr = arr.astype(np.dtype(f"{'<i' if signed else '<u'}{bits_allocated // 8}"))
+
+    digest = hashlib.sha256(arr.tobytes()).hexdigest()
+    study_uid = study_uid or generate_uid(entropy_srcs=["study", patient_id])
+    series_uid = series_uid or generate_uid(entropy_srcs=["series", study_uid])
+    sop_uid = sop_uid or generate_uid(entropy_srcs=["sop", patient_id, path.name, digest])
+
+    ds = Dataset()
+    ds.file_meta = _file_meta(modality, sop_uid)
+    _set_identity(ds, modality, patient_id, study_uid, series_uid, view_position)
+    _set_pixel_description(ds, arr, photometric, bits_allocated, bits_stored, signed)
+    _set_calibration(ds, pixel_spacing, imager_pixel_spacing, rescale)
+    _set_voi(ds, window, voi_lut_function, voi_lut)
+    _set_pixel_data(ds, arr, transfer_syntax, jpeg_quality)
+    for keyword, value in (extra or {}).items():
+        if tag_for_keyword(keyword) is None:
+            raise ValueError(f"extra: {keyword!r} is not a DICOM keyword.")
+        setattr(ds, keyword, value)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def _check_options(photometric: str, modality: str, transfer_syntax: str, voi_lut_function: str | None) -> None:
+    """Raise ``ValueError`` for a name outside the choices :func:`write_cxr_dicom` knows."""
     if photometric not in _PHOTOMETRIC:
         raise ValueError(f"photometric must be one of {_PHOTOMETRIC}, got {photometric!r}.")
     if modality not in SOP_CLASSES:
@@ -171,31 +201,32 @@ def write_cxr_dicom(
         raise ValueError(f"transfer_syntax must be one of {sorted(TRANSFER_SYNTAXES)}, got {transfer_syntax!r}.")
     if voi_lut_function is not None and voi_lut_function not in _VOI_LUT_FUNCTIONS:
         raise ValueError(f"voi_lut_function must be one of {_VOI_LUT_FUNCTIONS}, got {voi_lut_function!r}.")
-    arr = _check_stored(stored, photometric, bits_stored, signed)
-    bits_allocated = 8 if bits_stored <= 8 else 16
+
+
+def _check_encodable(arr: np.ndarray, transfer_syntax: str, photometric: str, bits_stored: int, signed: bool) -> None:
+    """Raise ``ValueError`` when the compressed transfer syntax cannot hold these pixels."""
     if transfer_syntax == "jpeg_baseline" and (bits_stored != 8 or signed or photometric == "RGB"):
         raise ValueError("jpeg_baseline is written for 8-bit unsigned greyscale only (bits_stored=8, signed=False).")
     if transfer_syntax == "jpeg2000_lossless" and min(arr.shape[:2]) < 32:
         # openjpeg encodes 6 resolution levels, each halving the image, and pydicom cannot ask for fewer
         raise ValueError(f"jpeg2000_lossless needs at least 32 rows and columns, got {arr.shape[:2]}.")
-    dtype = np.dtype(f"{'<i' if signed else '<u'}{bits_allocated // 8}")
-    arr = arr.astype(dtype)
 
-    digest = hashlib.sha256(arr.tobytes()).hexdigest()
-    study_uid = study_uid or generate_uid(entropy_srcs=["study", patient_id])
-    series_uid = series_uid or generate_uid(entropy_srcs=["series", study_uid])
-    sop_uid = sop_uid or generate_uid(entropy_srcs=["sop", patient_id, path.name, digest])
-    ts_uid = TRANSFER_SYNTAXES[transfer_syntax]
 
+def _file_meta(modality: str, sop_uid: str) -> FileMetaDataset:
+    """File meta information; the transfer syntax starts uncompressed and changes when the pixels are encoded."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = UID(SOP_CLASSES[modality])
     meta.MediaStorageSOPInstanceUID = UID(sop_uid)
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return meta
 
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+
+def _set_identity(
+    ds: Dataset, modality: str, patient_id: str, study_uid: str, series_uid: str, view_position: str
+) -> None:
+    """SOP common, patient, study and series elements (``ds.file_meta`` already set)."""
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     ds.StudyInstanceUID = UID(study_uid)
     ds.SeriesInstanceUID = UID(series_uid)
     ds.Modality = modality
@@ -208,6 +239,11 @@ def write_cxr_dicom(
     if modality == "OT":
         ds.ConversionType = "WSD"
 
+
+def _set_pixel_description(
+    ds: Dataset, arr: np.ndarray, photometric: str, bits_allocated: int, bits_stored: int, signed: bool
+) -> None:
+    """The image pixel module's description of ``arr`` (the pixel data itself is :func:`_set_pixel_data`'s)."""
     ds.SamplesPerPixel = 3 if photometric == "RGB" else 1
     if photometric == "RGB":
         ds.PlanarConfiguration = 0
@@ -217,6 +253,15 @@ def write_cxr_dicom(
     ds.BitsStored = bits_stored
     ds.HighBit = bits_stored - 1
     ds.PixelRepresentation = int(signed)
+
+
+def _set_calibration(
+    ds: Dataset,
+    pixel_spacing: tuple[float, float] | None,
+    imager_pixel_spacing: tuple[float, float] | None,
+    rescale: tuple[float, float] | None,
+) -> None:
+    """Spacings and the modality LUT (rescale slope / intercept); each only when given."""
     if pixel_spacing is not None:
         ds.PixelSpacing = [_ds(v) for v in pixel_spacing]
     if imager_pixel_spacing is not None:
@@ -224,6 +269,19 @@ def write_cxr_dicom(
     if rescale is not None:
         ds.RescaleSlope, ds.RescaleIntercept = _ds(rescale[0]), _ds(rescale[1])
         ds.RescaleType = "US"
+
+
+def _set_voi(
+    ds: Dataset,
+    window: tuple[Sequence[float], Sequence[float]] | None,
+    voi_lut_function: str | None,
+    voi_lut: tuple[int, int, np.ndarray] | None,
+) -> None:
+    """The VOI LUT module: windows (one value or several per tag), VOILUTFunction and a VOI LUT Sequence.
+
+    Raises:
+        ValueError: unequal numbers of centers and widths, a width below 1, a table that does not fit.
+    """
     if window is not None:
         centers, widths = list(window[0]), list(window[1])
         if not centers or len(centers) != len(widths):
@@ -238,26 +296,21 @@ def write_cxr_dicom(
     if voi_lut is not None:
         ds.VOILUTSequence = DicomSequence([_voi_lut_item(*voi_lut)])
 
+
+def _set_pixel_data(ds: Dataset, arr: np.ndarray, transfer_syntax: str, jpeg_quality: int) -> None:
+    """PixelData in ``transfer_syntax``, and the file meta's TransferSyntaxUID to match."""
+    ts_uid = TRANSFER_SYNTAXES[transfer_syntax]
     if transfer_syntax == "jpeg_baseline":
-        frame = _encode_jpeg_baseline(arr, jpeg_quality)
-        ds.PixelData = encapsulate([frame])
+        ds.PixelData = encapsulate([_encode_jpeg_baseline(arr, jpeg_quality)])
         ds["PixelData"].VR = "OB"
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = "ISO_10918_1"
-        meta.TransferSyntaxUID = ts_uid
-    else:
-        ds.PixelData = arr.tobytes()
-        ds["PixelData"].VR = "OW" if bits_allocated == 16 else "OB"
-        if transfer_syntax == "rle_lossless":
-            ds.compress(ts_uid, encoding_plugin="pydicom", generate_instance_uid=False)
-        elif transfer_syntax == "jpeg2000_lossless":
-            ds.compress(ts_uid, encoding_plugin="pylibjpeg", generate_instance_uid=False)
-
-    for keyword, value in (extra or {}).items():
-        if tag_for_keyword(keyword) is None:
-            raise ValueError(f"extra: {keyword!r} is not a DICOM keyword.")
-        setattr(ds, keyword, value)
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(path, enforce_file_format=True)
-    return path
+        ds.file_meta.TransferSyntaxUID = ts_uid
+        return
+    ds.PixelData = arr.tobytes()
+    ds["PixelData"].VR = "OW" if arr.dtype.itemsize == 2 else "OB"
+    # pydicom's compress() encodes the native PixelData and sets the file meta's transfer syntax itself
+    if transfer_syntax == "rle_lossless":
+        ds.compress(ts_uid, encoding_plugin="pydicom", generate_instance_uid=False)
+    elif transfer_syntax == "jpeg2000_lossless":
+        ds.compress(ts_uid, encoding_plugin="pylibjpeg", generate_instance_uid=False)

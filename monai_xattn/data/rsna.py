@@ -10,20 +10,19 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.typing import DataFrameGroupBy
 
+from monai_xattn.data.adapter import DropItem, collect_entries, header_or_drop, keep_valid_boxes, split_entries
 from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
-    assign_splits,
-    check_boxes,
-    dicom_header,
     find_one,
     read_table,
     require_columns,
-    split_groups,
     xywh_to_xyxy,
 )
 
@@ -71,6 +70,56 @@ def build_rsna_datalist(
         if labels_csv
         else find_one(root, ["stage_2_train_labels.csv", "stage_1_train_labels.csv"], "RSNA labels CSV")
     )
+    df, boxes = _read_labels(csv_path, report)
+    groups = _rows_per_patient(df, csv_path, report)
+    folder = root / image_dir
+
+    def make_entry(group: tuple[str, pd.Index]) -> dict[str, Any]:
+        patient_id, index = group
+        path = folder / f"{patient_id}.dcm"
+        if not path.is_file():
+            raise DropItem(patient_id, "image file missing")
+        if read_headers:
+            header = header_or_drop(path, patient_id)
+            size, view = header["image_size"], header["view"]
+        else:
+            size, view = [int(s) for s in image_size], "OTHER"
+        box_rows = [i for i in index if i in boxes.index]
+        kept = []
+        if box_rows:
+            xyxy = np.stack([boxes[i] for i in box_rows])
+            ids = [f"{patient_id} (line {int(i) + 2})" for i in box_rows]
+            kept = [xyxy[k].tolist() for k in keep_valid_boxes(xyxy, size, ids, report)]
+        return {
+            "image": path.relative_to(root).as_posix(),
+            "image_id": patient_id,
+            "patient_id": patient_id,
+            "view": view,
+            "image_size": size,
+            "boxes": kept,
+            "box_labels": ["Pneumonia"] * len(kept),
+            "labels": {"Pneumonia": int(bool(box_rows))},
+        }
+
+    entries = collect_entries(groups.groups.items(), make_entry, report)
+    if not read_headers:
+        report.note("read_headers=False: image size assumed, views unknown (OTHER)")
+    datalist = split_entries(entries, val_fraction, test_fraction, split_seed)
+    report.count(datalist, lambda e: e["labels"]["Pneumonia"] == 1)
+    return datalist, report
+
+
+def _read_labels(csv_path: Path, report: AdapterReport) -> tuple[pd.DataFrame, pd.Series]:
+    """The labels CSV, checked row by row, and the StandardMode box of each row that has one.
+
+    Returns:
+        ``(df, boxes)``: the table (strings, indexed by CSV line - 2) and a Series of ``(4,)`` arrays indexed
+        like the rows with a box.
+
+    Raises:
+        DatalistError: a missing column, a Target other than 0/1, box fields that do not match the Target, a box
+            field that is not a number.
+    """
     df = read_table(csv_path)
     require_columns(df, RSNA_COLUMNS, csv_path, report)
     bad_target = df.index[~df["Target"].isin(["0", "1"])]
@@ -93,8 +142,15 @@ def build_rsna_datalist(
     if len(not_numeric):
         i = int(not_numeric[0])
         raise DatalistError(f"{csv_path}: line {i + 2}: box fields are not numbers: {coords.loc[i].tolist()}")
-    boxes = pd.Series(list(xywh_to_xyxy(values.to_numpy())), index=values.index)
+    return df, pd.Series(list(xywh_to_xyxy(values.to_numpy())), index=values.index)
 
+
+def _rows_per_patient(df: pd.DataFrame, csv_path: Path, report: AdapterReport) -> DataFrameGroupBy:
+    """The rows grouped by ``patientId`` in CSV order; repeated negative rows noted.
+
+    Raises:
+        DatalistError: a patient with both Target values.
+    """
     groups = df.groupby("patientId", sort=False)
     n_targets = groups["Target"].nunique()
     if (n_targets > 1).any():
@@ -104,48 +160,4 @@ def build_rsna_datalist(
     n_repeat_neg = int((groups.size()[groups["Target"].first() == "0"] > 1).sum())
     if n_repeat_neg:
         report.note(f"{n_repeat_neg} negative patientIds have several Target 0 rows; listed once")
-
-    folder = root / image_dir
-    entries = []
-    for patient_id, index in groups.groups.items():
-        path = folder / f"{patient_id}.dcm"
-        if not path.is_file():
-            report.drop(patient_id, "image file missing")
-            continue
-        if read_headers:
-            try:
-                header = dicom_header(path)
-            except DatalistError as exc:
-                report.drop(patient_id, str(exc).split(": ", 1)[1])
-                continue
-            size, view = header["image_size"], header["view"]
-        else:
-            size, view = [int(s) for s in image_size], "OTHER"
-        box_rows = [i for i in index if has_box[i]]
-        kept = []
-        if box_rows:
-            xyxy = np.stack([boxes[i] for i in box_rows])
-            for k, reason in enumerate(check_boxes(xyxy, size)):
-                if reason:
-                    report.drop(f"{patient_id} (line {int(box_rows[k]) + 2})", reason)
-                else:
-                    kept.append(xyxy[k].tolist())
-        entries.append(
-            {
-                "image": path.relative_to(root).as_posix(),
-                "image_id": patient_id,
-                "patient_id": patient_id,
-                "view": view,
-                "image_size": size,
-                "boxes": kept,
-                "box_labels": ["Pneumonia"] * len(kept),
-                "labels": {"Pneumonia": int(bool(box_rows))},
-            }
-        )
-    if not read_headers:
-        report.note("read_headers=False: image size assumed, views unknown (OTHER)")
-
-    split_of = split_groups((e["patient_id"] for e in entries), val_fraction, test_fraction, split_seed)
-    datalist = assign_splits(entries, lambda e: split_of[e["patient_id"]])
-    report.count(datalist, lambda e: e["labels"]["Pneumonia"] == 1)
-    return datalist, report
+    return groups

@@ -9,19 +9,18 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from monai_xattn.data.adapter import DropItem, collect_entries, header_or_drop, split_entries
 from monai_xattn.data.datalist import (
     AdapterReport,
     DatalistError,
-    assign_splits,
     check_unique,
-    dicom_header,
     find_one,
     read_table,
     require_columns,
-    split_groups,
 )
 from monai_xattn.utils.rle import RLE_MODES, detect_rle_mode, rle_decode, rle_encode, rle_pairs, rle_runs
 
@@ -62,18 +61,95 @@ def build_siim_datalist(
     root = Path(root)
     report = AdapterReport("siim", positive_rule="at least one RLE run")
     csv_path = Path(rle_csv) if rle_csv else find_one(root, ["train-rle.csv", "stage_2_train.csv"], "SIIM RLE CSV")
+    df = _read_rle_table(csv_path, report)
+    image_dir = root / "dicom-images-train" if (root / "dicom-images-train").is_dir() else root
+    by_id = _dicom_files(image_dir)
+    _check_rows_per_image(df, csv_path, report)
+    rle_lines: dict[str, list[int]] = {}  # CSV line of each RLE string, for messages
+
+    def make_entry(group: tuple[str, pd.Series]) -> dict[str, Any]:
+        image_id, rows = group
+        path = by_id.get(image_id)
+        if path is None:
+            raise DropItem(image_id, "image file missing")
+        # a string that is not start/length pairs leaves the image's mask unknown: the image is a counted drop
+        for i, rle in rows.items():
+            try:
+                rle_pairs(rle)
+            except ValueError as exc:
+                raise DropItem(f"{image_id} (line {int(i) + 2})", _bad_rle(exc)) from None
+        if read_headers:
+            header = header_or_drop(path, image_id)
+        else:
+            header = {
+                "image_size": [int(s) for s in image_size],
+                "view": "OTHER",
+                "patient_id": image_id,
+                "study_id": "",
+            }
+        rles = [r for r in rows.tolist() if r != "-1"]
+        rle_lines[image_id] = [int(i) + 2 for i, r in rows.items() if r != "-1"]
+        return {
+            "image": path.relative_to(root).as_posix(),
+            "image_id": image_id,
+            "patient_id": header["patient_id"] or image_id,
+            "study_id": header["study_id"],
+            "view": header["view"],
+            "image_size": header["image_size"],
+            "rle": rles,
+            "labels": {"Pneumothorax": int(bool(rles))},
+        }
+
+    entries = collect_entries(df.groupby("ImageId", sort=False)["EncodedPixels"], make_entry, report)
+    unlisted = len(by_id) - len(set(by_id) & set(df["ImageId"]))
+    if unlisted:
+        report.note(f"{unlisted} DICOM files under {image_dir.name} have no row in {csv_path.name} (not listed)")
+    if not read_headers:
+        report.note("read_headers=False: image size assumed, split by image (no PatientID)")
+
+    rle_mode = _resolve_rle_mode(rle_mode, entries, rle_lines, csv_path, report)
+
+    def check_runs(entry: dict[str, Any]) -> dict[str, Any]:
+        w, h = entry["image_size"]
+        try:
+            for r in entry["rle"]:
+                rle_runs(r, w * h, rle_mode)
+        except ValueError as exc:
+            raise DropItem(entry["image_id"], _bad_rle(exc)) from None
+        entry["rle_mode"] = rle_mode
+        return entry
+
+    kept = collect_entries(entries, check_runs, report)
+    datalist = split_entries(kept, val_fraction, test_fraction, split_seed)
+    report.count(datalist, lambda e: e["rle"])
+    return datalist, report
+
+
+def _bad_rle(exc: ValueError) -> str:
+    """A drop reason from a codec error, without the error's own prefix."""
+    return f"bad RLE: {str(exc).split(': ', 1)[-1]}"
+
+
+def _read_rle_table(csv_path: Path, report: AdapterReport) -> pd.DataFrame:
+    """The RLE CSV, its columns checked and no ``EncodedPixels`` blank.
+
+    Raises:
+        DatalistError: naming the line.
+    """
     df = read_table(csv_path)
     require_columns(df, ["ImageId", "EncodedPixels"], csv_path, report)
     blank = df.index[df["EncodedPixels"] == ""]
     if len(blank):
         raise DatalistError(f"{csv_path}: empty EncodedPixels on line {int(blank[0]) + 2} (negatives are -1)")
+    return df
 
-    image_dir = root / "dicom-images-train" if (root / "dicom-images-train").is_dir() else root
-    files = sorted(image_dir.rglob("*.dcm"))
-    stems = pd.Series([f.stem for f in files], dtype=str)
-    check_unique(stems, image_dir, "DICOM file name")
-    by_id = {f.stem: f for f in files}
 
+def _check_rows_per_image(df: pd.DataFrame, csv_path: Path, report: AdapterReport) -> None:
+    """No image both negative (``-1``) and with a run; images with several rows noted.
+
+    Raises:
+        DatalistError: naming the image's lines.
+    """
     negative = df["EncodedPixels"] == "-1"
     rows_per_image = df.groupby("ImageId", sort=False)
     n_kinds = negative.groupby(df["ImageId"]).nunique()
@@ -85,63 +161,33 @@ def build_siim_datalist(
     if n_multi:
         report.note(f"{n_multi} images have several RLE rows; their masks are united")
 
-    entries = []
-    rle_lines: dict[str, list[int]] = {}  # CSV line of each RLE string, for messages
-    for image_id, rows in rows_per_image["EncodedPixels"]:
-        path = by_id.get(image_id)
-        if path is None:
-            report.drop(image_id, "image file missing")
-            continue
-        # a string that is not start/length pairs leaves the image's mask unknown: the image is a counted drop
-        malformed: tuple[str, str] | None = None
-        for i, rle in rows.items():
-            try:
-                rle_pairs(rle)
-            except ValueError as exc:
-                malformed = f"{image_id} (line {int(i) + 2})", f"bad RLE: {str(exc).split(': ', 1)[-1]}"
-                break
-        if malformed is not None:
-            report.drop(*malformed)
-            continue
-        if read_headers:
-            try:
-                header = dicom_header(path)
-            except DatalistError as exc:
-                report.drop(image_id, str(exc).split(": ", 1)[1])
-                continue
-        else:
-            header = {
-                "image_size": [int(s) for s in image_size],
-                "view": "OTHER",
-                "patient_id": image_id,
-                "study_id": "",
-            }
-        rles = [r for r in rows.tolist() if r != "-1"]
-        rle_lines[image_id] = [int(i) + 2 for i, r in rows.items() if r != "-1"]
-        entries.append(
-            {
-                "image": path.relative_to(root).as_posix(),
-                "image_id": image_id,
-                "patient_id": header["patient_id"] or image_id,
-                "study_id": header["study_id"],
-                "view": header["view"],
-                "image_size": header["image_size"],
-                "rle": rles,
-                "labels": {"Pneumothorax": int(bool(rles))},
-            }
-        )
-    unlisted = len(by_id) - len(set(by_id) & set(df["ImageId"]))
-    if unlisted:
-        report.note(f"{unlisted} DICOM files under {image_dir.name} have no row in {csv_path.name} (not listed)")
-    if not read_headers:
-        report.note("read_headers=False: image size assumed, split by image (no PatientID)")
 
-    strings = [
-        (r, e["image_size"][0] * e["image_size"][1], f"{e['image_id']} (line {line})")
-        for e in entries
-        for r, line in zip(e["rle"], rle_lines[e["image_id"]], strict=True)
-    ]
+def _dicom_files(image_dir: Path) -> dict[str, Path]:
+    """``ImageId`` (file stem) -> DICOM path under ``image_dir``.
+
+    Raises:
+        DatalistError: two files with the same stem.
+    """
+    files = sorted(image_dir.rglob("*.dcm"))
+    check_unique(pd.Series([f.stem for f in files], dtype=str), image_dir, "DICOM file name")
+    return {f.stem: f for f in files}
+
+
+def _resolve_rle_mode(
+    rle_mode: str, entries: list[dict[str, Any]], rle_lines: dict[str, list[int]], csv_path: Path, report: AdapterReport
+) -> str:
+    """``rle_mode`` checked, or for ``"auto"`` detected from every listed string; the choice is noted.
+
+    Raises:
+        DatalistError: ``"auto"`` and the strings fit neither mode.
+        ValueError: an unknown ``rle_mode``.
+    """
     if rle_mode == "auto":
+        strings = [
+            (r, e["image_size"][0] * e["image_size"][1], f"{e['image_id']} (line {line})")
+            for e in entries
+            for r, line in zip(e["rle"], rle_lines[e["image_id"]], strict=True)
+        ]
         try:
             rle_mode, why = detect_rle_mode(strings)
         except ValueError as exc:
@@ -151,20 +197,4 @@ def build_siim_datalist(
         raise ValueError(f"rle_mode must be 'auto' or one of {RLE_MODES}, got {rle_mode!r}")
     else:
         report.note(f"RLE mode {rle_mode} (given)")
-
-    kept = []
-    for entry in entries:
-        w, h = entry["image_size"]
-        try:
-            for r in entry["rle"]:
-                rle_runs(r, w * h, rle_mode)
-        except ValueError as exc:
-            report.drop(entry["image_id"], f"bad RLE: {str(exc).split(': ', 1)[-1]}")
-            continue
-        entry["rle_mode"] = rle_mode
-        kept.append(entry)
-
-    split_of = split_groups((e["patient_id"] for e in kept), val_fraction, test_fraction, split_seed)
-    datalist = assign_splits(kept, lambda e: split_of[e["patient_id"]])
-    report.count(datalist, lambda e: e["rle"])
-    return datalist, report
+    return rle_mode

@@ -1,4 +1,4 @@
-"""Training guards for MONAI's Ignite trainers: stop on a non-finite loss, reseed every epoch for exact resumes.
+"""Training guards for MONAI's Ignite trainers: stop on a non-finite loss.
 
 ``StopOnNonFiniteLoss`` checks the loss on MONAI's ``IterationEvents.LOSS_COMPLETED``, which ``SupervisedTrainer``
 (and :class:`~monai_xattn.engines.GloriaTrainingIteration`) fire after the loss and *before* ``backward`` and the
@@ -7,13 +7,8 @@ last checkpoint on disk stays the one of the previous epoch. Ignite's ``Terminat
 the step, and only terminates quietly. Under ``torch.distributed`` the ranks agree on the verdict, so a NaN on one
 rank stops all of them instead of leaving the others blocked in the gradient all-reduce.
 
-``SeedEachEpoch`` makes a resumed run replay an uninterrupted one: MONAI seeds its random state once, so a run
-resumed at epoch ``e`` would draw a different random stream (hard-negative sampling, augmentation, a shuffling
-sampler) than the uninterrupted run did in epoch ``e``. Seeding from ``(seed, epoch)`` at every epoch start gives
-both the same stream: the global generators, and the random transforms of the trainer's dataset (as MONAI's
-``DataLoader`` seeds them once at construction). Ignite creates an epoch's data iterator after ``EPOCH_STARTED``,
-so a shuffling sampler and worker seeds draw from the reseeded generator too. CPU training then resumes from an
-epoch checkpoint to bit-identical weights (``tests/reliability/test_training_faults.py``).
+``SeedEachEpoch`` (reseeding every epoch, for exact resumes) lives in :mod:`monai_xattn.engines.seeding`; it is
+re-exported here, where the bundle configs name it (``monai_xattn.engines.guards.SeedEachEpoch``).
 """
 
 from __future__ import annotations
@@ -23,10 +18,11 @@ import math
 import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
-from monai.data.utils import set_rnd
 from monai.engines import Workflow
 from monai.engines.utils import IterationEvents
-from monai.utils import CommonKeys, set_determinism
+from monai.utils import CommonKeys
+
+from monai_xattn.engines.seeding import SeedEachEpoch  # re-exported: bundle configs name it here
 
 __all__ = ["NonFiniteLossError", "StopOnNonFiniteLoss", "SeedEachEpoch"]
 
@@ -97,29 +93,3 @@ def _any_rank(flag: bool, device: torch.device) -> bool:
     verdict = torch.tensor([float(flag)], device=device)
     dist.all_reduce(verdict, op=dist.ReduceOp.MAX)
     return bool(verdict.item())
-
-
-class SeedEachEpoch:
-    """Seed Python, NumPy, torch and the dataset's random transforms from ``seed + epoch`` at every epoch start.
-
-    Args:
-        seed: base seed; epoch ``e`` (1-based) runs with ``seed + e``.
-        deterministic: also switch on torch's deterministic algorithms (as ``set_determinism`` does).
-
-    Attach it before the resume handler's ``STARTED`` has run or after, either way: it acts on ``EPOCH_STARTED``.
-    """
-
-    def __init__(self, seed: int = 0, deterministic: bool = True) -> None:
-        self.seed = seed
-        self.deterministic = deterministic
-
-    def attach(self, engine: Engine) -> None:
-        if not engine.has_event_handler(self, Events.EPOCH_STARTED):
-            engine.add_event_handler(Events.EPOCH_STARTED, self)
-
-    def __call__(self, engine: Engine) -> None:
-        seed = self.seed + engine.state.epoch
-        set_determinism(seed, use_deterministic_algorithms=self.deterministic)
-        dataset = getattr(getattr(engine, "data_loader", None), "dataset", None)
-        if dataset is not None:  # transforms run in this process (num_workers=0); workers get seeds from torch
-            set_rnd(dataset, seed)

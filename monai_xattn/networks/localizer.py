@@ -1,7 +1,8 @@
 """The whole cross-attention localizer of Bhalodia et al. (MICCAI 2021): a :class:`RoiDetector` proposing ROIs and
 an :class:`AttributeCrossAttention` head weighting them.
 
-Training (``model.train()`` and word vectors given) returns the four matching scores of Eq. 1 -- ``S_roi(I, T)``,
+The module's mode picks what ``forward`` computes, as in torchvision's ``GeneralizedRCNN``. Training
+(``model.train()``, word vectors required) returns the four matching scores of Eq. 1 -- ``S_roi(I, T)``,
 ``S_roi(I_n, T)``, ``S_text(I, T)``, ``S_text(I, T_n)`` -- and the attribute logits, which
 :class:`monai_xattn.engines.xattn.XAttnTrainLoss` turns into ``L_trip + L_BCE``. Inference takes images only
 (``model.eval()``, no words): the ROI weights ``alpha`` pick the boxes
@@ -77,30 +78,42 @@ class XAttnLocalizer(nn.Module):
         word_mask: Tensor | None = None,
         negative_words: Tensor | None = None,
     ) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        """Scores for training, or detections for image-only inference.
+        """Scores in training mode, detections in eval mode (image-only inference).
 
         Args:
             images: ``(B, C, W, H)`` or a list of ``(C, W, H)``.
             targets: ignored; accepted so that the detector's engine pieces (``network(images, targets)``, e.g.
                 :class:`~monai_xattn.engines.detection.DetectionPrepareBatch`) drive the localizer unchanged.
-            words: Word2Vec vectors of each report's attributes ``(B, M, word_dim)`` (padded).
-            word_mask: ``(B, M)`` bool, valid words.
-            negative_words: ``(B, M, word_dim)``, each word replaced by its nearest absent attribute (``T_n``).
+            words: training only: Word2Vec vectors of each report's attributes ``(B, M, word_dim)`` (padded).
+            word_mask: training only: ``(B, M)`` bool, valid words.
+            negative_words: training only: ``(B, M, word_dim)``, each word replaced by its nearest absent attribute
+                (``T_n``).
 
         Returns:
-            With ``words`` (training): dict ``s_roi``, ``s_roi_negative`` (``S_roi(I_n, T)``), ``s_text``,
+            Training (``self.training``): dict ``s_roi``, ``s_roi_negative`` (``S_roi(I_n, T)``), ``s_text``,
             ``s_text_negative`` (``S_text(I, T_n)``), each ``(B,)``; ``has_words`` ``(B,)``; ``attribute_logits``
             ``(B, A)``; ``alpha`` ``(B, N)``.
-            Without (inference): one dict per image with ``boxes`` ``(K, 4)``, ``labels_scores`` ``(K,)``,
-            ``labels`` ``(K,)`` (all 0, pneumonia), ``attribute_probs`` ``(A,)`` and ``attribute_pred`` ``(A,)``.
+            Eval: one dict per image with ``boxes`` ``(K, 4)``, ``labels_scores`` ``(K,)``, ``labels`` ``(K,)``
+            (all 0, pneumonia), ``attribute_probs`` ``(A,)`` and ``attribute_pred`` ``(A,)``.
+
+        Raises:
+            ValueError: training without all three word inputs; words passed in eval mode (inference is
+                image-only, so they would be silently unused).
         """
+        given = [name for name, v in (("words", words), ("word_mask", word_mask), ("negative_words", negative_words))
+                 if v is not None]  # fmt: skip
+        if self.training and len(given) < 3:
+            raise ValueError(
+                "in training mode the localizer needs words, word_mask and negative_words (T_n) together, got "
+                f"{given or 'none'}; call .eval() for image-only inference."
+            )
+        if not self.training and given:
+            raise ValueError(f"in eval mode the localizer takes images only, got {given}; call .train() for scores.")
         out = self.detector.forward_rois(images)
         rois = out["rois"]
         head = self.head(rois["r"], rois["s"], rois["g"], rois["mask"])
-        if words is None:
+        if not self.training:
             return self._detections(rois, head)
-        if word_mask is None or negative_words is None:
-            raise ValueError("training needs words, word_mask and negative_words (T_n) together.")
         word_mask = word_mask.bool()
         s_roi, s_text = self.head.match(head["phi"], head["alpha"], rois["mask"], words, word_mask)
         # S(I_n, T): the detector's lowest-ranked ROIs, embedded and weighted by the same head

@@ -73,7 +73,11 @@ def draw_box_outlines(
     for k, (x0, y0, x1, y1) in enumerate(array):
         colour = tuple(colours[k]) if per_box else tuple(colours)
         # PIL's rectangle includes its end pixel; StandardMode's end is exclusive
-        draw.rectangle([x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)], outline=colour, width=width)
+        x_end, y_end = max(x0, x1 - 1), max(y0, y1 - 1)
+        if x_end == x0 or y_end == y0:  # one pixel thin: PIL would draw a degenerate rectangle two pixels thick
+            draw.line([(x0, y0), (x_end, y_end)], fill=colour, width=1)
+        else:
+            draw.rectangle([x0, y0, x_end, y_end], outline=colour, width=width)
         if labels is not None:
             draw.text((x0 + 2, y0 + 1), labels[k], fill=colour)
     return picture

@@ -105,3 +105,21 @@ def test_detector_weights_are_loaded(tmp_path):
     loc = _localizer(detector_weights=tmp_path / "model.pt")
     for (k, v), w in zip(det.network.state_dict().items(), loc.detector.network.state_dict().values(), strict=True):
         assert torch.equal(v, w), k
+
+
+def test_the_module_mode_picks_scores_or_detections():
+    loc = _localizer(top_k=2)
+    images = torch.rand(1, 1, 32, 32)
+    words, mask, negatives = _words(1, [2])
+    # training mode: scores, and without the words it refuses instead of returning detections
+    assert "s_roi" in loc.train()(images, words=words, word_mask=mask, negative_words=negatives)
+    with pytest.raises(ValueError, match="training mode.*none"):
+        loc(images)
+    # eval mode: detections, and words are refused rather than silently unused
+    with torch.no_grad():
+        dets = loc.eval()(images)
+    assert isinstance(dets, list) and set(dets[0]) >= {"boxes", "labels_scores"}
+    with pytest.raises(ValueError, match="eval mode"):
+        loc(images, words=words, word_mask=mask, negative_words=negatives)
+    # the frozen detector keeps its eval statistics whatever the localizer's mode
+    assert not loc.train().detector.network.training
