@@ -70,3 +70,20 @@ def test_bundle_overrides_reach_the_bundle_as_the_values_given():
     # monai.bundle's override parser drops None (update_kwargs(ignore_none=True)): refused rather than lost
     with pytest.raises(ValueError, match=r"\['weights'\] of siim_unet are None"):
         bundle_command("siim_unet", ["train.json"], {"weights": None})
+
+
+def test_help_imports_no_sub_command():
+    """``monai-xattn --help`` lists every command without importing one (nor torch): start-up stays fast."""
+    code = (
+        "import sys\n"
+        "from monai_xattn.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in sys.modules if m == 'torch' or m.startswith('monai_xattn.') and m != 'monai_xattn.cli')\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "demo" in out and "phantom" in out
+    assert out.strip().splitlines()[-1] == "HEAVY []", out.strip().splitlines()[-1]
