@@ -8,7 +8,7 @@ annotation files (``REAL`` below; sources in ``docs/phantom.md``). A row passes 
 p10 and p90 within a factor 1.6 and the prevalence within 0.05 of the real value. It also times the generator
 (studies per CPU-second).
 
-Run: ``python benchmarks/phantom_realism.py [--n 1000] [--size 256] [--difficulty medium] [--seed 0]``; exits 1 if a
+Run: ``python benchmarks/phantom_realism.py [--n 2000] [--size 256] [--difficulty medium] [--seed 0]``; exits 1 if a
 targeted layout misses a target.
 """
 
@@ -25,10 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_xattn.data.phantom import generate
+from monai_xattn.data.phantom import generate, synthesize_study
+from monai_xattn.data.phantom.sites import SITES
 from monai_xattn.data.siim import rle_decode
 
-__all__ = ["REAL", "measure", "check", "main"]
+__all__ = ["REAL", "measure", "check", "site_sheets", "main"]
 
 #: real figures: area quantiles (fraction of the image), boxes per positive image (shares of 1/2/3/4 boxes),
 #: positive share and AP share among positives. ``None``: the real dataset gives no comparable figure.
@@ -141,23 +142,51 @@ def check(layout: str, stats: dict) -> list[str]:
     return misses
 
 
+def site_sheets(out_dir: Path, size: int = 256, n: int = 8, seed: int = 0) -> list[Path]:
+    """One contact sheet per acquisition site: the same ``n`` studies (same patients and findings, medium
+    difficulty) as each site films them, pneumonia boxes drawn. Returns the written JPEG paths."""
+    from PIL import Image
+
+    from monai_xattn.visualize.contact_sheet import contact_sheet
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in SITES:
+        images, boxes = [], []
+        for k in range(n):
+            study = synthesize_study(np.random.default_rng([seed, k]), size, "medium", "mimic", site=name)
+            images.append(study.image.T)  # MONAI's (W, H) frame
+            boxes.append(np.array([f.box for f in study.findings if f.kind == "pneumonia"]).reshape(-1, 4))
+        path = out_dir / f"phantom_site_{name}.jpg"
+        Image.fromarray(contact_sheet(images, boxes, ncols=n // 2, tile=size // 2)).save(path, quality=85)
+        paths.append(path)
+    return paths
+
+
 def _fmt(values, digits: int = 4) -> str:
     return " / ".join("-" if v is None else f"{v:.{digits}f}" for v in values)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=1000, help="studies per layout")
+    parser.add_argument("--n", type=int, default=2000, help="studies per layout")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--difficulty", default="medium")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--sheets", type=Path, default=None, help="also write one contact sheet per site here")
     args = parser.parse_args(argv)
+    if args.sheets is not None:
+        for path in site_sheets(args.sheets):
+            print(f"wrote {path}")
     failed = False
     with tempfile.TemporaryDirectory() as tmp:
         for layout in REAL:
             root = Path(tmp) / layout
-            cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+            cpu0 = (
+                resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+            )
             wall0 = time.perf_counter()
             generate(root, layout=layout, n=args.n, size=args.size, seed=args.seed, difficulty=args.difficulty,
                      workers=args.workers)  # fmt: skip

@@ -202,7 +202,7 @@ def _pneumonia_site(rng: np.random.Generator, side: str, zone: str, retro: bool)
 
 
 def sample_findings(
-    rng: np.random.Generator, difficulty: str, profile: str = "default", view: str = "PA"
+    rng: np.random.Generator, difficulty: str, profile: str = "default", view: str = "PA", device_rate: float = 1.0
 ) -> list[Finding]:
     """Draw the findings of one study (``[]`` for a normal study without devices).
 
@@ -211,6 +211,7 @@ def sample_findings(
         difficulty: one of :data:`DIFFICULTIES`.
         profile: finding prevalences, a key of :data:`PROFILES`.
         view: frontal projection; AP (portable) studies get more devices.
+        device_rate: multiplier of the support-device prevalence (the acquisition site's).
     """
     if difficulty not in DIFFICULTY_SETTINGS:
         raise ValueError(f"difficulty must be one of {DIFFICULTIES}, got {difficulty!r}")
@@ -227,6 +228,7 @@ def sample_findings(
         # first guess for a target box area (fraction of the image); render_findings fits it to the lungs
         a = float(np.sqrt(area / 0.52))
         return a, a * float(rng.uniform(0.75, 1.3))
+
     findings: list[Finding] = []
     group = 0
 
@@ -263,7 +265,11 @@ def sample_findings(
             zones = list(rng.permutation(["upper", "middle", "lower"]))
             severity, first_u = None, 1.0
             for k, side in enumerate(sides):
-                zone = "lower" if covid or (dist == "single" and rng.random() < 0.5) else str(zones[(k // 2 if n_foci == 4 else k) % 3])
+                zone = (
+                    "lower"
+                    if covid or (dist == "single" and rng.random() < 0.5)
+                    else str(zones[(k // 2 if n_foci == 4 else k) % 3])
+                )
                 retro = side == "left" and zone == "lower" and rng.random() < 0.25
                 if prev["areas_of"] == "largest":  # the first focus is the largest and follows the table
                     area, u = draw_area(rng, box_areas, u_max=first_u)
@@ -329,7 +335,7 @@ def sample_findings(
         findings.append(Finding(kind="nodule", side=side, zone=zone, lobe=LOBES[(side, zone)], group=new_group(),
                                 amplitude=float(rng.uniform(0.3, 0.5)), center=_pneumonia_site(rng, side, zone, False),
                                 radii=(r, r)))  # fmt: skip
-    p_device = min(1.0, cfg["p_device"] * (1.8 if view == "AP" else 1.0))
+    p_device = min(1.0, cfg["p_device"] * (1.8 if view == "AP" else 1.0) * device_rate)
     if rng.random() < p_device:
         for name in rng.choice(DEVICES, size=int(rng.integers(1, 3)), replace=False):
             side = "right" if name == "central venous catheter" else ("left" if name == "pacemaker" else None)

@@ -151,26 +151,29 @@ def _label_cell(value: int | None) -> str:
 @dataclass(frozen=True)
 class Layout:
     """One dataset layout: its stream name (layouts sharing one see the same studies), finding profile,
-    whether its studies get lateral views, and whether the impression restates every finding (see
-    :func:`~.reports.write_report`'s ``complete_impression``)."""
+    acquisition site (:data:`~.sites.SITES`), whether its studies get lateral views, and whether the impression
+    restates every finding (see :func:`~.reports.write_report`'s ``complete_impression``)."""
 
     name: str
     stream: str
     profile: str
+    site: str
     lateral_rate: float
     complete_impression: bool = False
 
 
 LAYOUTS: dict[str, Layout] = {
-    "mimic-cxr": Layout("mimic-cxr", "mimic", "mimic", 0.5),
-    "mimic-cxr-jpg": Layout("mimic-cxr-jpg", "mimic", "mimic", 0.5),
-    "chestxray8": Layout("chestxray8", "chestxray8", "nih", 0.0),
-    "rsna": Layout("rsna", "rsna", "rsna", 0.0),
-    "siim": Layout("siim", "siim", "siim", 0.0),
+    "mimic-cxr": Layout("mimic-cxr", "mimic", "mimic", "mimic", 0.5),
+    "mimic-cxr-jpg": Layout("mimic-cxr-jpg", "mimic", "mimic", "mimic", 0.5),
+    "chestxray8": Layout("chestxray8", "chestxray8", "nih", "nih", 0.0),
+    # RSNA and SIIM images were drawn from NIH ChestX-ray14: same site
+    "rsna": Layout("rsna", "rsna", "rsna", "nih", 0.0),
+    "siim": Layout("siim", "siim", "siim", "nih", 0.0),
     # CheXpert's labels come from the impression, which is also the only text the layout ships
-    "chexpert": Layout("chexpert", "chexpert", "chexpert", 0.3, complete_impression=True),
-    "covid": Layout("covid", "covid", "covid", 0.1),
-    "ms-cxr": Layout("ms-cxr", "ms-cxr", "ms-cxr", 0.0),
+    "chexpert": Layout("chexpert", "chexpert", "chexpert", "chexpert", 0.3, complete_impression=True),
+    "covid": Layout("covid", "covid", "covid", "web", 0.1),
+    # MS-CXR annotates MIMIC-CXR images
+    "ms-cxr": Layout("ms-cxr", "ms-cxr", "ms-cxr", "mimic", 0.0),
 }
 _STREAM_CODES = {"mimic": 1, "chestxray8": 2, "rsna": 3, "siim": 4, "chexpert": 5, "covid": 6, "ms-cxr": 7}
 
@@ -500,7 +503,7 @@ def write_study(roots: dict[str, Path], stream: str, index: int, seed: int, size
     layouts = [LAYOUTS[name] for name in roots]
     rngs = study_rngs(np.random.SeedSequence(seed, spawn_key=(_STREAM_CODES[stream], index)))
     lateral = rngs["meta"].random() < layouts[0].lateral_rate
-    study = synthesize_study(rngs["image"], size, difficulty, layouts[0].profile, lateral=lateral)
+    study = synthesize_study(rngs["image"], size, difficulty, layouts[0].profile, lateral=lateral, site=layouts[0].site)
     if study.patient.view == "AP" and stream == "mimic":
         study.lateral = None  # portable AP studies have no lateral
     report = write_report(study.findings, rngs["text"], view=study.patient.view, lateral=study.lateral is not None,

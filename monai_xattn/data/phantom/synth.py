@@ -24,6 +24,7 @@ from monai_xattn.data.phantom.findings import (
     render_findings,
     sample_findings,
 )
+from monai_xattn.data.phantom.sites import SITES
 
 __all__ = ["MAX_WORK_SIZE", "Study", "synthesize_study", "study_rngs"]
 
@@ -89,6 +90,7 @@ def synthesize_study(
     profile: str = "default",
     lateral: bool = False,
     view: str | None = None,
+    site: str = "default",
 ) -> Study:
     """Draw and render one study.
 
@@ -99,6 +101,8 @@ def synthesize_study(
         profile: finding prevalences (:data:`~.findings.PROFILES`).
         lateral: also render a lateral view.
         view: force ``"PA"`` or ``"AP"`` (default: drawn with the profile's ``ap_share``).
+        site: acquisition site, a key of :data:`~.sites.SITES` (exposure, processing, grid, collimation,
+            positioning, device prevalence); ``"default"`` is the unprocessed round-1 acquisition.
     """
     if size < 32:
         raise ValueError(f"size must be at least 32 pixels, got {size}")
@@ -107,9 +111,13 @@ def synthesize_study(
         raise ValueError(f"difficulty must be one of {tuple(DIFFICULTY_SETTINGS)}, got {difficulty!r}")
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if site not in SITES:
+        raise ValueError(f"site must be one of {sorted(SITES)}, got {site!r}")
+    acquisition = SITES[site]
     view = view or ("AP" if rng.random() < PROFILES[profile]["ap_share"] else "PA")
-    findings = sample_findings(rng, difficulty, profile, view)
-    patient = sample_patient(rng, view, float(cfg["noise"]), float(cfg["rotation"]))
+    findings = sample_findings(rng, difficulty, profile, view, device_rate=acquisition.device_rate)
+    patient = sample_patient(rng, view, float(cfg["noise"]), float(cfg["rotation"]) * acquisition.rotation)
+    patient = acquisition.adjust_patient(patient, rng)
     for f in findings:
         if f.kind == "cardiomegaly":
             patient = Patient(**{**patient.__dict__, "ctr": f.extra["ctr"] + (0.03 if view == "AP" else 0.0)})
@@ -120,7 +128,7 @@ def synthesize_study(
     render_distractors(frame, anatomy, rng, float(cfg["p_overlap"]))
     att = _resize(anatomy.attenuation, size)
     masks = [_resize(m, size, nearest=True) for m in masks]
-    image = expose(att, patient, rng)
+    image = acquisition.process(expose(att, patient, rng), rng)
     kept, kept_masks = keep_visible(findings, masks)
     lat = None
     if lateral:
