@@ -57,8 +57,8 @@ TRAINING: dict[str, dict[str, Any]] = {
 SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 # the data each profile makes: a generated phantom, or (paper) the real dataset given with --data
 _DATA: dict[str, dict[str, Any]] = {
-    "tiny": {"phantom_images": 48, "phantom_size": 64},
-    "cpu": {"phantom_images": 200, "phantom_size": 64},
+    "tiny": {"phantom_studies": 48, "phantom_size": 64},
+    "cpu": {"phantom_studies": 200, "phantom_size": 64},
     "paper": {"make_phantom": False},
 }
 #: bundle overrides per profile: its data, then its training settings

@@ -14,6 +14,7 @@ __all__ = [
     "load_datalist",
     "validate_datalist",
     "write_datalist",
+    "prepare_datalist",
     "build_mimic_cxr_datalist",
     "build_mimic_cxr_jpg_datalist",
     "build_chestxray8_datalist",
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from monai_xattn.data.datalist import AdapterReport, DatalistError, load_datalist, validate_datalist, write_datalist
     from monai_xattn.data.mimic_cxr import build_mimic_cxr_datalist, build_mimic_cxr_jpg_datalist
     from monai_xattn.data.ms_cxr import build_ms_cxr_datalist
+    from monai_xattn.data.prepare import prepare_datalist
     from monai_xattn.data.rsna import build_rsna_datalist
     from monai_xattn.data.siim import build_siim_datalist, rle_decode, rle_encode
 
@@ -44,6 +46,7 @@ _LAZY = {
     "load_datalist": "datalist",
     "validate_datalist": "datalist",
     "write_datalist": "datalist",
+    "prepare_datalist": "prepare",
     "build_mimic_cxr_datalist": "mimic_cxr",
     "build_mimic_cxr_jpg_datalist": "mimic_cxr",
     "build_chestxray8_datalist": "chestxray8",

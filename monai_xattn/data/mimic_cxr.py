@@ -10,9 +10,11 @@ study at ``files/p<subject[:2]>/p<subject_id>/s<study_id>.txt``. Tables at the r
 from __future__ import annotations
 
 import inspect
+import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,6 +41,7 @@ __all__ = [
     "MIMIC_SPLITS",
     "mimic_image_path",
     "mimic_report_path",
+    "attach_phantom_boxes",
     "build_mimic_cxr_datalist",
     "build_mimic_cxr_jpg_datalist",
 ]
@@ -114,6 +117,32 @@ def _metadata_from_headers(records: Path, root: Path, report: AdapterReport) -> 
     return pd.DataFrame(rows, columns=list(_METADATA), dtype=str)
 
 
+def attach_phantom_boxes(
+    entries: Iterable[Mapping[str, Any]], root: str | os.PathLike, findings: Sequence[str] = ("pneumonia",)
+) -> list[dict[str, Any]]:
+    """Give phantom MIMIC-CXR entries the boxes of their ground-truth sidecar (``ground_truth/<image_id>.json``).
+
+    The real MIMIC-CXR has no boxes (the paper annotated its own test set); the phantom writes them beside the
+    dataset. Entries without a sidecar (lateral views, real data) are returned unchanged. Boxes are StandardMode in
+    original pixels, labels ``"Pneumonia"``, as the ChestX-ray8 adapter writes them.
+
+    Returns:
+        new entry dicts (the inputs are not modified).
+    """
+    root = Path(root)
+    out = []
+    for entry in entries:
+        entry = dict(entry)
+        sidecar = root / "ground_truth" / f"{entry.get('image_id')}.json"
+        if sidecar.is_file():
+            record = json.loads(sidecar.read_text())
+            boxes = [f["box"] for f in record.get("findings", []) if f.get("type") in findings and f.get("box")]
+            entry["boxes"] = [[float(v) for v in b] for b in boxes]
+            entry["box_labels"] = ["Pneumonia"] * len(boxes)
+        out.append(entry)
+    return out
+
+
 def build_mimic_cxr_datalist(
     root: str | os.PathLike,
     *,
@@ -124,6 +153,7 @@ def build_mimic_cxr_datalist(
     views: Sequence[str] | None = None,
     label_source: str | None = "chexpert",
     uncertain: str | Mapping[str, str] = "ignore",
+    phantom_boxes: bool = False,
 ) -> tuple[dict[str, list], AdapterReport]:
     """MIMIC-CXR (or -JPG with ``jpg=True``) folder -> datalist, one entry per image (all views by default).
 
@@ -141,10 +171,13 @@ def build_mimic_cxr_datalist(
         views: kept normalised views, e.g. ``("PA", "AP")``; ``None`` keeps all.
         label_source: ``"chexpert"``, ``"negbio"`` or ``None`` (no labels).
         uncertain: uncertainty policy for -1 labels (see ``chexpert.apply_uncertainty_policy``).
+        phantom_boxes: give the entries of a phantom MIMIC-CXR the pneumonia boxes of its ground-truth sidecars
+            (:func:`attach_phantom_boxes`), to evaluate localization; a no-op on the real dataset.
 
     Returns:
         ``(datalist, report)``. Entries: ``image, image_id, patient_id, study_id, view, image_size, split``,
-        ``report`` (when the study's ``.txt`` exists) and ``labels`` (study level; blank labels left out).
+        ``report`` (when the study's ``.txt`` exists), ``labels`` (study level; blank labels left out) and, with
+        ``phantom_boxes``, ``boxes`` and ``box_labels`` where the phantom has a sidecar.
     """
     root = Path(root)
     views = as_names(views, "views", VIEWS)
@@ -223,6 +256,8 @@ def build_mimic_cxr_datalist(
                 else:
                     entry["labels"] = study_labels
             entries.append(entry)
+    if phantom_boxes:
+        entries = attach_phantom_boxes(entries, root)
     if n_no_report:
         report.note(f"{n_no_report} images have no report file (listed without 'report')")
     if n_no_labels:

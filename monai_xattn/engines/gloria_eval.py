@@ -34,6 +34,8 @@ from monai_xattn.networks.gloria_tasks import (
 
 __all__ = [
     "class_balanced_entries",
+    "balanced_eval_datalist",
+    "linear_probe_tables",
     "evaluate_retrieval_zero_shot",
     "format_tables",
     "write_tables",
@@ -88,6 +90,26 @@ def class_balanced_entries(
 
 
 @torch.no_grad()
+def balanced_eval_datalist(
+    root: str | os.PathLike,
+    classes: Sequence[str],
+    n_per_class: int | None = None,
+    seed: int = 0,
+    reports_csv: str | os.PathLike | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    """The retrieval / zero-shot datalist of a CheXpert folder: ``{"test": class_balanced_entries(...)}``.
+
+    All frontal images with a report, from every split, pass through :func:`class_balanced_entries` (uncertain
+    labels ignored, blank ones negative), as GLoRIA's CheXpert 5x200 was drawn. The bundle's ``adapter`` for
+    :func:`~monai_xattn.data.prepare_datalist`.
+    """
+    from monai_xattn.data.chexpert import build_chexpert_datalist
+
+    datalist, _ = build_chexpert_datalist(root, reports_csv=reports_csv, require_report=True, frontal_only=True,
+                                          uncertain="ignore", blank=0)  # fmt: skip
+    return {"test": class_balanced_entries(sum(datalist.values(), []), classes, n_per_class, seed)}
+
+
 def evaluate_retrieval_zero_shot(
     model: nn.Module,
     image_batches: Iterable[Mapping[str, Any]],
@@ -266,3 +288,32 @@ def write_tables(results: Mapping[str, Any], output_dir: str | os.PathLike, name
     (out / f"{name}.json").write_text(json.dumps(ready, indent=2), encoding="utf-8")
     (out / f"{name}.md").write_text(format_tables(results), encoding="utf-8")
     return ready
+
+
+def linear_probe_tables(
+    trunks: Mapping[str, nn.Module],
+    train_batches: Iterable[Mapping[str, Any]],
+    test_batches: Iterable[Mapping[str, Any]],
+    output_dir: str | os.PathLike,
+    fractions: Sequence[float] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    **train_kwargs: Any,
+) -> dict:
+    """Run :func:`~monai_xattn.engines.linear_probe.run_linear_probe` and write its table (GLoRIA Table 2) as
+    ``linear_probe.json`` / ``.md`` into ``output_dir`` (:func:`write_tables`); the linear-probe bundle's ``run``.
+
+    Args:
+        trunks, train_batches, test_batches, seed, device, train_kwargs: see ``run_linear_probe``.
+        output_dir: where the tables go.
+        fractions: training fractions (default: ``run_linear_probe``'s, 1 %, 10 %, 100 %).
+
+    Returns:
+        the results as written.
+    """
+    from monai_xattn.engines.linear_probe import run_linear_probe
+
+    kwargs = {} if fractions is None else {"fractions": fractions}
+    results = run_linear_probe(trunks, train_batches, test_batches, seed=seed, device=device, **kwargs,
+                               **train_kwargs)  # fmt: skip
+    return write_tables({"linear_probe": results}, output_dir, "linear_probe")

@@ -10,10 +10,8 @@ text reaches the model -- and the localization metrics compare its boxes with th
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +19,7 @@ from monai.engines.utils import PrepareBatch
 from monai.transforms import Compose
 from torch import Tensor, nn
 
+from monai_xattn.data.mimic_cxr import attach_phantom_boxes  # re-exported: its home is the MIMIC-CXR adapter
 from monai_xattn.losses.xattn import XAttnLoss
 
 __all__ = [
@@ -113,7 +112,9 @@ class XAttnTrainLoss(nn.Module):
 
     def forward(self, pred: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> Tensor:
         if not isinstance(pred, Mapping) or "s_roi" not in pred:
-            raise ValueError("XAttnTrainLoss needs the localizer's training output: was it called with words?")
+            raise ValueError(
+                "XAttnTrainLoss needs the localizer's training output: was the localizer called in training mode with words?"
+            )
         targets = target["attributes"]
         # uncertain attributes (-1, ExtractAttributes(uncertain="ignore")) have no target: mask them out of BCE
         known = targets >= 0
@@ -179,58 +180,26 @@ def train_attribute_word2vec(
     sections: Sequence[str] | None = ("findings", "impression"),
     save_path: str | os.PathLike | None = None,
 ) -> Any:
-    """Word2Vec on the reports of ``entries`` (absolute ``report`` paths, as from ``load_datalist``).
+    """Word2Vec on the reports of ``entries`` (absolute ``report`` paths, as from ``load_datalist``, or
+    ``report_text``); entries without a report are passed over.
 
-    Each report is read once. Every vocabulary attribute is also added as a one-word sentence: an attribute that
-    no training report mentions then still has a vector (its random initial one), so it can serve as a negative
-    ``T_n``; it never occurs as a positive, so its vector does not matter otherwise.
+    The sentences are :func:`~monai_xattn.text.word2vec.word2vec_corpus`'s, as ``monai-xattn word2vec`` trains on:
+    each report read once, then every vocabulary attribute as a one-word sentence.
 
     Returns:
         gensim ``KeyedVectors`` (also saved to ``save_path`` when given).
-    """
-    from monai_xattn.text.attributes import load_vocabulary
-    from monai_xattn.text.reports import read_report
-    from monai_xattn.text.word2vec import phrase_token, report_to_sentences, save_word2vec, train_word2vec
 
-    vocab = vocabulary if vocabulary is not None else load_vocabulary()
-    seen: set[str] = set()
-    sentences: list[list[str]] = []
-    for entry in entries:
-        path = entry.get("report")
-        if path is None or path in seen:
-            continue
-        seen.add(path)
-        sentences += report_to_sentences(read_report(Path(path)), sections, vocab)
-    if not seen:
+    Raises:
+        ValueError: no entry has a report.
+    """
+    from monai_xattn.text.reports import iter_datalist_reports
+    from monai_xattn.text.word2vec import save_word2vec, train_word2vec, word2vec_corpus
+
+    with_report = [e for e in entries if "report" in e or "report_text" in e]
+    if not with_report:
         raise ValueError("no entry has a 'report': the attribute Word2Vec needs the training reports.")
-    sentences += [[phrase_token(a.name)] for a in vocab.attributes]
-    kv = train_word2vec(sentences, vector_size=vector_size, epochs=epochs, seed=seed)
+    corpus = word2vec_corpus(iter_datalist_reports({"training": with_report}), sections, vocabulary)
+    kv = train_word2vec(corpus.sentences, vector_size=vector_size, epochs=epochs, seed=seed)
     if save_path is not None:
         save_word2vec(kv, save_path)
     return kv
-
-
-def attach_phantom_boxes(
-    entries: Iterable[Mapping[str, Any]], root: str | os.PathLike, findings: Sequence[str] = ("pneumonia",)
-) -> list[dict[str, Any]]:
-    """Give phantom MIMIC-CXR entries the boxes of their ground-truth sidecar (``ground_truth/<image_id>.json``).
-
-    The real MIMIC-CXR has no boxes (the paper annotated its own test set); the phantom writes them beside the
-    dataset. Entries without a sidecar (lateral views) are returned unchanged. Boxes are StandardMode in original
-    pixels, labels ``"Pneumonia"``, as the ChestX-ray8 adapter writes them.
-
-    Returns:
-        new entry dicts (the inputs are not modified).
-    """
-    root = Path(root)
-    out = []
-    for entry in entries:
-        entry = dict(entry)
-        sidecar = root / "ground_truth" / f"{entry.get('image_id')}.json"
-        if sidecar.is_file():
-            record = json.loads(sidecar.read_text())
-            boxes = [f["box"] for f in record.get("findings", []) if f.get("type") in findings and f.get("box")]
-            entry["boxes"] = [[float(v) for v in b] for b in boxes]
-            entry["box_labels"] = ["Pneumonia"] * len(boxes)
-        out.append(entry)
-    return out

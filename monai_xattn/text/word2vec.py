@@ -5,6 +5,10 @@ Multiword attributes: before tokenising, every multiword or hyphenated surface f
 Word2Vec learns one vector for the phrase. :func:`attribute_vectors` looks an attribute up by its joined
 name; an attribute whose name never occurs gets the mean vector of its surface forms that do.
 
+Corpus: :func:`word2vec_corpus` is the one builder of the training sentences, for ``monai-xattn word2vec`` and the
+``cxr_xattn`` bundle alike: each report's sentences (:func:`report_to_sentences`), then every vocabulary attribute as
+a one-word sentence, so that vectors trained either way hold every attribute the localizer looks up.
+
 Determinism: with ``workers=1`` and a fixed ``seed`` training is repeatable. gensim 4 draws the initial
 vectors from ``numpy.random.default_rng(seed)``; its ``hashfxn`` argument (Python's salted ``hash`` by
 default, which depends on ``PYTHONHASHSEED``) only feeds ``Word2Vec.seeded_vector``, which training does not
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +35,8 @@ __all__ = [
     "phrase_token",
     "join_phrases",
     "report_to_sentences",
+    "Word2VecCorpus",
+    "word2vec_corpus",
     "train_word2vec",
     "save_word2vec",
     "load_word2vec",
@@ -85,6 +92,53 @@ def report_to_sentences(
     """
     text = join_phrases(select_sections(text, sections), vocabulary)
     return [s.split() for s in gloria_clean_sentences(text)]
+
+
+@dataclass(frozen=True)
+class Word2VecCorpus:
+    """The training sentences of :func:`word2vec_corpus` and what went into them.
+
+    Attributes:
+        sentences: token lists: the reports' sentences, then one ``[attribute]`` sentence per attribute.
+        n_reports: how many reports were read.
+        no_sentence: the sources of the reports that gave no sentence (no chosen section, or only noise).
+    """
+
+    sentences: list[list[str]]
+    n_reports: int
+    no_sentence: list[str] = field(default_factory=list)
+
+
+def word2vec_corpus(
+    reports: Iterable[tuple[str, str]],
+    sections: Sequence[str] | None = ("findings", "impression"),
+    vocabulary: AttributeVocabulary | None = None,
+) -> Word2VecCorpus:
+    """The attribute Word2Vec's training sentences from ``(source, text)`` reports.
+
+    Each report becomes :func:`report_to_sentences`; then every vocabulary attribute is added as a one-word
+    sentence. An attribute that no report mentions thus still gets a vector (its random initial one): it can serve
+    as a negative ``T_n`` and :func:`attribute_vectors` finds it; never occurring as a positive, its vector does not
+    matter otherwise.
+
+    Args:
+        reports: ``(source, text)`` pairs, one per distinct report, as from
+            :func:`~monai_xattn.text.reports.iter_datalist_reports`; ``source`` only names a report in
+            :attr:`Word2VecCorpus.no_sentence`.
+        sections: the report sections to read (``None``: the whole report).
+        vocabulary: the attribute vocabulary (default: the shipped one).
+    """
+    vocabulary = load_vocabulary() if vocabulary is None else vocabulary
+    sentences: list[list[str]] = []
+    n_reports, no_sentence = 0, []
+    for source, text in reports:
+        n_reports += 1
+        report_sentences = report_to_sentences(text, sections, vocabulary)
+        if not report_sentences:
+            no_sentence.append(source)
+        sentences += report_sentences
+    sentences += [[phrase_token(a.name)] for a in vocabulary.attributes]
+    return Word2VecCorpus(sentences, n_reports, no_sentence)
 
 
 def train_word2vec(

@@ -37,9 +37,9 @@ def run(args: argparse.Namespace) -> int:
     from monai_xattn.text.word2vec import (
         nearest_negatives,
         phrase_token,
-        report_to_sentences,
         save_word2vec,
         train_word2vec,
+        word2vec_corpus,
     )
 
     try:
@@ -50,13 +50,9 @@ def run(args: argparse.Namespace) -> int:
     vocabulary = load_vocabulary(args.vocabulary)
     sections = None if args.sections == ["all"] else tuple(args.sections)
     errors = "replace" if args.replace_invalid_utf8 else "strict"
-    sentences, n_reports, no_sentence = [], 0, []
-    for source, text in iter_datalist_reports(args.datalist, args.root, args.splits, errors=errors):
-        n_reports += 1
-        report_sentences = report_to_sentences(text, sections, vocabulary)
-        if not report_sentences:
-            no_sentence.append(source)
-        sentences.extend(report_sentences)
+    reports = iter_datalist_reports(args.datalist, args.root, args.splits, errors=errors)
+    corpus = word2vec_corpus(reports, sections, vocabulary)
+    sentences, n_reports, no_sentence = corpus.sentences, corpus.n_reports, corpus.no_sentence
     print(f"reports: {n_reports}, sentences: {len(sentences)}, tokens: {sum(map(len, sentences))}")
     if no_sentence:
         print(f"dropped {len(no_sentence)} report(s) with no sentence in {sections or 'the text'}: {no_sentence[:5]}")

@@ -24,7 +24,7 @@ from monai_xattn.data.siim import rle_decode
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "siim_unet"
 CONFIGS = BUNDLE / "configs"
 # small enough for a shared 2-core CPU: 64 px images, ResNet-18
-FAST = {"phantom_images": 96, "phantom_size": 64, "spatial_size": 64, "batch_size": 8, "learning_rate": 0.001}
+FAST = {"phantom_studies": 96, "phantom_size": 64, "spatial_size": 64, "batch_size": 8, "learning_rate": 0.001}
 
 
 def _workflow(configs: list[str], workflow_type: str, **overrides) -> ConfigWorkflow:
@@ -111,7 +111,7 @@ def test_precise_bn_runs_before_validation_and_follows_its_switches(tmp_path):
 def test_early_stopping_and_precise_bn_shape_the_last_checkpoint(tmp_path):
     # a validation score that never improves stops training after `patience` more validations; last.pt is still
     # written for the epoch it stopped at, with the statistics precise BN re-estimated from one batch
-    settings = {"bundle_root": str(tmp_path), **FAST, "phantom_images": 24, "spatial_size": 32, "batch_size": 4,
+    settings = {"bundle_root": str(tmp_path), **FAST, "phantom_studies": 24, "spatial_size": 32, "batch_size": 4,
                 "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
     wf = _workflow(["train.json"], "train", epochs=4, early_stop_patience=1, precise_bn_batches=1,
                    **{"validate#early_stop#score_function": "$lambda engine: 0.0"}, **settings)  # fmt: skip
@@ -126,7 +126,7 @@ def test_early_stopping_and_precise_bn_shape_the_last_checkpoint(tmp_path):
 
 def test_official_gloria_checkpoint_initialises_trains_and_evaluates(official_gloria, tmp_path):
     # the acceptance: `python -m monai.bundle run` with --init gloria --weights <official checkpoint>
-    settings = {"bundle_root": tmp_path, "phantom_images": 24, "phantom_size": 64, "spatial_size": 64, "depth": 50,
+    settings = {"bundle_root": tmp_path, "phantom_studies": 24, "phantom_size": 64, "spatial_size": 64, "depth": 50,
                 "batch_size": 4, "epochs": 1, "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
     init = {"init": "gloria", "weights": official_gloria.path}
     network = _parser(**{k: str(v) if isinstance(v, Path) else v for k, v in {**settings, **init}.items()})
@@ -166,7 +166,7 @@ def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
     overrides = {
         "bundle_root": str(tmp_path),
         **FAST,
-        "phantom_images": 24,
+        "phantom_studies": 24,
         "spatial_size": 32,
         "epochs": 1,
         "decoder_channels": [64, 32, 16, 16, 8],

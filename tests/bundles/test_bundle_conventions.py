@@ -1,0 +1,69 @@
+"""What every bundle does the same way (issue 16 item 4): one data-preparation step, the same data keys, handlers
+given to the engines as lists and picked by kind or key in the multi-GPU overlays, never by list position."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
+CONFIGS = sorted(p for p in BUNDLES.glob("*/configs/*.json") if p.name != "metadata.json")
+TRAINING = sorted(p.parent.parent.name for p in BUNDLES.glob("*/configs/train.json"))
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _handlers(config: dict):
+    """Every inline handler dict of a config's handler lists (``...handlers`` and ``...checkpointing`` keys)."""
+    for key, value in config.items():
+        if isinstance(value, dict):
+            yield from _handlers(value)
+        elif isinstance(value, list) and (key.endswith("handlers") or key.endswith("checkpointing")):
+            yield from (h for h in value if isinstance(h, dict))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: f"{p.parent.parent.name}/{p.name}")
+def test_data_is_prepared_by_the_one_step(path):
+    text = path.read_text()
+    for old in ("write_datalist", "phantom.generate", "make_phantom(", "datalist_path", "phantom_images", "rank0_only"):
+        assert old not in text, old
+    config = _json(path)
+    if any("@prepare_data" == item for item in config.get("initialize", [])):
+        return
+    # configs whose initialize leaves the data to train.json (inference) or that have none of their own
+    assert "initialize" not in config or not any("datalist" in str(item) for item in config["initialize"])
+
+
+@pytest.mark.parametrize("bundle", TRAINING)
+def test_training_bundles_share_keys_and_attach_handlers_one_way(bundle):
+    config = _json(BUNDLES / bundle / "configs" / "train.json")
+    for key in ("dataset_dir", "datalist_file", "adapter", "make_phantom", "phantom_studies", "phantom_size",
+                "phantom_difficulty", "prepare_data"):  # fmt: skip
+        assert key in config, key
+    assert config["prepare_data"]["_target_"] == "monai_xattn.data.prepare_datalist"
+    assert "@prepare_data" in config["initialize"]
+    assert config["train"]["trainer"]["train_handlers"] == "@train#handlers"
+    if "validate" in config:  # cxr_cam_baseline validates only in evaluate.json
+        assert config["validate"]["evaluator"]["val_handlers"] == "@validate#handlers"
+    # only the handlers that hold the trainer itself (resume, checkpoints) are attached in run
+    attach = [item for item in config["run"] if ".attach(" in item]
+    assert len(attach) == 1 and "@train#checkpointing" in attach[0]
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLES.glob("*/configs/multi_gpu_train.json")), ids=lambda p: p.parts[-3])
+def test_multi_gpu_overlays_pick_handlers_by_kind_or_key(path):
+    overlay = _json(path)
+    assert not [k for k in overlay if re.search(r"#\d+(#|$)", k)], "an overlay key names a list position"
+    assert "rank" in overlay and "@prepare_data" in overlay["initialize"]
+    assert overlay["train#trainer#train_handlers"] == "$monai_xattn.engines.handlers_for_rank(@train#handlers)"
+    assert overlay["validate#evaluator#val_handlers"] == "$monai_xattn.engines.handlers_for_rank(@validate#handlers)"
+    # a TensorBoard handler writes its event file when built: other ranks must not build it at all
+    train = _json(path.with_name("train.json"))
+    for handler in _handlers(train):
+        if handler["_target_"] == "TensorBoardStatsHandler":
+            assert "@rank > 0" in handler.get("_disabled_", ""), handler
