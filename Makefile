@@ -32,6 +32,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check monai_xattn tests benchmarks
+	$(PY) -m ruff format --check monai_xattn tests benchmarks
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache *.egg-info

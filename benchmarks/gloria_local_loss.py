@@ -82,7 +82,12 @@ def batched_local_loss(regions, words, word_mask):
     return local_loss(regions, words, word_mask)[:2]
 
 
-LOSSES = {"official-loop": official_loop_local_loss, "loop": loop_local_loss, "einsum": einsum_local_loss, "batched": batched_local_loss}
+LOSSES = {
+    "official-loop": official_loop_local_loss,
+    "loop": loop_local_loss,
+    "einsum": einsum_local_loss,
+    "batched": batched_local_loss,
+}
 
 
 def loop_aggregate(hidden, word_ids):
@@ -162,6 +167,7 @@ def _step_fn(kind: str, name: str, args, device):
 
         def step():
             return float(AGGREGATIONS[name](hidden, word_ids).sum().detach())
+
     return step
 
 
@@ -224,8 +230,10 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--skip-einsum", action="store_true", help="do not run the naive batched variant")
     args = parser.parse_args()
-    print(f"local loss: B={args.batch} D={args.dim} regions={args.grid}x{args.grid} words={args.min_words}-"
-          f"{args.max_words} float32 {args.device} threads={args.threads}, forward+backward, best of {args.repeat}")
+    print(
+        f"local loss: B={args.batch} D={args.dim} regions={args.grid}x{args.grid} words={args.min_words}-"
+        f"{args.max_words} float32 {args.device} threads={args.threads}, forward+backward, best of {args.repeat}"
+    )
     names = [n for n in LOSSES if not (n == "einsum" and args.skip_einsum)]
     times = best_times("loss", names, args)
     results = {name: (times[name], *peak_memory("loss", name, args)) for name in names}
@@ -242,6 +250,7 @@ def main() -> None:
     for name, (t, peak, value) in agg.items():
         print(f"  {name:<14} {t * 1000:9.2f} ms  peak {peak:8.1f} MiB  checksum {value:.4f}")
     print(f"  speed-up batched vs loop: {agg['loop'][0] / agg['batched'][0]:.1f}x")
+
 
 if __name__ == "__main__":
     main()

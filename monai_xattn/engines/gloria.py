@@ -79,7 +79,9 @@ def gloria_param_groups(
 
 
 def recompute_batch_norm(
-    module: torch.nn.Module, batches: Iterable[Mapping[str, Any]], image_key: str = "image",
+    module: torch.nn.Module,
+    batches: Iterable[Mapping[str, Any]],
+    image_key: str = "image",
     max_batches: int | None = None,
 ) -> int:
     """Replace the running statistics of ``module``'s batch-norm layers by their average over ``batches``.
@@ -142,7 +144,10 @@ class PreciseBatchNorm:
     """
 
     def __init__(
-        self, module: torch.nn.Module, data_loader: Iterable[Mapping[str, Any]], max_batches: int | None = None,
+        self,
+        module: torch.nn.Module,
+        data_loader: Iterable[Mapping[str, Any]],
+        max_batches: int | None = None,
         image_key: str = "image",
     ) -> None:
         self.module, self.data_loader = module, data_loader
@@ -207,8 +212,10 @@ class GloriaPrepareBatch(PrepareBatch):
         wanted = (self.image_key, *self.token_keys.values(), *((self.label_key,) if self.label_key else ()))
         missing = [k for k in wanted if k not in batchdata]
         if missing:
-            raise KeyError(f"GLoRIA batch lacks {missing} (keys: {sorted(batchdata)}); tokenize the report with "
-                           "monai_xattn.transforms.Tokenized")
+            raise KeyError(
+                f"GLoRIA batch lacks {missing} (keys: {sorted(batchdata)}); tokenize the report with "
+                "monai_xattn.transforms.Tokenized"
+            )
         tokens = {name: torch.as_tensor(batchdata[key]) for name, key in self.token_keys.items()}
         length = int(tokens["attention_mask"].sum(dim=1).max())
         tokens = {name: t[:, :length].to(device=device, non_blocking=non_blocking) for name, t in tokens.items()}
@@ -337,15 +344,20 @@ class GloriaRetrievalMetric(Metric):
     """
 
     def __init__(
-        self, k: int = 5, mode: str = "both", fusion: str = "zscore", output_transform: Callable = _pred_and_label,
+        self,
+        k: int = 5,
+        mode: str = "both",
+        fusion: str = "zscore",
+        output_transform: Callable = _pred_and_label,
         device: str | torch.device = "cpu",
     ) -> None:
         from monai_xattn.networks.gloria_tasks import FUSIONS, SIMILARITY_MODES
 
         # checked here, not at the end of the first epoch's validation
         if mode not in SIMILARITY_MODES or fusion not in FUSIONS:
-            raise ValueError(f"mode must be one of {SIMILARITY_MODES} and fusion one of {FUSIONS}, got {mode!r}, "
-                             f"{fusion!r}")
+            raise ValueError(
+                f"mode must be one of {SIMILARITY_MODES} and fusion one of {FUSIONS}, got {mode!r}, {fusion!r}"
+            )
         self.k, self.mode, self.fusion = int(k), mode, fusion
         super().__init__(output_transform=output_transform, device=device)
 
@@ -369,12 +381,14 @@ class GloriaRetrievalMetric(Metric):
         if not self._outputs:
             raise RuntimeError("GloriaRetrievalMetric has seen no batch")
         t = max(o["words"].shape[2] for o in self._outputs)
-        merged = {key: torch.cat([o[key] for o in self._outputs]) for key in ("image_local", "image_global",
-                                                                              "text_global")}
+        merged = {
+            key: torch.cat([o[key] for o in self._outputs]) for key in ("image_local", "image_global", "text_global")
+        }
         # batches are padded to their own longest report: pad words and masks to the set's longest
         merged["words"] = torch.cat([F.pad(o["words"], (0, t - o["words"].shape[2])) for o in self._outputs])
-        merged["word_mask"] = torch.cat([F.pad(o["word_mask"], (0, t - o["word_mask"].shape[1]))
-                                         for o in self._outputs])
+        merged["word_mask"] = torch.cat(
+            [F.pad(o["word_mask"], (0, t - o["word_mask"].shape[1])) for o in self._outputs]
+        )
         with torch.no_grad():
             similarity = gloria_similarity(**merged, mode=self.mode, fusion=self.fusion)
         return float(precision_at_k(similarity, self._labels, self._labels, self.k)[0])

@@ -53,8 +53,9 @@ def global_loss(
         and of picking each report's image.
     """
     if img.ndim != 2 or txt.ndim != 2 or img.shape != txt.shape:
-        raise ValueError(f"global_loss expects img and txt of the same shape (B, D), got {tuple(img.shape)} and "
-                         f"{tuple(txt.shape)}")
+        raise ValueError(
+            f"global_loss expects img and txt of the same shape (B, D), got {tuple(img.shape)} and {tuple(txt.shape)}"
+        )
     norms = img.norm(dim=1, keepdim=True) * txt.norm(dim=1, keepdim=True).t()
     logits = temp3 * (img @ txt.t()) / norms.clamp_min(eps)
     return _contrastive(logits)
@@ -84,8 +85,9 @@ def local_loss(
         regions for each word of its own caption (zero at padded words).
     """
     if regions.shape[0] != words.shape[0]:
-        raise ValueError(f"local_loss pairs image i with caption i: got {regions.shape[0]} images and "
-                         f"{words.shape[0]} captions")
+        raise ValueError(
+            f"local_loss pairs image i with caption i: got {regions.shape[0]} images and {words.shape[0]} captions"
+        )
     scores, attn = local_similarity(regions, words, word_mask, temp1, temp2, agg, attention, chunk_size)
     loss_i2t, loss_t2i = _contrastive(temp3 * scores)
     return loss_i2t, loss_t2i, attn
@@ -141,8 +143,15 @@ class GloriaLoss(nn.Module):
             weighted total, ``attention`` ``(B, T, H, W)`` as in :func:`local_loss`.
         """
         g_i2t, g_t2i = global_loss(image_global, text_global, self.temp3)
-        l_i2t, l_t2i, attn = local_loss(image_local, words, word_mask, self.temp1, self.temp2, self.temp3,
-                                        self.agg, self.attention, self.chunk_size)
+        l_i2t, l_t2i, attn = local_loss(
+            image_local, words, word_mask, self.temp1, self.temp2, self.temp3, self.agg, self.attention, self.chunk_size
+        )
         total = self.global_weight * (g_i2t + g_t2i) + self.local_weight * (l_i2t + l_t2i)
-        return {"loss": total, "global_i2t": g_i2t, "global_t2i": g_t2i, "local_i2t": l_i2t,
-                "local_t2i": l_t2i, "attention": attn}
+        return {
+            "loss": total,
+            "global_i2t": g_i2t,
+            "global_t2i": g_t2i,
+            "local_i2t": l_i2t,
+            "local_t2i": l_t2i,
+            "attention": attn,
+        }

@@ -74,8 +74,9 @@ def classification_metrics(
     if positive is not None and positive not in names:
         raise ValueError(f"positive class {positive!r} is not one of {names}")
     counts = confusion_counts(pred, target, len(names))
-    per_class = {ours: compute_confusion_matrix_metric(monai_name, counts)
-                 for ours, monai_name in CLASSIFICATION_METRICS.items()}  # each (C,)
+    per_class = {
+        ours: compute_confusion_matrix_metric(monai_name, counts) for ours, monai_name in CLASSIFICATION_METRICS.items()
+    }  # each (C,)
     out: dict[str, dict[str, float]] = {
         name: {metric: float(values[c]) for metric, values in per_class.items()} for c, name in enumerate(names)
     }

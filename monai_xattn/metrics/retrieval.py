@@ -31,15 +31,16 @@ def encode_labels(*labels: Sequence | Tensor | np.ndarray) -> tuple[Tensor, ...]
     return tuple(torch.as_tensor(np.searchsorted(values, a), dtype=torch.long) for a in arrays)
 
 
-def _hits(similarity: Tensor, query_labels: Sequence | Tensor, gallery_labels: Sequence | Tensor,
-          k_max: int) -> Tensor:
+def _hits(similarity: Tensor, query_labels: Sequence | Tensor, gallery_labels: Sequence | Tensor, k_max: int) -> Tensor:
     if similarity.ndim != 2:
         raise ValueError(f"similarity must be (Q, G), got shape {tuple(similarity.shape)}")
     q, g = similarity.shape
     query, gallery = encode_labels(query_labels, gallery_labels)
     if query.shape != (q,) or gallery.shape != (g,):
-        raise ValueError(f"similarity is {q} queries x {g} gallery items but got {tuple(query.shape)} query and "
-                         f"{tuple(gallery.shape)} gallery labels")
+        raise ValueError(
+            f"similarity is {q} queries x {g} gallery items but got {tuple(query.shape)} query and "
+            f"{tuple(gallery.shape)} gallery labels"
+        )
     if not 1 <= k_max <= g:
         raise ValueError(f"K must be in 1..{g} (the gallery size), got {k_max}")
     top = similarity.topk(k_max, dim=1).indices.cpu()  # (Q, K)
@@ -51,7 +52,9 @@ def _ks(k: int | Sequence[int]) -> list[int]:
 
 
 def precision_at_k(
-    similarity: Tensor, query_labels: Sequence | Tensor, gallery_labels: Sequence | Tensor,
+    similarity: Tensor,
+    query_labels: Sequence | Tensor,
+    gallery_labels: Sequence | Tensor,
     k: int | Sequence[int] = (5, 10, 100),
 ) -> Tensor:
     """Precision@K of class-level retrieval.
@@ -73,7 +76,9 @@ def precision_at_k(
 
 
 def hit_at_k(
-    similarity: Tensor, query_labels: Sequence | Tensor, gallery_labels: Sequence | Tensor,
+    similarity: Tensor,
+    query_labels: Sequence | Tensor,
+    gallery_labels: Sequence | Tensor,
     k: int | Sequence[int] = (1, 5, 10),
 ) -> Tensor:
     """Hit@K: the fraction of queries with at least one same-class item among the top K.
@@ -89,7 +94,9 @@ def hit_at_k(
 
 
 def retrieval_metrics(
-    similarity: Tensor, image_labels: Sequence | Tensor, text_labels: Sequence | Tensor,
+    similarity: Tensor,
+    image_labels: Sequence | Tensor,
+    text_labels: Sequence | Tensor,
     k: Sequence[int] = (5, 10, 100),
 ) -> dict[str, dict[str, float]]:
     """Precision@K both ways for an image x report similarity matrix.

@@ -40,18 +40,25 @@ LOCAL_AGGREGATIONS = ("sum", "mean", "max")
 LOCAL_ATTENTIONS = ("double", "single")
 
 
-def _check_local_inputs(regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, agg: str,
-                        attention: str) -> None:
+def _check_local_inputs(
+    regions: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, agg: str, attention: str
+) -> None:
     if regions.ndim != 4 or words.ndim != 3 or regions.shape[1] != words.shape[1]:
-        raise ValueError(f"expected regions (B, D, H, W) and words (B, D, T) with the same D, got "
-                         f"{tuple(regions.shape)} and {tuple(words.shape)}")
+        raise ValueError(
+            f"expected regions (B, D, H, W) and words (B, D, T) with the same D, got "
+            f"{tuple(regions.shape)} and {tuple(words.shape)}"
+        )
     if word_mask.dtype != torch.bool or word_mask.shape != (words.shape[0], words.shape[2]):
-        raise ValueError(f"word_mask must be a bool tensor of shape {(words.shape[0], words.shape[2])}, got "
-                         f"{word_mask.dtype} {tuple(word_mask.shape)}")
+        raise ValueError(
+            f"word_mask must be a bool tensor of shape {(words.shape[0], words.shape[2])}, got "
+            f"{word_mask.dtype} {tuple(word_mask.shape)}"
+        )
     empty = (~word_mask.any(dim=1)).nonzero().flatten().tolist()
     if empty:
-        raise ValueError(f"captions {empty} have no word (word_mask is all False); drop empty reports before the "
-                         "loss, their score is undefined")
+        raise ValueError(
+            f"captions {empty} have no word (word_mask is all False); drop empty reports before the "
+            "loss, their score is undefined"
+        )
     if agg not in LOCAL_AGGREGATIONS:
         raise ValueError(f"agg must be one of {LOCAL_AGGREGATIONS}, got {agg!r}")
     if attention not in LOCAL_ATTENTIONS:
@@ -176,15 +183,15 @@ def local_similarity(
     paired = bi == words.shape[0]
 
     def run(chunk: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return _score_chunk(chunk, flat_words, word_mask, offset if paired else None, temp1, temp2, agg,
-                            attention, eps)
+        return _score_chunk(chunk, flat_words, word_mask, offset if paired else None, temp1, temp2, agg, attention, eps)
 
     compute: Callable = run
     if step < bi and torch.is_grad_enabled():
+
         def compute(chunk: torch.Tensor, offset: int) -> tuple[torch.Tensor, torch.Tensor | None]:
             return checkpoint(run, chunk, offset, use_reentrant=False)
 
-    parts = [compute(flat_regions[i:i + step], i) for i in range(0, bi, step)]
+    parts = [compute(flat_regions[i : i + step], i) for i in range(0, bi, step)]
     scores = torch.cat([p[0] for p in parts], dim=0)
     if not paired:
         return scores, None

@@ -69,8 +69,9 @@ def global_similarity(image_global: Tensor, text_global: Tensor, eps: float = 1e
         ``(N, M)``.
     """
     if image_global.ndim != 2 or text_global.ndim != 2 or image_global.shape[1] != text_global.shape[1]:
-        raise ValueError(f"expected (N, D) and (M, D) codes, got {tuple(image_global.shape)} and "
-                         f"{tuple(text_global.shape)}")
+        raise ValueError(
+            f"expected (N, D) and (M, D) codes, got {tuple(image_global.shape)} and {tuple(text_global.shape)}"
+        )
     return F.normalize(image_global, dim=1, eps=eps) @ F.normalize(text_global, dim=1, eps=eps).t()
 
 
@@ -111,8 +112,16 @@ def gloria_similarity(
     if mode in ("global", "both"):
         sim = global_similarity(image_global, text_global)
     if mode in ("local", "both"):
-        local, _ = local_similarity(image_local, words, word_mask, temp1=temp1, temp2=temp2, agg="max",
-                                    attention=attention, chunk_size=chunk_size)
+        local, _ = local_similarity(
+            image_local,
+            words,
+            word_mask,
+            temp1=temp1,
+            temp2=temp2,
+            agg="max",
+            attention=attention,
+            chunk_size=chunk_size,
+        )
         if sim is not None and fusion == "zscore":
             sim, local = zscore_columns(sim), zscore_columns(local)
         sim = local if sim is None else (sim + local) / 2
@@ -165,12 +174,16 @@ def class_scores(similarity: Tensor, prompt_classes: Sequence[int] | Tensor, num
     """
     prompt_classes = torch.as_tensor(prompt_classes, dtype=torch.long, device=similarity.device)
     if similarity.ndim != 2 or prompt_classes.shape != (similarity.shape[1],):
-        raise ValueError(f"similarity (N, P) and prompt_classes (P,) disagree: {tuple(similarity.shape)} vs "
-                         f"{tuple(prompt_classes.shape)}")
+        raise ValueError(
+            f"similarity (N, P) and prompt_classes (P,) disagree: {tuple(similarity.shape)} vs "
+            f"{tuple(prompt_classes.shape)}"
+        )
     counts = torch.bincount(prompt_classes, minlength=num_classes)
     if counts.numel() > num_classes or (counts == 0).any():
-        raise ValueError(f"every class 0..{num_classes - 1} needs prompts and no other index may appear; prompts "
-                         f"per class: {counts.tolist()}")
+        raise ValueError(
+            f"every class 0..{num_classes - 1} needs prompts and no other index may appear; prompts "
+            f"per class: {counts.tolist()}"
+        )
     n = similarity.shape[0]
     out = similarity.new_full((n, num_classes), float("-inf"))
     return out.scatter_reduce(1, prompt_classes.expand(n, -1), similarity, reduce="amax", include_self=True)
@@ -224,8 +237,9 @@ def _module_device(module: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def encode_texts(text_encoder: nn.Module, texts: Sequence[str], batch_size: int = 64,
-                 clean: bool = True) -> dict[str, Tensor]:
+def encode_texts(
+    text_encoder: nn.Module, texts: Sequence[str], batch_size: int = 64, clean: bool = True
+) -> dict[str, Tensor]:
     """Encode reports or prompts with a :class:`~monai_xattn.networks.GloriaTextEncoder`, batch by batch.
 
     Args:
@@ -245,12 +259,14 @@ def encode_texts(text_encoder: nn.Module, texts: Sequence[str], batch_size: int 
     texts = [clean_report(t) if clean else t for t in texts_in]
     empty = [(i, t) for i, t in enumerate(texts) if not t.strip()]
     if empty:
-        raise ValueError(f"{len(empty)} texts keep no sentence of two or more words after GLoRIA's cleaning, e.g. "
-                         f"#{empty[0][0]} {texts_in[empty[0][0]]!r}; drop them first")
+        raise ValueError(
+            f"{len(empty)} texts keep no sentence of two or more words after GLoRIA's cleaning, e.g. "
+            f"#{empty[0][0]} {texts_in[empty[0][0]]!r}; drop them first"
+        )
     device = _module_device(text_encoder)
     parts = []
     for start in range(0, len(texts), batch_size):
-        tokens = text_encoder.tokenize(texts[start:start + batch_size])
+        tokens = text_encoder.tokenize(texts[start : start + batch_size])
         parts.append(text_encoder(**{k: v.to(device) for k, v in tokens.items()}))
     t = max(p[0].shape[2] for p in parts)
     words = torch.cat([F.pad(p[0], (0, t - p[0].shape[2])) for p in parts])

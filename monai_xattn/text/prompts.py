@@ -37,8 +37,9 @@ PromptVocabulary = Mapping[str, Mapping[str, Sequence[str]]]
 
 def _check_set(vocabulary: object, source: str) -> dict[str, dict[str, list[str]]]:
     if not isinstance(vocabulary, Mapping) or not vocabulary:
-        raise ValueError(f"{source}: a prompt set must be a non-empty mapping class -> slots, got "
-                         f"{type(vocabulary).__name__}")
+        raise ValueError(
+            f"{source}: a prompt set must be a non-empty mapping class -> slots, got {type(vocabulary).__name__}"
+        )
     out: dict[str, dict[str, list[str]]] = {}
     for name, slots in vocabulary.items():
         if not isinstance(slots, Mapping) or not slots:
@@ -46,8 +47,10 @@ def _check_set(vocabulary: object, source: str) -> dict[str, dict[str, list[str]
         out[str(name)] = {}
         for slot, phrases in slots.items():
             if isinstance(phrases, str) or not isinstance(phrases, Sequence) or not phrases:
-                raise ValueError(f"{source}: class {name!r}, slot {slot!r} must be a non-empty list of phrases "
-                                 "(\"\" for an empty phrase)")
+                raise ValueError(
+                    f"{source}: class {name!r}, slot {slot!r} must be a non-empty list of phrases "
+                    '("" for an empty phrase)'
+                )
             bad = [p for p in phrases if not isinstance(p, str)]
             if bad:
                 raise ValueError(f"{source}: class {name!r}, slot {slot!r} holds non-string phrases {bad[:3]}")

@@ -22,9 +22,7 @@ from monai_xattn.utils.display import to_display
 __all__ = ["attention_figure", "gloria_attention_figure", "heat_colormap"]
 
 # piecewise-linear "jet": dark blue -> blue -> cyan -> yellow -> red -> dark red
-_JET = np.array(
-    [[0.0, 0.0, 0.5], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.0]]
-)
+_JET = np.array([[0.0, 0.0, 0.5], [0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.5, 0.0, 0.0]])
 
 
 def heat_colormap(values: np.ndarray) -> np.ndarray:

@@ -47,8 +47,10 @@ def _val_retrieval(parser, network, mode: str, shuffles: int = 50) -> tuple[floa
     sim = gloria_similarity(**merged, mode=mode, fusion=parser.get_parsed_content("retrieval_fusion"))
     n = len(classes)
     g = torch.Generator().manual_seed(0)
-    shuffled = sum(float(precision_at_k(sim[torch.randperm(n, generator=g)], classes, classes, 5)[0])
-                   for _ in range(shuffles)) / shuffles
+    shuffled = (
+        sum(float(precision_at_k(sim[torch.randperm(n, generator=g)], classes, classes, 5)[0]) for _ in range(shuffles))
+        / shuffles
+    )
     chance = sum(classes.count(c) for c in classes) / n**2  # a random ranking: the mean share of the query's class
     return float(precision_at_k(sim, classes, classes, 5)[0]), shuffled, chance
 
@@ -83,8 +85,10 @@ def test_pretraining_learns_retrieval_and_saves_both_encoders(gloria_pretraining
     network.text_encoder.load_state_dict(ckpt["text_encoder"])
     for mode in ("global", "both"):
         p5, shuffled, chance = _val_retrieval(parser, network, mode)
-        print(f"{mode}: P@5 {p5:.3f}, images shuffled {shuffled:.3f}, chance {chance:.3f}; val {before} -> best loss "
-              f"{best:.3f}")
+        print(
+            f"{mode}: P@5 {p5:.3f}, images shuffled {shuffled:.3f}, chance {chance:.3f}; val {before} -> best loss "
+            f"{best:.3f}"
+        )
         assert p5 > shuffled + 0.04 and p5 > chance + 0.04, (mode, p5, shuffled, chance)
 
 
@@ -123,8 +127,20 @@ def test_multi_process_overlay_trains_with_gloo_then_evaluates(tmp_path):
     assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"image_encoder", "text_encoder"}
 
     # evaluate.json reloads the checkpoint and writes the validation metrics
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", "['configs/train.json','configs/evaluate.json']",
-           "--meta_file", "configs/metadata.json", "--bundle_root", str(tmp_path), "--batch_size", "4"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        "['configs/train.json','configs/evaluate.json']",
+        "--meta_file",
+        "configs/metadata.json",
+        "--bundle_root",
+        str(tmp_path),
+        "--batch_size",
+        "4",
+    ]
     result = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = dict(line.split(",") for line in (tmp_path / "models" / "metrics.csv").read_text().split())
@@ -163,4 +179,6 @@ def test_resume_continues_from_last_checkpoint(tmp_path):
     assert run(2, resume=True) == [2]  # epoch 1 was not run again
     second = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     assert second["trainer"]["iteration"] == 2 * first["trainer"]["iteration"]
-    assert not torch.equal(second["image_encoder"]["backbone.conv1.weight"], first["image_encoder"]["backbone.conv1.weight"])
+    assert not torch.equal(
+        second["image_encoder"]["backbone.conv1.weight"], first["image_encoder"]["backbone.conv1.weight"]
+    )

@@ -22,8 +22,13 @@ class TinyGloria(nn.Module):
         words = self.text(input_ids).transpose(1, 2)  # one "word" per token
         mask = attention_mask.bool() & (word_ids >= 0)
         text = (words * mask[:, None]).sum(-1)
-        return {"image_local": local, "image_global": self.image(F.adaptive_avg_pool2d(image, 4).flatten(1)),
-                "words": words, "word_mask": mask, "text_global": text}
+        return {
+            "image_local": local,
+            "image_global": self.image(F.adaptive_avg_pool2d(image, 4).flatten(1)),
+            "words": words,
+            "word_mask": mask,
+            "text_global": text,
+        }
 
 
 def make_batch(b=4, length=12, seed=0):
@@ -33,8 +38,13 @@ def make_batch(b=4, length=12, seed=0):
     attention = (positions < lengths[:, None]).long()
     input_ids = torch.randint(1, 50, (b, length), generator=g) * attention
     word_ids = torch.where((positions > 0) & (positions < lengths[:, None] - 1), positions - 1, -1)
-    return {"image": torch.rand(b, 1, 16, 16, generator=g), "input_ids": input_ids, "attention_mask": attention,
-            "word_ids": word_ids, "report_text": [f"class {i % 2}" for i in range(b)]}
+    return {
+        "image": torch.rand(b, 1, 16, 16, generator=g),
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "word_ids": word_ids,
+        "report_text": [f"class {i % 2}" for i in range(b)],
+    }
 
 
 def test_prepare_batch_trims_shared_padding_and_names_missing_keys():
@@ -54,9 +64,14 @@ def test_training_iteration_steps_and_clips(clip):
     net = TinyGloria()
     before = torch.cat([p.detach().flatten().clone() for p in net.parameters()])
     trainer = SupervisedTrainer(
-        device=torch.device("cpu"), max_epochs=1, train_data_loader=[make_batch(seed=1)], network=net,
-        optimizer=torch.optim.SGD(net.parameters(), lr=1.0), loss_function=GloriaLoss(),
-        prepare_batch=GloriaPrepareBatch(), iteration_update=GloriaTrainingIteration(clip_grad_norm=clip),
+        device=torch.device("cpu"),
+        max_epochs=1,
+        train_data_loader=[make_batch(seed=1)],
+        network=net,
+        optimizer=torch.optim.SGD(net.parameters(), lr=1.0),
+        loss_function=GloriaLoss(),
+        prepare_batch=GloriaPrepareBatch(),
+        iteration_update=GloriaTrainingIteration(clip_grad_norm=clip),
         decollate=False,
     )
     trainer.run()
@@ -75,15 +90,24 @@ def test_validation_metrics():
     net = TinyGloria()
     data = [make_batch(seed=s) for s in range(3)]
     evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=data, network=net,
+        device=torch.device("cpu"),
+        val_data_loader=data,
+        network=net,
         prepare_batch=GloriaPrepareBatch(label_key="report_text"),
         key_val_metric={"val_loss": GloriaLossMetric()},
-        additional_metrics={"p2": GloriaRetrievalMetric(k=2, mode="global")}, decollate=False,
+        additional_metrics={"p2": GloriaRetrievalMetric(k=2, mode="global")},
+        decollate=False,
     )
     evaluator.run()
     with torch.no_grad():
-        expected = [float(GloriaLoss()(**net(b["image"], **{k: b[k] for k in ("input_ids", "attention_mask",
-                                                                              "word_ids")}))["loss"]) for b in data]
+        expected = [
+            float(
+                GloriaLoss()(**net(b["image"], **{k: b[k] for k in ("input_ids", "attention_mask", "word_ids")}))[
+                    "loss"
+                ]
+            )
+            for b in data
+        ]
     assert evaluator.state.metrics["val_loss"] == pytest.approx(sum(expected) / 3, rel=1e-5)
     assert 0.0 <= evaluator.state.metrics["p2"] <= 1.0
 
@@ -91,8 +115,13 @@ def test_validation_metrics():
 def test_retrieval_metric_counts_same_class_reports():
     labels = ["a", "b", "a", "b", "c", "c"]
     codes = F.one_hot(torch.tensor([0, 1, 0, 1, 2, 2]), 4).float()
-    pred = {"image_local": torch.rand(6, 4, 2, 2), "image_global": codes, "words": torch.rand(6, 4, 3),
-            "word_mask": torch.ones(6, 3, dtype=torch.bool), "text_global": codes}
+    pred = {
+        "image_local": torch.rand(6, 4, 2, 2),
+        "image_global": codes,
+        "words": torch.rand(6, 4, 3),
+        "word_mask": torch.ones(6, 3, dtype=torch.bool),
+        "text_global": codes,
+    }
     metric = GloriaRetrievalMetric(k=2, mode="global")
     metric.reset()
     metric.update(({k: v[:3] for k, v in pred.items()}, labels[:3]))
@@ -145,8 +174,9 @@ def test_recompute_batch_norm_replaces_stale_statistics():
 
     net = nn.Sequential(nn.Conv2d(1, 3, 1), nn.BatchNorm2d(3), nn.ReLU())
     net.eval()
-    batches = [{"image": 3.0 + 2.0 * torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(i))}
-               for i in range(4)]
+    batches = [
+        {"image": 3.0 + 2.0 * torch.randn(8, 1, 4, 4, generator=torch.Generator().manual_seed(i))} for i in range(4)
+    ]
     with torch.no_grad():
         conv = torch.cat([net[0](b["image"]) for b in batches])  # what the BN layer sees
     weight = net[0].weight.detach().clone()

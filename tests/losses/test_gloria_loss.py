@@ -35,8 +35,9 @@ def reference_local_loss(regions, words, word_mask, temp1=4.0, temp2=5.0, temp3=
 
 def reference_global_loss(img, txt, temp3=10.0):
     b = img.shape[0]
-    logits = torch.stack([torch.stack([temp3 * F.cosine_similarity(img[i], txt[k], dim=0) for k in range(b)])
-                          for i in range(b)])
+    logits = torch.stack(
+        [torch.stack([temp3 * F.cosine_similarity(img[i], txt[k], dim=0) for k in range(b)]) for i in range(b)]
+    )
     labels = torch.arange(b)
     return F.cross_entropy(logits, labels), F.cross_entropy(logits.t(), labels)
 
@@ -103,16 +104,23 @@ def test_context_norm_gradient():
     g = torch.Generator().manual_seed(12)
     attn = torch.rand(2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     regions = torch.randn(2, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(_ContextNormSq.apply(attn, regions),
-                               torch.bmm(attn.transpose(1, 2), regions).square().sum(-1))
+    torch.testing.assert_close(
+        _ContextNormSq.apply(attn, regions), torch.bmm(attn.transpose(1, 2), regions).square().sum(-1)
+    )
     assert torch.autograd.gradcheck(_ContextNormSq.apply, (attn, regions))
 
 
 def test_options_change_the_loss():
     regions, words, mask = make_inputs(5, 6, seed=4)
     base = local_loss(regions, words, mask)[0]
-    for kwargs in ({"temp1": 1.0}, {"temp2": 1.0}, {"temp3": 1.0}, {"agg": "mean"}, {"agg": "max"},
-                   {"attention": "single"}):
+    for kwargs in (
+        {"temp1": 1.0},
+        {"temp2": 1.0},
+        {"temp3": 1.0},
+        {"agg": "mean"},
+        {"agg": "max"},
+        {"attention": "single"},
+    ):
         assert not torch.isclose(local_loss(regions, words, mask, **kwargs)[0], base), kwargs
     # letting the padded slots in changes the numbers: the mask is doing work
     unmasked = local_loss(regions, words, torch.ones_like(mask))[0]

@@ -8,8 +8,12 @@ from monai_xattn.metrics.retrieval import encode_labels, hit_at_k, precision_at_
 
 def test_precision_at_k_by_hand():
     # 2 queries, gallery of 4 with classes a a b b
-    sim = torch.tensor([[0.9, 0.1, 0.8, 0.2],   # ranking: 0(a) 2(b) 3(b) 1(a) for a query of class a
-                        [0.5, 0.6, 0.7, 0.1]])  # ranking: 2(b) 1(a) 0(a) 3(b) for a query of class b
+    sim = torch.tensor(
+        [
+            [0.9, 0.1, 0.8, 0.2],  # ranking: 0(a) 2(b) 3(b) 1(a) for a query of class a
+            [0.5, 0.6, 0.7, 0.1],
+        ]
+    )  # ranking: 2(b) 1(a) 0(a) 3(b) for a query of class b
     q, g = ["a", "b"], ["a", "a", "b", "b"]
     p = precision_at_k(sim, q, g, k=[1, 2, 3, 4])
     # query 0 hits: 1 0 0 1 -> P@1..4 = 1, 1/2, 1/3, 2/4; query 1 hits: 1 0 0 1 -> the same

@@ -15,9 +15,7 @@ from monai_xattn.networks.gloria_tasks import (
 
 
 def test_zero_shot_znorm_argmax_by_hand():
-    sim = torch.tensor([[0.9, 0.1, 0.5, 0.6],
-                        [0.2, 0.3, 0.4, 0.1],
-                        [0.4, 0.0, 0.9, 0.2]])
+    sim = torch.tensor([[0.9, 0.1, 0.5, 0.6], [0.2, 0.3, 0.4, 0.1], [0.4, 0.0, 0.9, 0.2]])
     classes = [0, 0, 1, 1]
     torch.testing.assert_close(class_scores(sim, classes, 2), torch.tensor([[0.9, 0.6], [0.3, 0.4], [0.4, 0.9]]))
     # raw argmax: 0, 1, 1. z-scores: column 0 mean .5333 std .2625 -> image 1: -0.889; column 1 mean .6333

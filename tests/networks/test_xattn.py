@@ -17,10 +17,20 @@ def reference_scores(phi, alpha, words, lambda_a, lambda_b):
     """The seed's formulas, one element at a time, for ONE image with only valid ROIs and words."""
     n_rois, n_words = phi.shape[0], words.shape[0]
     s = [[_cos(phi[i], words[j]) for j in range(n_words)] for i in range(n_rois)]
-    a = [[math.exp(lambda_a * s[i][j]) / sum(math.exp(lambda_a * s[i][k]) for k in range(n_words))
-          for j in range(n_words)] for i in range(n_rois)]
-    b = [[math.exp(lambda_b * s[i][j]) / sum(math.exp(lambda_b * s[k][j]) for k in range(n_rois))
-          for j in range(n_words)] for i in range(n_rois)]
+    a = [
+        [
+            math.exp(lambda_a * s[i][j]) / sum(math.exp(lambda_a * s[i][k]) for k in range(n_words))
+            for j in range(n_words)
+        ]
+        for i in range(n_rois)
+    ]
+    b = [
+        [
+            math.exp(lambda_b * s[i][j]) / sum(math.exp(lambda_b * s[k][j]) for k in range(n_rois))
+            for j in range(n_words)
+        ]
+        for i in range(n_rois)
+    ]
     big_a = [sum(alpha[i] * phi[i] * a[i][j] for i in range(n_rois)) for j in range(n_words)]
     big_b = [sum(words[j] * b[i][j] for j in range(n_words)) for i in range(n_rois)]
     r_text = [_cos(big_a[j], words[j]) for j in range(n_words)]
@@ -81,12 +91,25 @@ def test_head_shapes_alpha_masking_and_backward(alpha_mode):
     batch, n, m = 3, 5, 4
     roi_mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]], dtype=torch.bool)
     word_mask = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool)
-    out = head(torch.randn(batch, n, 32), torch.rand(batch, n), torch.rand(batch, n, 8), roi_mask,
-               torch.randn(batch, m, 24), word_mask)
+    out = head(
+        torch.randn(batch, n, 32),
+        torch.rand(batch, n),
+        torch.rand(batch, n, 8),
+        roi_mask,
+        torch.randn(batch, m, 24),
+        word_mask,
+    )
     assert out["phi"].shape == (batch, n, 24) and out["attribute_logits"].shape == (batch, 22)
     assert torch.allclose(out["alpha"].sum(1), torch.ones(batch)) and (out["alpha"][~roi_mask] == 0).all()
-    loss = XAttnLoss()(out["s_roi"], out["s_roi"].detach() * 0.5, out["s_text"], out["s_text"].detach() * 0.5,
-                       word_mask.any(1), out["attribute_logits"], torch.zeros(batch, 22))
+    loss = XAttnLoss()(
+        out["s_roi"],
+        out["s_roi"].detach() * 0.5,
+        out["s_text"],
+        out["s_text"].detach() * 0.5,
+        word_mask.any(1),
+        out["attribute_logits"],
+        torch.zeros(batch, 22),
+    )
     loss["loss"].backward()
     assert all(torch.isfinite(p.grad).all() for p in head.parameters() if p.grad is not None)
 
@@ -127,8 +150,14 @@ def test_embed_dim_other_than_word_dim_needs_projection():
     with pytest.raises(ValueError, match="text_projection"):
         AttributeCrossAttention(roi_dim=8, num_attributes=3, word_dim=6, embed_dim=10)
     head = AttributeCrossAttention(roi_dim=8, num_attributes=3, word_dim=6, embed_dim=10, text_projection=True)
-    out = head(torch.randn(1, 2, 8), torch.rand(1, 2), torch.rand(1, 2, 9), torch.ones(1, 2, dtype=torch.bool),
-               torch.randn(1, 3, 6), torch.ones(1, 3, dtype=torch.bool))
+    out = head(
+        torch.randn(1, 2, 8),
+        torch.rand(1, 2),
+        torch.rand(1, 2, 9),
+        torch.ones(1, 2, dtype=torch.bool),
+        torch.randn(1, 3, 6),
+        torch.ones(1, 3, dtype=torch.bool),
+    )
     assert out["s_roi"].shape == (1,)
 
 
@@ -149,10 +178,13 @@ def test_loss_without_bce_is_the_ablation():
 
 
 def test_select_boxes_by_alpha_topk_mask_and_nms():
-    boxes = torch.tensor([
-        [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [20, 20, 30, 30]],
-        [[0, 0, 5, 5], [10, 10, 20, 20], [0, 0, 5, 5], [30, 30, 40, 40]],
-    ], dtype=torch.float32)
+    boxes = torch.tensor(
+        [
+            [[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60], [20, 20, 30, 30]],
+            [[0, 0, 5, 5], [10, 10, 20, 20], [0, 0, 5, 5], [30, 30, 40, 40]],
+        ],
+        dtype=torch.float32,
+    )
     alpha = torch.tensor([[0.4, 0.3, 0.2, 0.1], [0.1, 0.2, 0.6, 0.1]])
     roi_mask = torch.tensor([[True, True, True, True], [True, True, False, True]])
     out = select_boxes_by_alpha(boxes, alpha, roi_mask, top_k=3, nms_thresh=0.5)
@@ -161,8 +193,9 @@ def test_select_boxes_by_alpha_topk_mask_and_nms():
     assert out[0]["scores"].tolist() == pytest.approx([0.4, 0.2])
     # image 1: ROI 2 (highest alpha) is padding and must never be chosen
     assert out[1]["boxes"].tolist()[0] == [10, 10, 20, 20] and len(out[1]["boxes"]) == 3
-    combined = select_boxes_by_alpha(boxes, alpha, roi_mask, torch.tensor([[0.1, 1, 1, 1], [1, 1, 1, 1.0]]),
-                                     top_k=1, score_mode="alpha_x_detector")
+    combined = select_boxes_by_alpha(
+        boxes, alpha, roi_mask, torch.tensor([[0.1, 1, 1, 1], [1, 1, 1, 1.0]]), top_k=1, score_mode="alpha_x_detector"
+    )
     assert combined[0]["scores"].tolist() == pytest.approx([0.04])
     with pytest.raises(ValueError, match="detector_scores"):
         select_boxes_by_alpha(boxes, alpha, roi_mask, score_mode="alpha_x_detector")

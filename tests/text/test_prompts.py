@@ -21,10 +21,17 @@ def test_shipped_sets_have_the_official_sizes():
     assert list(vocab) == COMPETITION
     sizes = {name: len(c) for name, c in class_prompt_candidates(vocab).items()}
     # products of the official slot sizes (REFERENCE: 210, 15, 192, 18, 54 with 36 unique)
-    assert sizes == {"Atelectasis": 3 * 7 * 10, "Cardiomegaly": 15, "Consolidation": 4 * 6 * 8, "Edema": 6 * 3,
-                     "Pleural Effusion": 6 * 3 * 3}
+    assert sizes == {
+        "Atelectasis": 3 * 7 * 10,
+        "Cardiomegaly": 15,
+        "Consolidation": 4 * 6 * 8,
+        "Edema": 6 * 3,
+        "Pleural Effusion": 6 * 3 * 3,
+    }
     assert len(class_prompt_candidates(vocab, unique=True)["Pleural Effusion"]) == 36
-    assert "apperance of patchy consolidation at the right uppper lobe" in class_prompt_candidates(vocab)["Consolidation"]
+    assert (
+        "apperance of patchy consolidation at the right uppper lobe" in class_prompt_candidates(vocab)["Consolidation"]
+    )
     rsna = load_prompt_vocabulary(prompt_set="rsna")
     assert set(rsna) == {"Normal", "Pneumonia"}
 
