@@ -15,25 +15,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from monai_xattn.metrics.classification import attribute_metrics
+from monai_xattn.report.paper import PAPER_ATTRIBUTES, PAPER_TABLE1
+
 __all__ = ["PAPER_TABLE1", "METHODS", "THRESHOLDS", "run_table1", "format_table1", "add_arguments", "run"]
 
 THRESHOLDS = (0.25, 0.5, 0.75)
 METHODS = ("CAM", "GradCAM", "RetinaNet", "Proposed w/o classification", "Proposed")
-# REFERENCE: the paper's Table 1 (real data), IoU@0.25/0.5/0.75; None where the paper has no entry
-PAPER_TABLE1: dict[str, dict[str, tuple[float, float, float] | None]] = {
-    "CAM": {"mimic-cxr": (0.521, 0.212, 0.015), "chestxray8": None},
-    "GradCAM": {"mimic-cxr": (0.545, 0.178, 0.029), "chestxray8": None},
-    "RetinaNet": {"mimic-cxr": (0.493, 0.369, 0.071), "chestxray8": (0.492, 0.430, 0.115)},
-    "Proposed w/o classification": {"mimic-cxr": (0.510, 0.408, 0.097), "chestxray8": (0.484, 0.422, 0.099)},
-    "Proposed": {"mimic-cxr": (0.529, 0.428, 0.123), "chestxray8": (0.507, 0.439, 0.114)},
-}
-PAPER_ATTRIBUTES = {"accuracy": 0.956, "auc": 0.84}
 
 logger = logging.getLogger(__name__)
 
@@ -89,35 +82,6 @@ def _localization(preds: Sequence[dict], samples: Sequence[dict]) -> dict[str, f
         THRESHOLDS,
     )
     return {f"IoU@{t}": v for t, v in acc.items()}
-
-
-def attribute_metrics(probs, targets) -> dict[str, float]:
-    """Attribute classification accuracy (all attribute decisions at 0.5) and macro ROC AUC.
-
-    Args:
-        probs: ``(N, A)`` probabilities; targets: ``(N, A)`` multi-hot (entries < 0 are unknown and skipped).
-
-    Returns:
-        ``accuracy``, ``auc`` (mean over attributes with both classes in the targets; ``nan`` if none) and
-        ``auc_attributes`` (how many attributes entered the AUC).
-    """
-    import torch
-    from monai.metrics import compute_roc_auc
-
-    probs, targets = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(targets, dtype=torch.float32)
-    known = targets >= 0
-    accuracy = ((probs >= 0.5).float() == targets)[known].float().mean()
-    aucs = []
-    for a in range(targets.shape[1]):
-        k = known[:, a]
-        y = targets[k, a]
-        if 0 < y.sum() < len(y):
-            aucs.append(float(compute_roc_auc(probs[k, a], y)))
-    return {
-        "accuracy": float(accuracy),
-        "auc": float(sum(aucs) / len(aucs)) if aucs else math.nan,
-        "auc_attributes": float(len(aucs)),
-    }
 
 
 def run_table1(

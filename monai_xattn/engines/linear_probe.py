@@ -3,7 +3,7 @@
 Protocol (official GLoRIA classification code, CheXpert): the average-pooled last-stage features (2048-d for a
 ResNet-50) feed one linear layer trained with BCE on the tasks' binary labels, Adam (lr 1e-4, betas 0.5/0.999,
 weight decay 1e-6), batch 64, on 1 %, 10 % and 100 % of the training split; the score is the mean AUROC over
-the tasks on the test split (MONAI's ``ROCAUCMetric``). Baselines in the same run: a randomly initialised
+the tasks on the test split (MONAI's ``compute_roc_auc`` per task). Baselines in the same run: a randomly initialised
 encoder and, when a weight file is given, ImageNet.
 
 Differences from the official code, on purpose:
@@ -28,9 +28,9 @@ import numpy as np
 import torch
 from monai.data import DataLoader
 from monai.engines import SupervisedTrainer
-from monai.metrics import ROCAUCMetric
 from torch import Tensor, nn
 
+from monai_xattn.metrics.classification import macro_auroc
 from monai_xattn.networks.resnet_weights import load_encoder_weights
 from monai_xattn.networks.trunk import resnet_trunk
 
@@ -257,15 +257,10 @@ def train_linear_probe(
 
 @torch.no_grad()
 def probe_auroc(linear: nn.Module, features: Tensor, labels: Tensor) -> tuple[float, list[float]]:
-    """AUROC of a probe per task and their mean (MONAI ``ROCAUCMetric``; a task without both classes in the
-    test labels is NaN and left out of the mean)."""
+    """AUROC of a probe per task and their mean (:func:`~monai_xattn.metrics.classification.macro_auroc`: a task
+    without both classes in the test labels is NaN and left out of the mean)."""
     device = next(linear.parameters()).device
-    scores = torch.sigmoid(linear(features.to(device))).cpu()
-    metric = ROCAUCMetric(average="none")
-    metric(scores, labels)
-    per_task = [float(v) for v in np.atleast_1d(np.asarray(metric.aggregate(), dtype=float))]
-    finite = [v for v in per_task if not math.isnan(v)]
-    return (float(np.mean(finite)) if finite else float("nan")), per_task
+    return macro_auroc(torch.sigmoid(linear(features.to(device))).cpu(), labels)
 
 
 def run_linear_probe(

@@ -11,13 +11,14 @@ Per class the counts are one-vs-rest, from MONAI's ``get_confusion_matrix`` / ``
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
-from monai.metrics import compute_confusion_matrix_metric, get_confusion_matrix
+from monai.metrics import compute_confusion_matrix_metric, compute_roc_auc, get_confusion_matrix
 from torch import Tensor
 
-__all__ = ["CLASSIFICATION_METRICS", "confusion_counts", "classification_metrics"]
+__all__ = ["CLASSIFICATION_METRICS", "confusion_counts", "classification_metrics", "macro_auroc", "attribute_metrics"]
 
 #: our names -> MONAI's ``compute_confusion_matrix_metric`` names
 CLASSIFICATION_METRICS = {
@@ -87,3 +88,46 @@ def classification_metrics(
         summary = dict(out[positive])
     summary["accuracy"] = float(counts[:, 0].sum() / n) if n > 0 else float("nan")
     return {"summary": summary, **out}
+
+
+def macro_auroc(scores: Tensor | Sequence, targets: Tensor | Sequence) -> tuple[float, list[float]]:
+    """ROC AUC per task and their mean: the one macro AUC of the package (linear probes, attribute heads).
+
+    Args:
+        scores: ``(N, T)`` scores or probabilities.
+        targets: ``(N, T)`` 0/1 targets; entries < 0 are unknown (uncertain attributes) and left out of their task.
+
+    Returns:
+        ``(mean, per_task)``: a task whose known targets lack one of the classes is NaN and left out of the mean
+        (NaN when no task has both).
+    """
+    scores = torch.as_tensor(scores, dtype=torch.float32)
+    targets = torch.as_tensor(targets, dtype=torch.float32)
+    per_task = []
+    for task in range(targets.shape[1]):  # tasks keep their own known entries: not one batched call
+        known = targets[:, task] >= 0
+        y = targets[known, task]
+        per_task.append(float(compute_roc_auc(scores[known, task], y)) if 0 < y.sum() < len(y) else math.nan)
+    finite = [v for v in per_task if not math.isnan(v)]
+    return (sum(finite) / len(finite) if finite else math.nan), per_task
+
+
+def attribute_metrics(probs, targets) -> dict[str, float]:
+    """Attribute classification accuracy (all attribute decisions at 0.5) and macro ROC AUC.
+
+    Args:
+        probs: ``(N, A)`` probabilities; targets: ``(N, A)`` multi-hot (entries < 0 are unknown and skipped).
+
+    Returns:
+        ``accuracy``, ``auc`` (mean over attributes with both classes in the targets; ``nan`` if none) and
+        ``auc_attributes`` (how many attributes entered the AUC).
+    """
+    probs, targets = torch.as_tensor(probs, dtype=torch.float32), torch.as_tensor(targets, dtype=torch.float32)
+    known = targets >= 0
+    accuracy = ((probs >= 0.5).float() == targets)[known].float().mean()
+    auc, per_attribute = macro_auroc(probs, targets)
+    return {
+        "accuracy": float(accuracy),
+        "auc": auc,
+        "auc_attributes": float(sum(not math.isnan(v) for v in per_attribute)),
+    }

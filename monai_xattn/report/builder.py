@@ -18,6 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from monai_xattn.metrics.classification import attribute_metrics
 from monai_xattn.report import paper
 from monai_xattn.report.svg import line_chart
 from monai_xattn.siim_table import format_spread
@@ -89,7 +90,6 @@ def _attribute_table(out_dir: Path) -> Table | None:
     import torch
 
     from monai_xattn.data import load_datalist
-    from monai_xattn.table1 import attribute_metrics
     from monai_xattn.text.attributes import extract_attributes
 
     predictions = out_dir / "cxr_xattn" / "predictions" / "predictions.json"
