@@ -24,10 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from monai_xattn.data.phantom import generate, synthesize_study
 from monai_xattn.data.phantom.sites import SITES
 from monai_xattn.data.siim import rle_decode
+from monai_xattn.visualize.contact_sheet import contact_sheet
 
 __all__ = ["REAL", "measure", "check", "site_sheets", "main"]
 
@@ -145,10 +147,6 @@ def check(layout: str, stats: dict) -> list[str]:
 def site_sheets(out_dir: Path, size: int = 256, n: int = 8, seed: int = 0) -> list[Path]:
     """One contact sheet per acquisition site: the same ``n`` studies (same patients and findings, medium
     difficulty) as each site films them, pneumonia boxes drawn. Returns the written JPEG paths."""
-    from PIL import Image
-
-    from monai_xattn.visualize.contact_sheet import contact_sheet
-
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in SITES:

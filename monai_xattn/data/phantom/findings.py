@@ -67,25 +67,24 @@ DEVICES = ("endotracheal tube", "nasogastric tube", "central venous catheter", "
 #: table describes the largest focus; the others are drawn smaller). Prevalences are set so that the written
 #: positive shares match the real datasets where they are known (RSNA 0.225, SIIM 0.22; see
 #: ``benchmarks/phantom_realism.py``).
+_DEFAULT_PROFILE = {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
+                    "edema": 0.1, "pneumothorax": 0.08, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "rsna",
+                    "areas_of": "each"}  # fmt: skip
+# MIMIC-CXR (and CheXpert) are hospital archives: more effusion, edema and atelectasis, more portable AP films
+_HOSPITAL_PROFILE = {**_DEFAULT_PROFILE, "normal": 0.3, "effusion": 0.3, "atelectasis": 0.25, "edema": 0.15}
 PROFILES: dict[str, dict] = {
-    "default": {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
-                "edema": 0.1, "pneumothorax": 0.08, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
-    "nih": {"normal": 0.35, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
-            "edema": 0.1, "pneumothorax": 0.08, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "nih", "areas_of": "largest"},
-    # MIMIC-CXR is an ICU-heavy hospital archive: most frontals are portable AP
-    "mimic": {"normal": 0.3, "pneumonia": 0.6, "effusion": 0.3, "cardiomegaly": 0.2, "atelectasis": 0.25,
-              "edema": 0.15, "pneumothorax": 0.08, "ap_share": 0.65, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
-    "chexpert": {"normal": 0.3, "pneumonia": 0.6, "effusion": 0.3, "cardiomegaly": 0.2, "atelectasis": 0.25,
-                 "edema": 0.15, "pneumothorax": 0.08, "ap_share": 0.85, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
-    "rsna": {"normal": 0.33, "pneumonia": 0.33, "effusion": 0.2, "cardiomegaly": 0.15, "atelectasis": 0.25,
-             "edema": 0.05, "pneumothorax": 0.05, "ap_share": 0.46, "pneumonia_ap_ratio": 4.0, "areas": "rsna", "areas_of": "each"},
-    "siim": {"normal": 0.3, "pneumonia": 0.2, "effusion": 0.15, "cardiomegaly": 0.1, "atelectasis": 0.15,
-             "edema": 0.05, "pneumothorax": 0.34, "ap_share": 0.4, "pneumonia_ap_ratio": 2.0, "areas": "rsna", "areas_of": "each"},
-    "covid": {"normal": 0.15, "pneumonia": 0.95, "effusion": 0.05, "cardiomegaly": 0.05, "atelectasis": 0.05,
-              "edema": 0.05, "pneumothorax": 0.02, "ap_share": 0.5, "pneumonia_ap_ratio": 1.0, "areas": "rsna", "areas_of": "each"},
+    "default": _DEFAULT_PROFILE,
+    "nih": {**_DEFAULT_PROFILE, "areas": "nih", "areas_of": "largest"},
+    "mimic": {**_HOSPITAL_PROFILE, "ap_share": 0.65},
+    "chexpert": {**_HOSPITAL_PROFILE, "ap_share": 0.85},
+    "rsna": {**_DEFAULT_PROFILE, "normal": 0.33, "pneumonia": 0.33, "effusion": 0.2, "cardiomegaly": 0.15,
+             "atelectasis": 0.25, "edema": 0.05, "pneumothorax": 0.05, "ap_share": 0.46, "pneumonia_ap_ratio": 4.0},
+    "siim": {**_DEFAULT_PROFILE, "normal": 0.3, "pneumonia": 0.2, "effusion": 0.15, "cardiomegaly": 0.1,
+             "atelectasis": 0.15, "edema": 0.05, "pneumothorax": 0.34},
+    "covid": {**_DEFAULT_PROFILE, "normal": 0.15, "pneumonia": 0.95, "effusion": 0.05, "cardiomegaly": 0.05,
+              "atelectasis": 0.05, "edema": 0.05, "pneumothorax": 0.02, "ap_share": 0.5, "pneumonia_ap_ratio": 1.0},
     # MS-CXR holds only images with an annotated finding
-    "ms-cxr": {"normal": 0.0, "pneumonia": 0.6, "effusion": 0.25, "cardiomegaly": 0.2, "atelectasis": 0.2,
-               "edema": 0.1, "pneumothorax": 0.1, "ap_share": 0.65, "pneumonia_ap_ratio": 1.0, "areas": "rsna", "areas_of": "each"},
+    "ms-cxr": {**_DEFAULT_PROFILE, "normal": 0.0, "pneumothorax": 0.1, "ap_share": 0.65, "pneumonia_ap_ratio": 1.0},
 }  # fmt: skip
 
 #: real annotation sizes, fraction of the image area, (p10, p50, p90), measured on the real files (REFERENCE §9):
