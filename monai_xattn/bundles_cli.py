@@ -10,12 +10,47 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["bundle_root", "list_bundles", "cli_value", "bundle_command", "add_arguments", "run"]
+__all__ = [
+    "PROFILES",
+    "bundle_root",
+    "profile_config",
+    "load_profile",
+    "list_bundles",
+    "cli_value",
+    "bundle_command",
+    "add_arguments",
+    "run",
+]
+
+#: the settings every training bundle ships as ``configs/profiles/<name>.json`` (overrides merged after its configs):
+#: ``tiny`` runs a few iterations (tests), ``cpu`` minutes on a 2-core CPU (for most bundles their defaults: an empty
+#: file), ``paper`` is the published setting (a GPU and the real datasets)
+PROFILES = ("tiny", "cpu", "paper")
 
 
 def bundle_root() -> Path:
     """The ``bundles/`` folder of the source tree (bundles ship beside the package, not inside it)."""
     return Path(__file__).resolve().parent.parent / "bundles"
+
+
+def profile_config(bundle: str, profile: str) -> str:
+    """The config name (relative to the bundle's ``configs/``) of ``bundle``'s ``profile`` overrides.
+
+    Raises:
+        ValueError: an unknown profile.
+        FileNotFoundError: the bundle ships no such profile.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {list(PROFILES)}, got {profile!r}")
+    name = f"profiles/{profile}.json"
+    if not (bundle_root() / bundle / "configs" / name).is_file():
+        raise FileNotFoundError(f"bundle {bundle!r} has no configs/{name}")
+    return name
+
+
+def load_profile(bundle: str, profile: str) -> dict[str, Any]:
+    """The overrides ``bundle``'s ``profile`` holds (``{}``: the bundle's defaults)."""
+    return json.loads((bundle_root() / bundle / "configs" / profile_config(bundle, profile)).read_text())
 
 
 def cli_value(value: Any) -> str:

@@ -25,88 +25,47 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from monai_xattn.bundles_cli import bundle_command, bundle_root
+from monai_xattn.bundles_cli import PROFILES, bundle_command, bundle_root, load_profile, profile_config
 from monai_xattn.siim_table import CHECKPOINTS as SIIM_CHECKPOINTS
 from monai_xattn.siim_table import SEEDS as SIIM_SEEDS
-from monai_xattn.siim_table import TRAINING as SIIM_TRAINING
 
-__all__ = ["PROFILES", "Step", "BundleStep", "demo_steps", "run_demo", "add_arguments", "run"]
+__all__ = ["PHANTOMS", "BUNDLES", "Step", "BundleStep", "demo_steps", "resolved_profile", "run_demo",
+           "add_arguments", "run"]  # fmt: skip
 
-_TINY_DETECTION = {"epochs": 1, "batch_size": 2, "image_size": 64}
-# Per profile: phantom studies per layout and image size, then overrides per bundle. "tiny" exists for the
-# end-to-end test (a few iterations per bundle); "cpu" is `make demo`; "paper" is the published setting, for a GPU
-# machine and the real datasets (docs/reproduce.md) -- on the phantom it only shows that the settings run.
-PROFILES: dict[str, dict] = {
+# Per profile (the bundles' own profiles, ``bundles/<bundle>/configs/profiles/<profile>.json``): the phantom studies
+# the demo makes per folder and their image size. "tiny" exists for the end-to-end test (a few iterations per
+# bundle); "cpu" is `make demo`; "paper" is the published setting, for a GPU machine and the real datasets
+# (docs/reproduce.md) -- on the phantom it only shows that the settings run.
+PHANTOMS: dict[str, dict] = {
     "tiny": {
-        "phantom": {
-            "size": 64,
-            "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 60, "chexpert_eval": 300, "siim": 24, "covid": 8},
-        },
-        "cxr_retinanet": _TINY_DETECTION,
-        "cxr_xattn": {**_TINY_DETECTION, "word_dim": 16},
-        "cxr_cam_baseline": {"epochs": 1, "batch_size": 4, "image_size": 64},
-        "gloria_pretrain": {"epochs": 1, "batch_size": 8, "resize": 48, "crop": 40},
-        "gloria_eval": {"resize": 48, "crop": 40, "probe_epochs": 2, "fractions": [0.5, 1.0]},
-        "siim_unet": SIIM_TRAINING["tiny"],  # one place for the SIIM settings: monai-xattn siim-table's profiles
-        "eval_datasets": ["mimic-cxr"],  # the bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs
+        "size": 64,
+        "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 60, "chexpert_eval": 300, "siim": 24, "covid": 8},
     },
     "cpu": {
-        "phantom": {
-            "size": 128,
-            "n": {
-                "chestxray8": 160,
-                "mimic-cxr": 160,
-                "chexpert": 600,
-                "chexpert_eval": 1200,
-                "siim": 160,
-                "covid": 12,
-            },
-        },
-        "cxr_retinanet": {},
-        "cxr_xattn": {},
-        "cxr_cam_baseline": {},
-        "gloria_pretrain": {},
-        "siim_unet": SIIM_TRAINING["cpu"],
+        "size": 128,
+        "n": {"chestxray8": 160, "mimic-cxr": 160, "chexpert": 600, "chexpert_eval": 1200, "siim": 160, "covid": 12},
     },
     "paper": {
-        "phantom": {
-            "size": 512,
-            "n": {
-                "chestxray8": 1000,
-                "mimic-cxr": 1000,
-                "chexpert": 2000,
-                "chexpert_eval": 2000,
-                "siim": 1000,
-                "covid": 50,
-            },
-        },  # fmt: skip
-        "cxr_retinanet": {"depth": 50, "image_size": 512, "epochs": 50},
-        "cxr_xattn": {"depth": 50, "image_size": 512, "epochs": 30},
-        "cxr_cam_baseline": {"depth": 50, "image_size": 512, "epochs": 30},
-        # GLoRIA as the official code ran: ResNet-50 fed 299 px (19 x 19 local grid) from 256 -> 224 crops, the whole
-        # BERT trained, one learning rate (5e-5) for both encoders, Adam betas (0.5, 0.999) and weight decay 1e-6
-        # (the bundle's defaults); Bio_ClinicalBERT comes from --text-model (a local folder, nothing is downloaded)
-        "gloria_pretrain": {
-            "depth": 50,
-            "resize": 256,
-            "crop": 224,
-            "image_input_size": 299,
-            "epochs": 50,
-            "batch_size": 48,
-            "learning_rate": 5e-5,
-            "image_learning_rate": "same",
-            "trainable_text_layers": "all",
-            "weight_decay": 1e-6,
+        "size": 512,
+        "n": {
+            "chestxray8": 1000,
+            "mimic-cxr": 1000,
+            "chexpert": 2000,
+            "chexpert_eval": 2000,
+            "siim": 1000,
+            "covid": 50,
         },
-        "gloria_eval": {"depth": 50, "resize": 256, "crop": 224, "image_input_size": 299, "n_per_class": 200},
-        "siim_unet": SIIM_TRAINING["paper"],
     },
 }
+#: the bundles the demo runs, in order
+BUNDLES = ("cxr_retinanet", "cxr_xattn", "cxr_cam_baseline", "gloria_pretrain", "gloria_eval", "siim_unet")
 # phantom folders that are not named after their layout: GLoRIA's evaluation set (5xN, linear probe) is a second
 # CheXpert-layout phantom with another seed, unseen in pretraining (as the gloria_eval bundle's own default)
 PHANTOM_FOLDERS = {"chexpert_eval": ("chexpert", 1)}
-# localization evaluation sets: Table 1's two column groups
+# localization evaluation sets: Table 1's two column groups; the tiny profile evaluates on MIMIC-CXR only (the
+# bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs)
 EVAL_DATASETS = ("mimic-cxr", "chestxray8")
+_EVAL_DATASETS_OF = {"tiny": ("mimic-cxr",)}
 
 
 @dataclass
@@ -148,6 +107,7 @@ class BundleStep:
         overrides: further bundle overrides.
         metrics_file: a ``MetricsSaver`` CSV (relative to ``run_dir``) whose values go into the step summary.
         json_files: JSON results (relative to ``run_dir``) that go into the step summary.
+        profile: the bundle's ``configs/profiles/<profile>.json``, merged after ``configs`` (``None``: none).
     """
 
     bundle: str
@@ -159,6 +119,7 @@ class BundleStep:
     metrics_file: str | None = None
     json_files: list[str] = field(default_factory=list)
     log_name: str = ""
+    profile: str | None = None
 
     def command(self, out_dir: Path) -> list[str]:
         out_dir = out_dir.resolve()
@@ -170,7 +131,8 @@ class BundleStep:
             **{key: out_dir / path for key, path in self.paths.items()},
             **self.overrides,
         }
-        return bundle_command(self.bundle, self.configs, overrides)
+        configs = [*self.configs, *([profile_config(self.bundle, self.profile)] if self.profile else [])]
+        return bundle_command(self.bundle, configs, overrides)
 
     def __call__(self, out_dir: Path) -> dict:
         cmd = self.command(out_dir)
@@ -232,18 +194,28 @@ def _run_logged(cmd: list[str], log_path: Path, cwd: Path) -> dict:
 TEXT_MODEL_BUNDLES = ("gloria_pretrain", "gloria_eval")
 
 
-def _bundle_overrides(settings: dict, bundle: str, text_model: str | None = None) -> dict:
-    overrides = dict(settings.get(bundle, {}))
-    if text_model is not None and bundle in TEXT_MODEL_BUNDLES:
-        overrides["text_model"] = text_model
-    return overrides
+def _text_model_override(bundle: str, text_model: str | None) -> dict:
+    return {"text_model": text_model} if text_model is not None and bundle in TEXT_MODEL_BUNDLES else {}
+
+
+def resolved_profile(profile: str) -> dict:
+    """What ``profile`` runs: its phantom, its evaluation sets and each bundle's overrides, read from the bundles.
+
+    The demo writes it to ``steps/profile.json``; the report reads it from there.
+    """
+    return {
+        "profile": profile,
+        "phantom": PHANTOMS[profile],
+        "eval_datasets": list(_EVAL_DATASETS_OF.get(profile, EVAL_DATASETS)),
+        "bundles": {bundle: load_profile(bundle, profile) for bundle in BUNDLES},
+    }
 
 
 def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.PathLike | None = None) -> list[Step]:
     """The steps of the demo, in order, for one profile.
 
     Args:
-        profile: a key of :data:`PROFILES`.
+        profile: one of :data:`monai_xattn.bundles_cli.PROFILES`.
         difficulty, seed: of the phantom.
         text_model: GLoRIA's text model, a local folder (``None``: the bundles' offline default). The ``paper``
             profile needs one: it trains Bio_ClinicalBERT, as the paper.
@@ -255,9 +227,8 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         raise ValueError("the paper profile trains GLoRIA's text encoder on Bio_ClinicalBERT: pass --text-model DIR, "
                          "a local copy of emilyalsentzer/Bio_ClinicalBERT (nothing is downloaded)")  # fmt: skip
     text_model = None if text_model is None else os.fspath(text_model)
-    settings = PROFILES[profile]
-    phantom = settings["phantom"]
-    eval_datasets = settings.get("eval_datasets", EVAL_DATASETS)
+    phantom = PHANTOMS[profile]
+    eval_datasets = _EVAL_DATASETS_OF.get(profile, EVAL_DATASETS)
 
     def make_phantom(out_dir: Path) -> dict:
         from monai_xattn.data.phantom.generate import generate
@@ -273,11 +244,9 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
     steps = [Step("phantom", make_phantom, [f"data/{layout}/phantom.json" for layout in phantom["n"]])]
 
     def add(name: str, bundle_step: BundleStep, outputs: Sequence[str] = ()) -> None:
-        bundle_step.overrides = {
-            **common,
-            **_bundle_overrides(settings, bundle_step.bundle, text_model),
-            **bundle_step.overrides,
-        }
+        bundle_step.overrides = {**common, **_text_model_override(bundle_step.bundle, text_model),
+                                 **bundle_step.overrides}  # fmt: skip
+        bundle_step.profile = profile
         bundle_step.log_name = name
         outputs = [*outputs, bundle_step.metrics_file, *bundle_step.json_files]
         if name.endswith("_train"):
@@ -316,8 +285,9 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
             "datalist_file": "cxr_xattn/datalist_covid.json",
             "prediction_dir": "cxr_xattn/predictions_covid",
         },
-        overrides={**common, **_bundle_overrides(settings, "cxr_xattn")},
+        overrides=common,
         log_name="cxr_xattn_inference_covid",
+        profile=profile,
     )
 
     def case_study(out_dir: Path) -> dict:
@@ -389,6 +359,7 @@ def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", se
                          f"{settings} would mix two runs: use --force or another --out")  # fmt: skip
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings))
+    (out_dir / "steps" / "profile.json").write_text(json.dumps(resolved_profile(profile), indent=1) + "\n")
     steps = demo_steps(profile, difficulty, seed, text_model)
     summaries = []
     for k, step in enumerate(steps, 1):

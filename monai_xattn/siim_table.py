@@ -28,13 +28,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from monai_xattn.bundles_cli import bundle_command
+from monai_xattn.bundles_cli import PROFILES, bundle_command, load_profile, profile_config
 
 __all__ = [
     "CHECKPOINTS",
-    "PROFILES",
+    "DATA",
     "SEEDS",
-    "TRAINING",
     "add_arguments",
     "format_spread",
     "format_table",
@@ -43,26 +42,18 @@ __all__ = [
     "summarize",
 ]
 
-# The training settings of each profile, in one place: `monai-xattn demo` trains its siim_unet runs with the same
-# ones. "paper" is GLoRIA's official setting (ResNet-50, 512 px, batch 8, Adam 5e-4, up to 100 epochs with early
-# stopping on the validation Dice after 20 epochs without improvement); "cpu" runs a cell in a few minutes on a
-# 2-core CPU; "tiny" is for tests.
-TRAINING: dict[str, dict[str, Any]] = {
-    "tiny": {"spatial_size": 64, "depth": 18, "decoder_channels": [32, 16, 16, 8, 8], "epochs": 1, "batch_size": 4},
-    "cpu": {"spatial_size": 64, "depth": 18, "decoder_channels": [64, 32, 16, 16, 8], "epochs": 8, "batch_size": 8},
-    "paper": {"spatial_size": 512, "depth": 50, "epochs": 100, "early_stop_patience": 20, "batch_size": 8,
-              "learning_rate": 0.0005},
-}  # fmt: skip
+# The training settings of each profile are the bundle's own (``bundles/siim_unet/configs/profiles/<profile>.json``,
+# which `monai-xattn demo` uses too): "paper" is GLoRIA's official setting (ResNet-50, 512 px, batch 8, Adam 5e-4,
+# up to 100 epochs with early stopping on the validation Dice after 20 epochs without improvement); "cpu" runs a
+# cell in a few minutes on a 2-core CPU; "tiny" is for tests.
 #: training seeds per profile (the demo uses as many, counted from its --seed)
 SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
-# the data each profile makes: a generated phantom, or (paper) the real dataset given with --data
-_DATA: dict[str, dict[str, Any]] = {
+#: the data each profile makes: a generated phantom, or (paper) the real dataset given with --data
+DATA: dict[str, dict[str, Any]] = {
     "tiny": {"phantom_studies": 48, "phantom_size": 64},
     "cpu": {"phantom_studies": 200, "phantom_size": 64},
     "paper": {"make_phantom": False},
 }
-#: bundle overrides per profile: its data, then its training settings
-PROFILES: dict[str, dict[str, Any]] = {name: {**_DATA[name], **TRAINING[name]} for name in TRAINING}
 #: ``evaluate.json``'s ``eval_checkpoint`` -> the folder its metrics go to
 CHECKPOINTS = {"best": "eval", "last": "eval_last"}
 
@@ -70,8 +61,9 @@ _METRICS = ("val_kaggle_dice", "val_positive_dice")
 _EMPTY = "val_empty_kaggle_dice"
 
 
-def _bundle_command(configs: Sequence[str], overrides: dict[str, Any]) -> list[str]:
-    # unset keys keep the config's default
+def _bundle_command(configs: Sequence[str], profile: str, overrides: dict[str, Any]) -> list[str]:
+    # the profile's overrides come after the configs, the command line's after both; unset keys keep the default
+    configs = [*configs, profile_config("siim_unet", profile)]
     return bundle_command("siim_unet", configs, {k: v for k, v in overrides.items() if v is not None})
 
 
@@ -158,7 +150,8 @@ def run_siim_table(
         gloria: GLoRIA checkpoint (``bundles/gloria_pretrain`` ``models/model.pt``, or the official
             ``chexpert_resnet50.ckpt`` with the ``paper`` profile's depth 50), needed for ``gloria``.
         imagenet: torchvision ResNet state dict file, needed for ``imagenet``.
-        profile: bundle overrides from :data:`PROFILES`.
+        profile: one of :data:`monai_xattn.bundles_cli.PROFILES`: the bundle's ``configs/profiles/<profile>.json``
+            and the data of :data:`DATA`.
         difficulty: phantom difficulty (ignored with ``data_dir``).
         seeds: training seeds (fraction draw, initial weights, batch order); default :data:`SEEDS` of the profile.
         data_seed: phantom and split seed, the same for every run (so every run is tested on the same images).
@@ -180,7 +173,7 @@ def run_siim_table(
     seeds = list(SEEDS[profile] if seeds is None else seeds)
     if not seeds:
         raise ValueError("give at least one seed")
-    if PROFILES[profile].get("make_phantom") is False and data_dir is None:
+    if DATA[profile].get("make_phantom") is False and data_dir is None:
         raise ValueError(f"profile {profile!r} runs on the real dataset: give its folder with --data")
     if data_dir is not None and not Path(data_dir).is_dir():
         raise FileNotFoundError(f"--data {data_dir}: no such folder (it should hold train-rle.csv and "
@@ -196,7 +189,7 @@ def run_siim_table(
             raise FileNotFoundError(f"--{init} {weights[init]}: no such file")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = {**PROFILES[profile], "phantom_difficulty": difficulty, "data_seed": data_seed, **(overrides or {})}
+    settings = {**DATA[profile], "phantom_difficulty": difficulty, "data_seed": data_seed, **(overrides or {})}
     if data_dir is not None:
         settings.update(make_phantom=False, dataset_dir=str(Path(data_dir).resolve()))
     else:
@@ -217,13 +210,14 @@ def run_siim_table(
                                 "seed": seed}  # fmt: skip
                 if weights[init] is not None:
                     run_settings["weights"] = str(Path(weights[init]).resolve())
-                subprocess.run(_bundle_command(["train.json"], run_settings), check=True, cwd=out)
+                subprocess.run(_bundle_command(["train.json"], profile, run_settings), check=True, cwd=out)
                 # the evaluation loads the trained network: no encoder initialisation to repeat
                 eval_settings = {k: v for k, v in run_settings.items() if k not in ("init", "weights")}
                 metrics = {}
                 for checkpoint, folder in CHECKPOINTS.items():
                     evaluate = {**eval_settings, "eval_split": "test", "eval_checkpoint": checkpoint}
-                    subprocess.run(_bundle_command(["train.json", "evaluate.json"], evaluate), check=True, cwd=out)
+                    subprocess.run(_bundle_command(["train.json", "evaluate.json"], profile, evaluate), check=True,
+                                   cwd=out)  # fmt: skip
                     metrics[checkpoint] = _read_metrics(run_dir / "models" / folder)
                 cell = {"init": init, "fraction": fraction, "seed": seed, "metrics": metrics,
                         "seconds": time.monotonic() - start}  # fmt: skip
@@ -231,7 +225,8 @@ def run_siim_table(
                 cells.append(cell)
 
     tables = {m: format_table(cells, m, fractions) for m in _METRICS}
-    result = {"cells": cells, "settings": {**settings, "profile": profile, "seeds": seeds}, "tables": tables}
+    profile_settings = {"profile": profile, "profile_overrides": load_profile("siim_unet", profile), "seeds": seeds}
+    result = {"cells": cells, "settings": {**settings, **profile_settings}, "tables": tables}
     (out / "siim_table.json").write_text(json.dumps(result, indent=1) + "\n")
     spread = "one seed" if len(seeds) == 1 else f"mean ± sample standard deviation over {len(seeds)} seeds"
     text = (f"SIIM test Dice (profile {profile}; seeds {', '.join(map(str, seeds))}: {spread}; data seed {data_seed}). "

@@ -52,11 +52,7 @@ LAYERS: dict[str, int] = {
 }
 
 #: imports left in place although they close a cycle, each with why; (importer part, imported part)
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # report/builder.py reads demo.PROFILES (lazily) while demo.py runs report.write_report (lazily): the profile
-    # table belongs in a module both can import (e.g. a demo_profiles module), a change to files owned elsewhere
-    ("report", "demo"): "report.builder imports demo.PROFILES; demo imports report",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from monai_xattn import demo, siim_table
+from monai_xattn.bundles_cli import load_profile
 from monai_xattn.cli import build_parser
 from monai_xattn.report import paper
 from monai_xattn.report.builder import collect_tables
@@ -97,7 +98,8 @@ def test_several_seeds_train_once_and_evaluate_best_and_last(tmp_path, monkeypat
         "test"
     }
     assert all("--init" not in c and "--weights" not in c for c in evals)
-    assert trains[0]["--epochs"] == str(siim_table.TRAINING["tiny"]["epochs"])
+    # the profile's settings come from the bundle's own profile file, merged after the configs
+    assert all(json.loads(c["--config_file"])[-1].endswith("configs/profiles/tiny.json") for c in commands)
     table = result["tables"]["val_kaggle_dice"].splitlines()
     assert table[2] == "| random | 0.100 ± 0.100 | 0.150 ± 0.100 |"
     assert table[3] == "| all-empty prediction | 0.600 ± 0.000 | 0.600 ± 0.000 |"
@@ -108,14 +110,17 @@ def test_several_seeds_train_once_and_evaluate_best_and_last(tmp_path, monkeypat
     assert commands == []
 
 
-def test_demo_trains_siim_with_the_tables_settings_and_seeds():
-    for profile in ("tiny", "cpu", "paper"):
-        assert demo.PROFILES[profile]["siim_unet"] == siim_table.TRAINING[profile], profile
-    names = [s.name for s in demo.demo_steps("cpu", "medium", 4)]
+def test_demo_trains_siim_with_the_tables_settings_and_seeds(tmp_path):
+    steps = demo.demo_steps("cpu", "medium", 4)
+    names = [s.name for s in steps]
     for k, seed in enumerate((4, 5, 6)):
         run = "siim_unet_gloria" + (f"_seed{seed}" if k else "")
         assert {f"{run}_train", f"{run}_evaluate", f"{run}_evaluate_last"} <= set(names), run
-    assert siim_table.TRAINING["paper"]["epochs"] == 100 and siim_table.TRAINING["paper"]["early_stop_patience"] == 20
+    # the demo and the table read the same file: the bundle's cpu profile
+    train = next(s for s in steps if s.name == "siim_unet_gloria_train").action.command(tmp_path)
+    assert json.loads(train[train.index("--config_file") + 1])[-1].endswith("siim_unet/configs/profiles/cpu.json")
+    paper = load_profile("siim_unet", "paper")
+    assert paper["epochs"] == 100 and paper["early_stop_patience"] == 20 and paper["depth"] == 50
 
 
 def test_demo_report_shows_best_last_spread_and_the_empty_baseline(tmp_path):

@@ -220,10 +220,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _figures(out_dir: Path, profile: str) -> list[dict]:
+def _figures(out_dir: Path, bundle_overrides: Mapping[str, dict]) -> list[dict]:
     """Fig. 2 (localization cases) and Fig. 4 (GLoRIA attention) from the bundles' outputs; each failure is named."""
     from monai_xattn.data import load_datalist
-    from monai_xattn.demo import PROFILES
     from monai_xattn.report.figures import gloria_attention_case_figure, localization_case_figure
 
     figures_dir = out_dir / "figures"
@@ -266,7 +265,7 @@ def _figures(out_dir: Path, profile: str) -> list[dict]:
         from monai_xattn.bundles_cli import bundle_root
 
         config_dir = bundle_root() / "gloria_eval" / "configs"
-        overrides = {**PROFILES[profile].get("gloria_eval", {}), "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
+        overrides = {**bundle_overrides.get("gloria_eval", {}), "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
                      "dataset_dir": out_dir / "data" / "chexpert_eval", "output_dir": out_dir / "gloria_eval"}  # fmt: skip
         entries = json.loads((out_dir / "gloria_eval" / "eval_datalist.json").read_text())["test"]
         entries = [{**e, "image": str(out_dir / "data" / "chexpert_eval" / e["image"])} for e in entries]
@@ -305,6 +304,10 @@ td:first-child,td:nth-child(2),th{text-align:left}.note{font-size:90%;color:#555
 .charts svg{margin:4px;border:1px solid #eee}img{max-width:100%;border:1px solid #ccc}"""
 
 
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def write_report(out_dir: str | Path, profile: str = "cpu") -> dict:
     """Write ``out_dir/report.md`` and ``out_dir/report.html`` from this demo run's outputs.
 
@@ -314,16 +317,11 @@ def write_report(out_dir: str | Path, profile: str = "cpu") -> dict:
     out_dir = Path(out_dir)
     steps = _load_steps(out_dir)
     tables = collect_tables(out_dir)
-    figures = _figures(out_dir, profile)
+    settings = _read_json(out_dir / "steps" / "settings.json")
+    # what the demo resolved from the bundles' profile files when it ran (the files may have changed since)
+    settings["bundle overrides"] = _read_json(out_dir / "steps" / "profile.json").get("bundles", {})
+    figures = _figures(out_dir, settings["bundle overrides"])
     charts = _curves(steps)
-    settings = (
-        json.loads((out_dir / "steps" / "settings.json").read_text())
-        if (out_dir / "steps" / "settings.json").is_file()
-        else {}
-    )
-    from monai_xattn.demo import PROFILES
-
-    settings["bundle overrides"] = PROFILES.get(profile, {})
     timings = [[name, s["seconds"]] for name, s in steps.items()]
     total = sum(s["seconds"] for s in steps.values())
     versions = _versions()

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from monai_xattn.bundles_cli import PROFILES
+from monai_xattn.demo import BUNDLES as BUNDLES_RUN_BY_DEMO
+
 BUNDLES = Path(__file__).resolve().parents[2] / "bundles"
 CONFIGS = sorted(p for p in BUNDLES.glob("*/configs/*.json") if p.name != "metadata.json")
 TRAINING = sorted(p.parent.parent.name for p in BUNDLES.glob("*/configs/train.json"))
@@ -67,3 +70,20 @@ def test_multi_gpu_overlays_pick_handlers_by_kind_or_key(path):
     for handler in _handlers(train):
         if handler["_target_"] == "TensorBoardStatsHandler":
             assert "@rank > 0" in handler.get("_disabled_", ""), handler
+
+
+@pytest.mark.parametrize("bundle", sorted(p.parts[-4] for p in BUNDLES.glob("*/configs/profiles/cpu.json")))
+def test_profiles_ship_with_each_bundle_and_name_only_its_keys(bundle):
+    """``configs/profiles/{tiny,cpu,paper}.json`` (issue 16 item 1): pure overrides of keys the bundle defines, so a
+    misspelt key fails here instead of being added silently by ``monai.bundle run``."""
+    configs = BUNDLES / bundle / "configs"
+    keys = set().union(*(_json(p) for p in configs.glob("*.json") if p.name != "metadata.json"))
+    for name in PROFILES:
+        profile = _json(configs / "profiles" / f"{name}.json")
+        assert set(profile) <= keys, (name, set(profile) - keys)
+    # the paper profile is the published setting, never the CPU defaults
+    assert _json(configs / "profiles" / "paper.json"), "paper profile is empty"
+
+
+def test_every_bundle_the_demo_runs_has_the_profiles():
+    assert {p.parts[-4] for p in BUNDLES.glob("*/configs/profiles/cpu.json")} == set(BUNDLES_RUN_BY_DEMO)
