@@ -101,9 +101,10 @@ def bench_loading(folder: Path, n: int, size: int, repeat: int) -> None:
     readers = {"naive": naive_read, "naive (W, H)": naive_read_whc, "LoadCXRd": ours}
     print(f"## loading: {n} DICOMs, {size} x {size}, 12-bit MONOCHROME1, median over {repeat} passes")
     print(
-        f"{'variant':<9} {'clock':<5} " + " ".join(f"{name + ' img/s':>18}" for name in readers)
+        f"{'variant':<9} {'clock':<5} "
+        + " ".join(f"{name + ' img/s':>18}" for name in readers)
         + f" {'ratio':>6} {'ratio (W, H)':>13}"
-    )  # fmt: skip
+    )
     for variant in ("linear", "sigmoid", "voi_lut"):
         files = write_files(folder, n, size, variant)
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in readers}
@@ -116,9 +117,10 @@ def bench_loading(folder: Path, n: int, size: int, repeat: int) -> None:
         for clock, column in (("wall", 0), ("cpu", 1)):
             ips = {name: 1 / float(np.median([t[column] for t in ts])) for name, ts in times.items()}
             print(
-                f"{variant:<9} {clock:<5} " + " ".join(f"{ips[name]:>18.1f}" for name in readers)
+                f"{variant:<9} {clock:<5} "
+                + " ".join(f"{ips[name]:>18.1f}" for name in readers)
                 + f" {ips['LoadCXRd'] / ips['naive']:>6.2f} {ips['LoadCXRd'] / ips['naive (W, H)']:>13.2f}"
-            )  # fmt: skip
+            )
     files = write_files(folder, 1, size, "linear")
     print(
         f"peak memory per image (tracemalloc): naive {peak_bytes(naive_read, files[0]) / 2**20:.1f} MB, "

@@ -186,21 +186,37 @@ def main(argv: list[str] | None = None) -> int:
                 + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
             )
             wall0 = time.perf_counter()
-            generate(root, layout=layout, n=args.n, size=args.size, seed=args.seed, difficulty=args.difficulty,
-                     workers=args.workers)  # fmt: skip
+            generate(
+                root,
+                layout=layout,
+                n=args.n,
+                size=args.size,
+                seed=args.seed,
+                difficulty=args.difficulty,
+                workers=args.workers,
+            )
             wall = time.perf_counter() - wall0
-            cpu = (resource.getrusage(resource.RUSAGE_SELF).ru_utime
-                   + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime - cpu0)  # fmt: skip
+            cpu = (
+                resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                + resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+                - cpu0
+            )
             stats, real = measure(layout, root, args.size), REAL[layout]
             what = "pneumothorax mask area / positive image" if layout == "siim" else "pneumonia box area"
-            print(f"\n## {layout}  ({args.n} studies, {args.size} px, {args.difficulty}; generated in {wall:.1f} s wall, "
-                  f"{cpu:.1f} s CPU of the generator: {args.n / max(cpu, 1e-9):.0f} studies per CPU-second)")  # fmt: skip
+            print(
+                f"\n## {layout}  ({args.n} studies, {args.size} px, {args.difficulty}; generated in {wall:.1f} s wall, "
+                f"{cpu:.1f} s CPU of the generator: {args.n / max(cpu, 1e-9):.0f} studies per CPU-second)"
+            )
             print(f"  real source: {real['source']}")
-            print(f"  {what}, p10 / p50 / p90: phantom {_fmt(stats['area'])}   real {_fmt(real['area'])}"
-                  f"   ({stats['items']} items on {stats['positives']} images)")  # fmt: skip
+            print(
+                f"  {what}, p10 / p50 / p90: phantom {_fmt(stats['area'])}   real {_fmt(real['area'])}"
+                f"   ({stats['items']} items on {stats['positives']} images)"
+            )
             if real["per_image"] is not None or layout != "siim":
-                print(f"  boxes per positive image, share of 1 / 2 / 3 / 4: phantom {_fmt(stats['per_image'], 3)}"
-                      f"   real {_fmt(real['per_image'], 3) if real['per_image'] else '-'}")  # fmt: skip
+                print(
+                    f"  boxes per positive image, share of 1 / 2 / 3 / 4: phantom {_fmt(stats['per_image'], 3)}"
+                    f"   real {_fmt(real['per_image'], 3) if real['per_image'] else '-'}"
+                )
             real_prev = "-" if real["prevalence"] is None else f"{real['prevalence']:.3f}"
             real_ap = "-" if real["ap_share"] is None else f"{real['ap_share']:.3f}"
             print(f"  positive share: phantom {stats['prevalence']:.3f}   real {real_prev}")

@@ -34,9 +34,24 @@ BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "cxr_retinanet"
 def _bundle(configs: list[str], overrides: dict[str, object], cwd: Path) -> None:
     files = str([str(BUNDLE / "configs" / c) for c in configs])
     args = [x for k, v in overrides.items() for x in (f"--{k}", str(v))]
-    done = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", files,
-                           "--bundle_root", str(BUNDLE), "--progress", "False", *args],
-                          cwd=cwd, capture_output=True, text=True)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monai.bundle",
+            "run",
+            "--config_file",
+            files,
+            "--bundle_root",
+            str(BUNDLE),
+            "--progress",
+            "False",
+            *args,
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode:
         raise RuntimeError(f"bundle run failed ({configs}, {overrides}):\n{done.stderr[-3000:]}")
 
@@ -67,9 +82,17 @@ def gap(train: str, evals: list[str], studies: int, eval_studies: int, difficult
         for site in (LAYOUTS[other].site, LAYOUTS[train].site):
             other_dir = work / f"eval_data_{other}_{site}"
             _generate_at_site(other_dir, other, site, n=eval_studies, size=128, seed=1, difficulty=difficulty)
-            _bundle(["train.json", "evaluate.json"],
-                    {**common, "output_dir": out, "dataset_dir": data, "eval_dataset": other,
-                     "eval_dataset_dir": other_dir}, work)  # fmt: skip
+            _bundle(
+                ["train.json", "evaluate.json"],
+                {
+                    **common,
+                    "output_dir": out,
+                    "dataset_dir": data,
+                    "eval_dataset": other,
+                    "eval_dataset_dir": other_dir,
+                },
+                work,
+            )
             results[(train, other, site)] = _metrics(out / f"eval_{other}")
     return results
 
@@ -85,13 +108,17 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         results = gap(args.train, args.eval, args.studies, args.eval_studies, args.difficulty, Path(tmp))
-    print(f"cxr_retinanet (CPU profile), trained on {args.studies} {args.train} phantom studies, {args.difficulty}; "
-          f"{time.perf_counter() - start:.0f} s")  # fmt: skip
+    print(
+        f"cxr_retinanet (CPU profile), trained on {args.studies} {args.train} phantom studies, {args.difficulty}; "
+        f"{time.perf_counter() - start:.0f} s"
+    )
     print("| trained on | evaluated on (test split) | filmed at site | IoU@0.25 | IoU@0.5 |")
     print("|---|---|---|---|---|")
     for (tr, ev, site), m in results.items():
-        print(f"| {tr} ({LAYOUTS[tr].site}) | {ev} | {site} | {m.get('val_acc_iou25', float('nan')):.3f} "
-              f"| {m.get('val_acc_iou50', float('nan')):.3f} |")  # fmt: skip
+        print(
+            f"| {tr} ({LAYOUTS[tr].site}) | {ev} | {site} | {m.get('val_acc_iou25', float('nan')):.3f} "
+            f"| {m.get('val_acc_iou50', float('nan')):.3f} |"
+        )
 
 
 if __name__ == "__main__":

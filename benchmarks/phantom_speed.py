@@ -64,8 +64,10 @@ def main() -> None:
         t_par, _, _ = timed(n, size, args.workers)
         studies = sum(v["studies"] for v in summary["layouts"].values())
         images = sum(v["images"] for v in summary["layouts"].values())
-        print(f"{size:>5} {studies:>8} {images:>7} {t_ref:>7.1f} {cpu_ref:>9.1f} {t_par:>7.1f} {images / t_ref:>9.1f} "
-              f"{images / t_par:>9.1f} {t_ref / t_par:>6.2f}")  # fmt: skip
+        print(
+            f"{size:>5} {studies:>8} {images:>7} {t_ref:>7.1f} {cpu_ref:>9.1f} {t_par:>7.1f} {images / t_ref:>9.1f} "
+            f"{images / t_par:>9.1f} {t_ref / t_par:>6.2f}"
+        )
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"peak RSS: this process {own:.0f} MiB, largest worker {workers:.0f} MiB")

@@ -66,8 +66,11 @@ def main() -> None:
 
     with torch.no_grad():
         fixed = det.forward_rois(images, targets)
-    fixed = {k: {n: t.detach().requires_grad_(t.is_floating_point()) for n, t in v.items()} for k, v in fixed.items()
-             if k in ("rois", "negatives")}  # fmt: skip
+    fixed = {
+        k: {n: t.detach().requires_grad_(t.is_floating_point()) for n, t in v.items()}
+        for k, v in fixed.items()
+        if k in ("rois", "negatives")
+    }
 
     def head_only() -> None:
         head.zero_grad()

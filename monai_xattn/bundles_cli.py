@@ -71,16 +71,26 @@ def bundle_command(bundle: str, configs: Sequence[str], overrides: Mapping[str, 
         ValueError: an override is ``None``, which MONAI's command line would drop silently.
     """
     config_dir = bundle_root() / bundle / "configs"
-    cmd = [sys.executable, "-m", "monai.bundle", "run", "--config_file", json.dumps([str(config_dir / c) for c in configs]),
-           "--meta_file", str(config_dir / "metadata.json")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps([str(config_dir / c) for c in configs]),
+        "--meta_file",
+        str(config_dir / "metadata.json"),
+    ]
     if (config_dir / "logging.conf").is_file():
         cmd += ["--logging_file", str(config_dir / "logging.conf")]
     dropped = sorted(k for k, v in overrides.items() if v is None)
     if dropped:
         # monai.bundle's override parser skips None values: the run would keep the config's default unnoticed
-        raise ValueError(f"overrides {dropped} of {bundle} are None, which `python -m monai.bundle run` drops; use "
-                         "the key's documented spelling (e.g. image_learning_rate 'same', trainable_text_layers "
-                         "'all') or leave the key out")  # fmt: skip
+        raise ValueError(
+            f"overrides {dropped} of {bundle} are None, which `python -m monai.bundle run` drops; use "
+            "the key's documented spelling (e.g. image_learning_rate 'same', trainable_text_layers "
+            "'all') or leave the key out"
+        )
     for key, value in overrides.items():
         cmd += [f"--{key}", cli_value(value)]
     return cmd

@@ -29,8 +29,17 @@ from monai_xattn.bundles_cli import PROFILES, bundle_command, bundle_root, load_
 from monai_xattn.siim_table import CHECKPOINTS as SIIM_CHECKPOINTS
 from monai_xattn.siim_table import SEEDS as SIIM_SEEDS
 
-__all__ = ["PHANTOMS", "BUNDLES", "Step", "BundleStep", "demo_steps", "resolved_profile", "run_demo",
-           "add_arguments", "run"]  # fmt: skip
+__all__ = [
+    "PHANTOMS",
+    "BUNDLES",
+    "Step",
+    "BundleStep",
+    "demo_steps",
+    "resolved_profile",
+    "run_demo",
+    "add_arguments",
+    "run",
+]
 
 # Per profile (the bundles' own profiles, ``bundles/<bundle>/configs/profiles/<profile>.json``): the phantom studies
 # the demo makes per folder and their image size. "tiny" exists for the end-to-end test (a few iterations per
@@ -224,8 +233,10 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         ValueError: the ``paper`` profile without ``text_model``.
     """
     if profile == "paper" and text_model is None:
-        raise ValueError("the paper profile trains GLoRIA's text encoder on Bio_ClinicalBERT: pass --text-model DIR, "
-                         "a local copy of emilyalsentzer/Bio_ClinicalBERT (nothing is downloaded)")  # fmt: skip
+        raise ValueError(
+            "the paper profile trains GLoRIA's text encoder on Bio_ClinicalBERT: pass --text-model DIR, "
+            "a local copy of emilyalsentzer/Bio_ClinicalBERT (nothing is downloaded)"
+        )
     text_model = None if text_model is None else os.fspath(text_model)
     phantom = PHANTOMS[profile]
     eval_datasets = _EVAL_DATASETS_OF.get(profile, EVAL_DATASETS)
@@ -236,16 +247,26 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         layouts = {}
         for folder, n in phantom["n"].items():
             layout, seed_offset = PHANTOM_FOLDERS.get(folder, (folder, 0))
-            layouts[folder] = generate(out_dir / "data" / folder, layout=layout, n=n, size=phantom["size"],
-                                       seed=seed + seed_offset, difficulty=difficulty, overwrite=True)["layouts"][layout]  # fmt: skip
+            layouts[folder] = generate(
+                out_dir / "data" / folder,
+                layout=layout,
+                n=n,
+                size=phantom["size"],
+                seed=seed + seed_offset,
+                difficulty=difficulty,
+                overwrite=True,
+            )["layouts"][layout]
         return {"layouts": layouts, "size": phantom["size"], "difficulty": difficulty, "seed": seed}
 
     common = {"seed": seed, "phantom_size": phantom["size"]}
     steps = [Step("phantom", make_phantom, [f"data/{layout}/phantom.json" for layout in phantom["n"]])]
 
     def add(name: str, bundle_step: BundleStep, outputs: Sequence[str] = ()) -> None:
-        bundle_step.overrides = {**common, **_text_model_override(bundle_step.bundle, text_model),
-                                 **bundle_step.overrides}  # fmt: skip
+        bundle_step.overrides = {
+            **common,
+            **_text_model_override(bundle_step.bundle, text_model),
+            **bundle_step.overrides,
+        }
         bundle_step.profile = profile
         bundle_step.log_name = name
         outputs = [*outputs, bundle_step.metrics_file, *bundle_step.json_files]
@@ -254,27 +275,59 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         steps.append(Step(name, bundle_step, [f"{bundle_step.run_dir}/{o}" for o in outputs if o]))
 
     # -- localization paper: detector, cross-attention (with and without attribute BCE), CAM baselines
-    add("cxr_retinanet_train", BundleStep("cxr_retinanet", ["train.json"], "cxr_retinanet",
-                                          data={"dataset_dir": "chestxray8"}))  # fmt: skip
+    add(
+        "cxr_retinanet_train",
+        BundleStep("cxr_retinanet", ["train.json"], "cxr_retinanet", data={"dataset_dir": "chestxray8"}),
+    )
     for ds in eval_datasets:
-        add(f"cxr_retinanet_evaluate_{ds}", BundleStep(
-            "cxr_retinanet", ["train.json", "evaluate.json"], "cxr_retinanet",
-            data={"dataset_dir": "chestxray8", "eval_dataset_dir": ds}, overrides={"eval_dataset": ds},
-            metrics_file=("eval" if ds == "chestxray8" else f"eval_{ds}") + "/metrics.csv"))  # fmt: skip
+        add(
+            f"cxr_retinanet_evaluate_{ds}",
+            BundleStep(
+                "cxr_retinanet",
+                ["train.json", "evaluate.json"],
+                "cxr_retinanet",
+                data={"dataset_dir": "chestxray8", "eval_dataset_dir": ds},
+                overrides={"eval_dataset": ds},
+                metrics_file=("eval" if ds == "chestxray8" else f"eval_{ds}") + "/metrics.csv",
+            ),
+        )
     for run_dir, use_bce in (("cxr_xattn", True), ("cxr_xattn_no_bce", False)):
         xattn = {"use_bce": use_bce}
-        add(f"{run_dir}_train", BundleStep("cxr_xattn", ["train.json"], run_dir, data={"dataset_dir": "mimic-cxr"},
-                                           paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
-                                           overrides=xattn))  # fmt: skip
+        add(
+            f"{run_dir}_train",
+            BundleStep(
+                "cxr_xattn",
+                ["train.json"],
+                run_dir,
+                data={"dataset_dir": "mimic-cxr"},
+                paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
+                overrides=xattn,
+            ),
+        )
         for ds in eval_datasets:
-            add(f"{run_dir}_evaluate_{ds}", BundleStep(
-                "cxr_xattn", ["train.json", "evaluate.json"], run_dir,
-                data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
-                paths={"detector_checkpoint": "cxr_retinanet/model.pt"}, overrides={**xattn, "eval_dataset": ds},
-                metrics_file=f"eval_{ds}/metrics.csv"))  # fmt: skip
-    add("cxr_xattn_inference", BundleStep(
-        "cxr_xattn", ["train.json", "inference.json"], "cxr_xattn", data={"dataset_dir": "mimic-cxr"},
-        paths={"detector_checkpoint": "cxr_retinanet/model.pt"}), outputs=["predictions/predictions.json"])  # fmt: skip
+            add(
+                f"{run_dir}_evaluate_{ds}",
+                BundleStep(
+                    "cxr_xattn",
+                    ["train.json", "evaluate.json"],
+                    run_dir,
+                    data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
+                    paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
+                    overrides={**xattn, "eval_dataset": ds},
+                    metrics_file=f"eval_{ds}/metrics.csv",
+                ),
+            )
+    add(
+        "cxr_xattn_inference",
+        BundleStep(
+            "cxr_xattn",
+            ["train.json", "inference.json"],
+            "cxr_xattn",
+            data={"dataset_dir": "mimic-cxr"},
+            paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
+        ),
+        outputs=["predictions/predictions.json"],
+    )
     covid_inference = BundleStep(
         "cxr_xattn",
         ["train.json", "inference.json"],
@@ -302,23 +355,43 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         return {**covid_inference(out_dir), "images": len(entries)}
 
     steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))
-    add("cxr_cam_baseline_train", BundleStep("cxr_cam_baseline", ["train.json"], "cxr_cam_baseline",
-                                             data={"dataset_dir": "mimic-cxr"}))  # fmt: skip
+    add(
+        "cxr_cam_baseline_train",
+        BundleStep("cxr_cam_baseline", ["train.json"], "cxr_cam_baseline", data={"dataset_dir": "mimic-cxr"}),
+    )
     for method in ("cam", "gradcam"):
         for ds in eval_datasets:
-            add(f"cxr_cam_baseline_evaluate_{method}_{ds}", BundleStep(
-                "cxr_cam_baseline", ["train.json", "evaluate.json"], "cxr_cam_baseline",
-                data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
-                overrides={"cam_method": method, "eval_dataset": ds},
-                metrics_file=f"eval_{ds}_{method}/metrics.csv"))  # fmt: skip
+            add(
+                f"cxr_cam_baseline_evaluate_{method}_{ds}",
+                BundleStep(
+                    "cxr_cam_baseline",
+                    ["train.json", "evaluate.json"],
+                    "cxr_cam_baseline",
+                    data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
+                    overrides={"cam_method": method, "eval_dataset": ds},
+                    metrics_file=f"eval_{ds}_{method}/metrics.csv",
+                ),
+            )
     # -- GLoRIA: pretraining, then its image encoder downstream
-    add("gloria_pretrain_train", BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain",
-                                            data={"dataset_dir": "chexpert"}))  # fmt: skip
+    add(
+        "gloria_pretrain_train",
+        BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain", data={"dataset_dir": "chexpert"}),
+    )
     gloria_eval = {"data": {"dataset_dir": "chexpert_eval"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
-    add("gloria_eval_evaluate", BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval,
-                                           json_files=["evaluate.json"]))  # fmt: skip
-    add("gloria_eval_linear_probe", BundleStep("gloria_eval", ["evaluate.json", "linear_probe.json"], "gloria_eval",
-                                               **gloria_eval, json_files=["linear_probe.json"]))  # fmt: skip
+    add(
+        "gloria_eval_evaluate",
+        BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval, json_files=["evaluate.json"]),
+    )
+    add(
+        "gloria_eval_linear_probe",
+        BundleStep(
+            "gloria_eval",
+            ["evaluate.json", "linear_probe.json"],
+            "gloria_eval",
+            **gloria_eval,
+            json_files=["linear_probe.json"],
+        ),
+    )
     # SIIM as monai-xattn siim-table's 100 % column: the profile's training seeds counted from --seed (the data and
     # its split stay those of --seed), each run's best-validation and last-epoch weights evaluated
     for init in ("random", "gloria"):
@@ -326,12 +399,29 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         for siim_seed in (seed + offset for offset in SIIM_SEEDS[profile]):
             run_dir = f"siim_unet_{init}" + ("" if siim_seed == seed else f"_seed{siim_seed}")
             seeds = {"seed": siim_seed, "data_seed": seed}
-            add(f"{run_dir}_train", BundleStep("siim_unet", ["train.json"], run_dir, data={"dataset_dir": "siim"},
-                                               paths=weights, overrides={"init": init, **seeds}))  # fmt: skip
+            add(
+                f"{run_dir}_train",
+                BundleStep(
+                    "siim_unet",
+                    ["train.json"],
+                    run_dir,
+                    data={"dataset_dir": "siim"},
+                    paths=weights,
+                    overrides={"init": init, **seeds},
+                ),
+            )
             for checkpoint, folder in SIIM_CHECKPOINTS.items():
-                add(f"{run_dir}_evaluate" + ("" if checkpoint == "best" else f"_{checkpoint}"), BundleStep(
-                    "siim_unet", ["train.json", "evaluate.json"], run_dir, data={"dataset_dir": "siim"},
-                    overrides={**seeds, "eval_checkpoint": checkpoint}, metrics_file=f"{folder}/metrics.csv"))  # fmt: skip
+                add(
+                    f"{run_dir}_evaluate" + ("" if checkpoint == "best" else f"_{checkpoint}"),
+                    BundleStep(
+                        "siim_unet",
+                        ["train.json", "evaluate.json"],
+                        run_dir,
+                        data={"dataset_dir": "siim"},
+                        overrides={**seeds, "eval_checkpoint": checkpoint},
+                        metrics_file=f"{folder}/metrics.csv",
+                    ),
+                )
     # -- the report reads every step's summary and the bundles' outputs
     steps.append(Step("report", lambda out_dir: _report(out_dir, profile), always=True))
     return steps
@@ -343,8 +433,14 @@ def _report(out_dir: Path, profile: str) -> dict:
     return write_report(out_dir, profile=profile)
 
 
-def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", seed: int = 0,
-             force: bool = False, text_model: str | os.PathLike | None = None) -> list[dict]:  # fmt: skip
+def run_demo(
+    out_dir: Path,
+    profile: str = "cpu",
+    difficulty: str = "medium",
+    seed: int = 0,
+    force: bool = False,
+    text_model: str | os.PathLike | None = None,
+) -> list[dict]:
     """Run (or resume) the demo into ``out_dir``; return one summary dict per step (``text_model``: see
     :func:`demo_steps`)."""
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "steps").is_dir():
@@ -355,8 +451,10 @@ def run_demo(out_dir: Path, profile: str = "cpu", difficulty: str = "medium", se
     if text_model is not None:
         settings["text_model"] = os.fspath(text_model)
     if settings_file.is_file() and json.loads(settings_file.read_text()) != settings and not force:
-        raise ValueError(f"{out_dir} holds a demo run with {settings_file.read_text().strip()}; resuming it with "
-                         f"{settings} would mix two runs: use --force or another --out")  # fmt: skip
+        raise ValueError(
+            f"{out_dir} holds a demo run with {settings_file.read_text().strip()}; resuming it with "
+            f"{settings} would mix two runs: use --force or another --out"
+        )
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings))
     (out_dir / "steps" / "profile.json").write_text(json.dumps(resolved_profile(profile), indent=1) + "\n")

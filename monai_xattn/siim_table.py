@@ -176,15 +176,18 @@ def run_siim_table(
     if DATA[profile].get("make_phantom") is False and data_dir is None:
         raise ValueError(f"profile {profile!r} runs on the real dataset: give its folder with --data")
     if data_dir is not None and not Path(data_dir).is_dir():
-        raise FileNotFoundError(f"--data {data_dir}: no such folder (it should hold train-rle.csv and "
-                                "dicom-images-train/)")  # fmt: skip
+        raise FileNotFoundError(
+            f"--data {data_dir}: no such folder (it should hold train-rle.csv and dicom-images-train/)"
+        )
     weights = {"random": None, "gloria": gloria, "imagenet": imagenet}
     for init in inits:
         if init not in weights:
             raise ValueError(f"unknown init {init!r}; choose from {sorted(weights)}")
         if init != "random" and weights[init] is None:
-            raise ValueError(f"init {init!r} needs its checkpoint (--{init} PATH); for GLoRIA, train "
-                             "bundles/gloria_pretrain first (its models/model.pt)")  # fmt: skip
+            raise ValueError(
+                f"init {init!r} needs its checkpoint (--{init} PATH); for GLoRIA, train "
+                "bundles/gloria_pretrain first (its models/model.pt)"
+            )
         if weights[init] is not None and not Path(weights[init]).is_file():
             raise FileNotFoundError(f"--{init} {weights[init]}: no such file")
     out = Path(out_dir).resolve()
@@ -206,8 +209,13 @@ def run_siim_table(
                     cells.append(json.loads(done.read_text()))
                     continue
                 start = time.monotonic()
-                run_settings = {**settings, "bundle_root": str(run_dir), "init": init, "fraction": fraction,
-                                "seed": seed}  # fmt: skip
+                run_settings = {
+                    **settings,
+                    "bundle_root": str(run_dir),
+                    "init": init,
+                    "fraction": fraction,
+                    "seed": seed,
+                }
                 if weights[init] is not None:
                     run_settings["weights"] = str(Path(weights[init]).resolve())
                 subprocess.run(_bundle_command(["train.json"], profile, run_settings), check=True, cwd=out)
@@ -216,11 +224,17 @@ def run_siim_table(
                 metrics = {}
                 for checkpoint, folder in CHECKPOINTS.items():
                     evaluate = {**eval_settings, "eval_split": "test", "eval_checkpoint": checkpoint}
-                    subprocess.run(_bundle_command(["train.json", "evaluate.json"], profile, evaluate), check=True,
-                                   cwd=out)  # fmt: skip
+                    subprocess.run(
+                        _bundle_command(["train.json", "evaluate.json"], profile, evaluate), check=True, cwd=out
+                    )
                     metrics[checkpoint] = _read_metrics(run_dir / "models" / folder)
-                cell = {"init": init, "fraction": fraction, "seed": seed, "metrics": metrics,
-                        "seconds": time.monotonic() - start}  # fmt: skip
+                cell = {
+                    "init": init,
+                    "fraction": fraction,
+                    "seed": seed,
+                    "metrics": metrics,
+                    "seconds": time.monotonic() - start,
+                }
                 done.write_text(json.dumps(cell, indent=1) + "\n")
                 cells.append(cell)
 
@@ -229,12 +243,14 @@ def run_siim_table(
     result = {"cells": cells, "settings": {**settings, **profile_settings}, "tables": tables}
     (out / "siim_table.json").write_text(json.dumps(result, indent=1) + "\n")
     spread = "one seed" if len(seeds) == 1 else f"mean ± sample standard deviation over {len(seeds)} seeds"
-    text = (f"SIIM test Dice (profile {profile}; seeds {', '.join(map(str, seeds))}: {spread}; data seed {data_seed}). "
-            f"best: weights of the best validation Kaggle Dice; last: the last epoch's (GLoRIA's official test).\n\n"
-            f"Kaggle Dice (an empty ground truth scores 1 only for an empty prediction); the last row is an all-empty "
-            f"prediction on the same test images:\n\n{tables['val_kaggle_dice']}\n\n"
-            f"Dice on pneumothorax-positive test images (an all-empty prediction scores 0):\n\n"
-            f"{tables['val_positive_dice']}\n")  # fmt: skip
+    text = (
+        f"SIIM test Dice (profile {profile}; seeds {', '.join(map(str, seeds))}: {spread}; data seed {data_seed}). "
+        f"best: weights of the best validation Kaggle Dice; last: the last epoch's (GLoRIA's official test).\n\n"
+        f"Kaggle Dice (an empty ground truth scores 1 only for an empty prediction); the last row is an all-empty "
+        f"prediction on the same test images:\n\n{tables['val_kaggle_dice']}\n\n"
+        f"Dice on pneumothorax-positive test images (an all-empty prediction scores 0):\n\n"
+        f"{tables['val_positive_dice']}\n"
+    )
     (out / "siim_table.md").write_text(text)
     print(text)
     return result
@@ -282,10 +298,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--data-seed", type=int, default=0, help="phantom and split seed (default: 0)")
     parser.add_argument("--epochs", type=int, help="override the profile's epochs")
-    parser.add_argument("--depth", type=int, help="override the profile's ResNet depth (the --gloria file's: the "
-                        "official checkpoint is a ResNet-50)")  # fmt: skip
+    parser.add_argument(
+        "--depth",
+        type=int,
+        help="override the profile's ResNet depth (the --gloria file's: the official checkpoint is a ResNet-50)",
+    )
     parser.add_argument("--freeze-encoder", action="store_true", help="frozen encoder (MGCA) instead of fine-tuning")
-    parser.add_argument("--force", action="store_true", help="recompute finished runs")  # fmt: skip
+    parser.add_argument("--force", action="store_true", help="recompute finished runs")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -293,7 +312,18 @@ def run(args: argparse.Namespace) -> int:
     for key in ("epochs", "depth"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    run_siim_table(args.out, inits=args.init, fractions=args.fraction, gloria=args.gloria, imagenet=args.imagenet,
-                   profile=args.profile, difficulty=args.difficulty, seeds=args.seeds, data_seed=args.data_seed,
-                   data_dir=args.data, overrides=overrides, force=args.force)  # fmt: skip
+    run_siim_table(
+        args.out,
+        inits=args.init,
+        fractions=args.fraction,
+        gloria=args.gloria,
+        imagenet=args.imagenet,
+        profile=args.profile,
+        difficulty=args.difficulty,
+        seeds=args.seeds,
+        data_seed=args.data_seed,
+        data_dir=args.data,
+        overrides=overrides,
+        force=args.force,
+    )
     return 0

@@ -180,19 +180,27 @@ def run_table1(
     # small inputs need the stride-4 level: at 64 px the stride-8/16 maps are 8x8/4x4 and the boxes ~10 px
     layers = (1, 2) if size <= 96 else (2, 3)
     detector = create_roi_detector(
-        depth=18, returned_layers=layers, base_anchor_shapes=((s, s), (s * 3 // 2, s * 3 // 4), (s * 3 // 4, s * 3 // 2)),
-        n_rois=16, box_loss="smooth_l1",
-    ).to(dev)  # fmt: skip
+        depth=18,
+        returned_layers=layers,
+        base_anchor_shapes=((s, s), (s * 3 // 2, s * 3 // 4), (s * 3 // 4, s * 3 // 2)),
+        n_rois=16,
+        box_loss="smooth_l1",
+    ).to(dev)
     if detector_weights is not None:
         load_detector_weights(detector, detector_weights)
     else:
         train_boxes = [e for e in cx8["training"] if e.get("boxes")]
         detector.train()
         _train(
-            detector, detector.network.parameters(),
+            detector,
+            detector.network.parameters(),
             _loader(train_boxes, detection_train_transforms(size=size, flip_prob=0.5), batch_size, True),
-            DetectionLoss(), DetectionPrepareBatch(label_key="box_labels"), detector_epochs, 1e-3, dev,
-        )  # fmt: skip
+            DetectionLoss(),
+            DetectionPrepareBatch(label_key="box_labels"),
+            detector_epochs,
+            1e-3,
+            dev,
+        )
         torch.save(detector.network.state_dict(), out / "detector.pt")
 
     # cross-attention head (two variants) on MIMIC-CXR reports, detector frozen
@@ -211,8 +219,16 @@ def run_table1(
             head_kwargs={"alpha_mode": alpha_mode, "residual_bound": residual_bound},
         ).to(dev)
         loc.train()
-        _train(loc, loc.head.parameters(), head_loader, XAttnTrainLoss(use_bce=use_bce), XAttnPrepareBatch(),
-               head_epochs, 2e-3, dev)  # fmt: skip
+        _train(
+            loc,
+            loc.head.parameters(),
+            head_loader,
+            XAttnTrainLoss(use_bce=use_bce),
+            XAttnPrepareBatch(),
+            head_epochs,
+            2e-3,
+            dev,
+        )
         torch.save(loc.head.state_dict(), out / f"head_{'bce' if use_bce else 'nobce'}.pt")
         localizers[name] = loc
 
@@ -224,8 +240,9 @@ def run_table1(
         cls_data = pneumonia_label_entries(mimic["training"])
         cls_loader = _loader(cls_data, detection_eval_transforms(size=size), batch_size, True, collate=True)
         classifier.train()
-        _train(classifier, classifier.parameters(), cls_loader, torch.nn.BCEWithLogitsLoss(), None, cam_epochs, 1e-3,
-               dev)  # fmt: skip
+        _train(
+            classifier, classifier.parameters(), cls_loader, torch.nn.BCEWithLogitsLoss(), None, cam_epochs, 1e-3, dev
+        )
         torch.save(classifier.state_dict(), out / "classifier.pt")
         models.update(CAM=CAMLocalizer(classifier, "cam"), GradCAM=CAMLocalizer(classifier, "gradcam"))
     models = {m: models[m] for m in METHODS if m in methods}
@@ -266,7 +283,7 @@ def run_table1(
             "detector_weights": str(detector_weights) if detector_weights else None,
             "device": str(dev),
             "test_images_with_boxes": n_eval,
-        },  # fmt: skip
+        },
         "paper": {"rows": PAPER_TABLE1, "attributes": PAPER_ATTRIBUTES},
         "seconds": time.perf_counter() - start,
     }
@@ -371,11 +388,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     result = run_table1(
-        args.out, n=args.n, size=args.size, difficulty=args.difficulty, seed=args.seed,
-        detector_epochs=args.detector_epochs, head_epochs=args.head_epochs, cam_epochs=args.cam_epochs,
-        batch_size=args.batch_size, word_dim=args.word_dim, detector_weights=args.detector_weights, device=args.device,
-        alpha_mode=args.alpha_mode, cam_output_stride=args.cam_output_stride, methods=args.methods,
+        args.out,
+        n=args.n,
+        size=args.size,
+        difficulty=args.difficulty,
+        seed=args.seed,
+        detector_epochs=args.detector_epochs,
+        head_epochs=args.head_epochs,
+        cam_epochs=args.cam_epochs,
+        batch_size=args.batch_size,
+        word_dim=args.word_dim,
+        detector_weights=args.detector_weights,
+        device=args.device,
+        alpha_mode=args.alpha_mode,
+        cam_output_stride=args.cam_output_stride,
+        methods=args.methods,
         residual_bound=args.residual_bound if args.residual_bound > 0 else None,
-    )  # fmt: skip
+    )
     print(format_table1(result))
     return 0

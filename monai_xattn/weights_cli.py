@@ -65,10 +65,17 @@ def describe_checkpoint(checkpoint: Checkpoint) -> dict[str, Any]:
             uses.append(f"gloria_eval linear-probe trunk (depth {depth})")
         uses.append(f"RetinaNet backbone of cxr_retinanet / cxr_xattn (depth {depth}; --backbone_weights FILE)")
     if layout != "trunk" and text is not None:
-        uses.append(f"gloria_eval, both encoders (depth {trunk['depth'] if trunk else '?'}, a text model of hidden "
-                    f"size {text['hidden_size']} with {text['layers']} layers"
-                    + ("; the official release holds Bio_ClinicalBERT: pass its local folder as text_model, and "
-                       "image_input_size 299" if layout == "official" else "") + ")")  # fmt: skip
+        uses.append(
+            f"gloria_eval, both encoders (depth {trunk['depth'] if trunk else '?'}, a text model of hidden "
+            f"size {text['hidden_size']} with {text['layers']} layers"
+            + (
+                "; the official release holds Bio_ClinicalBERT: pass its local folder as text_model, and "
+                "image_input_size 299"
+                if layout == "official"
+                else ""
+            )
+            + ")"
+        )
     return {
         "file": checkpoint.name,
         "format": checkpoint.format,
@@ -95,14 +102,22 @@ def format_inspection(report: Mapping[str, Any]) -> str:
     if report["stood_in"]:
         lines.append(f"stand-ins:    {', '.join(report['stood_in'])} (foreign classes, read as inert; no code ran)")
     if trunk:
-        frame = {"HW": "(H, W): kernels are transposed into MONAI's (W, H) frame when loaded",
-                 "WH": "(W, H): MONAI's frame, loaded as is"}[trunk["frame"]]  # fmt: skip
-        lines.append(f"image trunk:  ResNet-{trunk['depth'] or '?'} (blocks {trunk['blocks']}) under "
-                     f"'{trunk['prefix']}', {trunk['in_channels']} input channel(s), frame {frame}")  # fmt: skip
+        frame = {
+            "HW": "(H, W): kernels are transposed into MONAI's (W, H) frame when loaded",
+            "WH": "(W, H): MONAI's frame, loaded as is",
+        }[trunk["frame"]]
+        lines.append(
+            f"image trunk:  ResNet-{trunk['depth'] or '?'} (blocks {trunk['blocks']}) under "
+            f"'{trunk['prefix']}', {trunk['in_channels']} input channel(s), frame {frame}"
+        )
     else:
         lines.append("image trunk:  none")
-    lines.append(f"text model:   hidden {text['hidden_size']}, {text['layers']} layers, vocabulary "
-                 f"{text['vocab_size']} under '{text['prefix']}'" if text else "text model:   none")  # fmt: skip
+    lines.append(
+        f"text model:   hidden {text['hidden_size']}, {text['layers']} layers, vocabulary "
+        f"{text['vocab_size']} under '{text['prefix']}'"
+        if text
+        else "text model:   none"
+    )
     lines.append("can initialise:")
     lines += [f"  - {use}" for use in report["can_initialise"]] or ["  - nothing this project builds"]
     return "\n".join(lines)

@@ -101,8 +101,9 @@ def write_official_gloria_checkpoint(
     state = {f"gloria.img_encoder.model.{k}": v for k, v in trunk_state.items()}
     state["gloria.img_encoder.global_embedder.weight"] = 0.02 * torch.randn(embed_dim, in_global, generator=gen)
     state["gloria.img_encoder.global_embedder.bias"] = 0.02 * torch.randn(embed_dim, generator=gen)
-    state["gloria.img_encoder.local_embedder.weight"] = 0.02 * torch.randn(embed_dim, in_global // 2, 1, 1,
-                                                                           generator=gen)  # fmt: skip
+    state["gloria.img_encoder.local_embedder.weight"] = 0.02 * torch.randn(
+        embed_dim, in_global // 2, 1, 1, generator=gen
+    )
     text = {k: v.clone() for k, v in text_state.items()}
     if "embeddings.position_ids" not in text:
         n_pos = text["embeddings.position_embeddings.weight"].shape[0]
@@ -114,18 +115,32 @@ def write_official_gloria_checkpoint(
         meta.__dict__.update({"ref_type": None, "object_type": dict, "optional": True, "key": None, "flags": {}})
         lr = cls["omegaconf.nodes.AnyNode"]()
         lr.__dict__.update({"_val": 5e-5, "_parent": None})
-        hparams.__dict__.update({"_metadata": meta, "_content": {"lightning": {"trainer": {"gpus": 1}}, "lr": lr},
-                                 "_parent": None, "_flags_cache": None})  # fmt: skip
+        hparams.__dict__.update(
+            {
+                "_metadata": meta,
+                "_content": {"lightning": {"trainer": {"gpus": 1}}, "lr": lr},
+                "_parent": None,
+                "_flags_cache": None,
+            }
+        )
         checkpoint = {
             "epoch": 17,
             "global_step": 41_000,
             "pytorch-lightning_version": "1.1.4",
             "callbacks": {
                 cls["pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"]: {
-                    "monitor": "val_loss", "best_model_score": torch.tensor(3.21), "best_model_path": "ckpt/best.ckpt",
-                    "current_score": torch.tensor(3.3), "dirpath": "ckpt"},
+                    "monitor": "val_loss",
+                    "best_model_score": torch.tensor(3.21),
+                    "best_model_path": "ckpt/best.ckpt",
+                    "current_score": torch.tensor(3.3),
+                    "dirpath": "ckpt",
+                },
                 cls["pytorch_lightning.callbacks.early_stopping.EarlyStopping"]: {
-                    "wait_count": 2, "stopped_epoch": 0, "best_score": torch.tensor(3.21), "patience": 10},
+                    "wait_count": 2,
+                    "stopped_epoch": 0,
+                    "best_score": torch.tensor(3.21),
+                    "patience": 10,
+                },
             },
             "optimizer_states": [{"state": {}, "param_groups": [{"lr": 5e-5, "betas": (0.5, 0.999), "params": [0]}]}],
             "lr_schedulers": [{"mode": "min", "factor": 0.5, "best": 3.21, "_last_lr": [5e-5]}],
@@ -134,7 +149,7 @@ def write_official_gloria_checkpoint(
             "hparams_name": "cfg",
             "hyper_parameters": hparams,
             "hparams_type": cls["omegaconf.dictconfig.DictConfig"],
-        }  # fmt: skip
+        }
         torch.save(checkpoint, path)
     return state
 

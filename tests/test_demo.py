@@ -38,14 +38,24 @@ def test_every_step_ran_through_its_bundle_and_measured(demo_run):
     for name in names:
         assert (out / "steps" / f"{name}.done.json").is_file(), name
     assert _summary(out, "phantom")["result"]["layouts"]["chestxray8"]
-    for checkpoint in ("cxr_retinanet", "cxr_xattn", "cxr_xattn_no_bce", "cxr_cam_baseline", "gloria_pretrain",
-                       "siim_unet_random", "siim_unet_gloria"):  # fmt: skip
+    for checkpoint in (
+        "cxr_retinanet",
+        "cxr_xattn",
+        "cxr_xattn_no_bce",
+        "cxr_cam_baseline",
+        "gloria_pretrain",
+        "siim_unet_random",
+        "siim_unet_gloria",
+    ):
         assert (out / checkpoint / "model.pt").is_file(), checkpoint
     # bundle commands: `python -m monai.bundle run`, outputs redirected into the demo folder
     command = _summary(out, "cxr_xattn_train")["result"]["command"]
     assert command.startswith("-m monai.bundle run") and str(out / "cxr_retinanet" / "model.pt") in command
-    for step in ("cxr_retinanet_evaluate_mimic-cxr", "cxr_xattn_evaluate_mimic-cxr",
-                 "cxr_cam_baseline_evaluate_gradcam_mimic-cxr"):  # fmt: skip
+    for step in (
+        "cxr_retinanet_evaluate_mimic-cxr",
+        "cxr_xattn_evaluate_mimic-cxr",
+        "cxr_cam_baseline_evaluate_gradcam_mimic-cxr",
+    ):
         metrics = _summary(out, step)["result"]["metrics"]
         assert {"val_acc_iou25", "val_acc_iou50", "val_acc_iou75"} <= set(metrics), step
         assert all(0.0 <= v <= 1.0 for v in metrics.values()), step
@@ -59,8 +69,16 @@ def test_every_step_ran_through_its_bundle_and_measured(demo_run):
 
 def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
     md = (demo_run / "report.md").read_text()
-    for title in ("Localization, Table 1", "Attribute classification", "GLoRIA Table 1", "GLoRIA Table 2",
-                  "GLoRIA Table 3", "GLoRIA Table 4", "## Timings", "## Versions"):  # fmt: skip
+    for title in (
+        "Localization, Table 1",
+        "Attribute classification",
+        "GLoRIA Table 1",
+        "GLoRIA Table 2",
+        "GLoRIA Table 3",
+        "GLoRIA Table 4",
+        "## Timings",
+        "## Versions",
+    ):
         assert title in md, title
     # every method row twice: this run and the paper, labelled
     for method in ("CAM", "GradCAM", "RetinaNet", "Proposed w/o classification", "Proposed"):
@@ -88,15 +106,27 @@ def _chromium():
 
 def test_report_renders_in_headless_chromium(demo_run, tmp_path):
     chromium = _chromium()
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}"]  # fmt: skip
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+    ]
     url = (demo_run / "report.html").as_uri()
     dom = subprocess.run([chromium, *flags, "--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
     assert dom.count("<table") >= 6 and "Localization, Table 1" in dom
     shot = tmp_path / "report.png"
-    subprocess.run([chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url],
-                   capture_output=True, timeout=120, check=True)  # fmt: skip
+    subprocess.run(
+        [chromium, *flags, "--window-size=1200,2400", f"--screenshot={shot}", url],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float32)
     assert pixels.shape == (2400, 1200)
     # a rendered page: mostly white background, with text, tables and figures (dark pixels) spread down the page

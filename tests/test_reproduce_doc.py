@@ -74,8 +74,14 @@ def _run_script(blocks: list[str], env: dict, cwd: Path, log: Path) -> int:
     for pattern, replacement in CPU_SETTINGS:
         script = re.sub(pattern, replacement, script)
     with open(log, "w") as out:
-        proc = subprocess.run(["bash", "-euxo", "pipefail", "-c", script], cwd=cwd, env=env, stdout=out,
-                              stderr=subprocess.STDOUT, timeout=1800)  # fmt: skip
+        proc = subprocess.run(
+            ["bash", "-euxo", "pipefail", "-c", script],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=1800,
+        )
     return proc.returncode
 
 
@@ -99,17 +105,33 @@ def test_every_command_runs_on_phantoms(official_gloria, tmp_path):
         generate(data / folder, layout=layout, n=n, size=64, seed=0, difficulty="easy", workers=1)
     imagenet = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), imagenet)
-    values = {"DATA": data, "OUT": tmp_path / "runs", "BERT": resolve_text_model(None), "IMAGENET": imagenet,
-              "GLORIA_CKPT": official_gloria.path, "B": ROOT / "bundles"}  # fmt: skip
-    env = {**os.environ, **{k: str(v) for k, v in values.items()}, "PYTHONUNBUFFERED": "1",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # fmt: skip
+    values = {
+        "DATA": data,
+        "OUT": tmp_path / "runs",
+        "BERT": resolve_text_model(None),
+        "IMAGENET": imagenet,
+        "GLORIA_CKPT": official_gloria.path,
+        "B": ROOT / "bundles",
+    }
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in values.items()},
+        "PYTHONUNBUFFERED": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
     _, blocks = page_commands(tuple(s for s in RUN_SECTIONS if s != MULTI_GPU_SECTION))
     log = tmp_path / "reproduce.log"
     assert _run_script(blocks, env, tmp_path, log) == 0, log.read_text()[-6000:]
     runs = values["OUT"]
-    for done in ("cxr_retinanet/model.pt", "cxr_xattn_bce_True/model.pt", "cxr_xattn_bce_False/model.pt",
-                 "cxr_cam_baseline/model.pt", "gloria_pretrain/model.pt", "siim_gloria/model.pt",
-                 "siim_random/model.pt"):  # fmt: skip
+    for done in (
+        "cxr_retinanet/model.pt",
+        "cxr_xattn_bce_True/model.pt",
+        "cxr_xattn_bce_False/model.pt",
+        "cxr_cam_baseline/model.pt",
+        "gloria_pretrain/model.pt",
+        "siim_gloria/model.pt",
+        "siim_random/model.pt",
+    ):
         assert (runs / done).is_file(), done
     assert len(list(runs.glob("gloria_eval_*/evaluate.json"))) == 2
     assert len(list(runs.glob("gloria_eval_*/linear_probe.json"))) == 2

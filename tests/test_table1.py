@@ -26,7 +26,7 @@ def _result(value: float) -> dict:
             "seed": 0,
             "device": "cpu",
             "test_images_with_boxes": {"mimic-cxr": 3, "chestxray8": 4},
-        },  # fmt: skip
+        },
         "seconds": 1.0,
     }
 

@@ -373,8 +373,10 @@ def check_allowed(values: pd.Series, allowed: Sequence[str], path: str | os.Path
     """Raise naming the first CSV line whose value is not among ``allowed`` (e.g. an unknown split name)."""
     unknown = values.index[~values.isin(list(allowed))]
     if len(unknown):
-        raise DatalistError(f"{path}: line {int(unknown[0]) + 2}: unknown {what} value(s) "
-                            f"{sorted(set(values[unknown]))} ({len(unknown)} rows); expected {list(allowed)}")  # fmt: skip
+        raise DatalistError(
+            f"{path}: line {int(unknown[0]) + 2}: unknown {what} value(s) "
+            f"{sorted(set(values[unknown]))} ({len(unknown)} rows); expected {list(allowed)}"
+        )
 
 
 def check_positive_integers(df: pd.DataFrame, columns: Sequence[str], path: str | os.PathLike) -> pd.DataFrame:
@@ -387,8 +389,10 @@ def check_positive_integers(df: pd.DataFrame, columns: Sequence[str], path: str 
     bad = numbers.index[~(np.isfinite(numbers) & (numbers > 0) & (numbers % 1 == 0)).all(axis=1)]
     if len(bad):
         i = bad[0]
-        raise DatalistError(f"{path}: line {int(i) + 2}: {'/'.join(columns)} must be positive integers, got "
-                            f"{'/'.join(repr(df[c][i]) for c in columns)}")  # fmt: skip
+        raise DatalistError(
+            f"{path}: line {int(i) + 2}: {'/'.join(columns)} must be positive integers, got "
+            f"{'/'.join(repr(df[c][i]) for c in columns)}"
+        )
     return numbers
 
 

@@ -31,8 +31,16 @@ def run(args: argparse.Namespace) -> int:
 
     assert tuple(LAYOUT_NAMES) == _LAYOUTS, "phantom CLI layout list is out of date"
     try:
-        summary = generate(args.out, layout=args.layout, n=args.n, size=args.size, seed=args.seed,
-                           difficulty=args.difficulty, overwrite=args.overwrite, workers=args.workers)  # fmt: skip
+        summary = generate(
+            args.out,
+            layout=args.layout,
+            n=args.n,
+            size=args.size,
+            seed=args.seed,
+            difficulty=args.difficulty,
+            overwrite=args.overwrite,
+            workers=args.workers,
+        )
     except (FileExistsError, ValueError) as err:
         print(f"phantom: {err}")
         return 2

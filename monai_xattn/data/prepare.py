@@ -80,8 +80,15 @@ def prepare_datalist(
         from monai_xattn.data.phantom.generate import MANIFEST, generate
 
         if make_phantom and not dataset_dir.is_dir():
-            generate(dataset_dir, layout=layout, n=phantom_studies, size=phantom_size, difficulty=phantom_difficulty,
-                     seed=phantom_seed, workers=phantom_workers)  # fmt: skip
+            generate(
+                dataset_dir,
+                layout=layout,
+                n=phantom_studies,
+                size=phantom_size,
+                difficulty=phantom_difficulty,
+                seed=phantom_seed,
+                workers=phantom_workers,
+            )
         manifest = dataset_dir / MANIFEST
         if not datalist_file.is_file() or (
             manifest.is_file() and manifest.stat().st_mtime_ns > datalist_file.stat().st_mtime_ns

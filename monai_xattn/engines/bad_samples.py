@@ -170,13 +170,19 @@ class SkipBadSamples(Dataset):
         if first:  # a second worker failing on the same sample at the same moment would only log it twice
             logger.warning(
                 "skipping %s sample %s, it cannot be loaded (%d of %d bad so far; skip_bad_samples is on): %s",
-                self.split, self.describe(index), bad, n, message,
-            )  # fmt: skip
+                self.split,
+                self.describe(index),
+                bad,
+                n,
+                message,
+            )
         if bad > self.max_fraction * n:
             raise TooManyBadSamplesError(
-                self._too_many(f"{bad} of {n} {self.split} samples failed to load, more than max_fraction="
-                               f"{self.max_fraction:g} allows; the last: {message}")
-            )  # fmt: skip
+                self._too_many(
+                    f"{bad} of {n} {self.split} samples failed to load, more than max_fraction="
+                    f"{self.max_fraction:g} allows; the last: {message}"
+                )
+            )
 
     def _too_many(self, what: str) -> str:
         indices = self.bad_indices()

@@ -105,8 +105,9 @@ def balanced_eval_datalist(
     """
     from monai_xattn.data.chexpert import build_chexpert_datalist
 
-    datalist, _ = build_chexpert_datalist(root, reports_csv=reports_csv, require_report=True, frontal_only=True,
-                                          uncertain="ignore", blank=0)  # fmt: skip
+    datalist, _ = build_chexpert_datalist(
+        root, reports_csv=reports_csv, require_report=True, frontal_only=True, uncertain="ignore", blank=0
+    )
     return {"test": class_balanced_entries(sum(datalist.values(), []), classes, n_per_class, seed)}
 
 
@@ -314,6 +315,5 @@ def linear_probe_tables(
     from monai_xattn.engines.linear_probe import run_linear_probe
 
     kwargs = {} if fractions is None else {"fractions": fractions}
-    results = run_linear_probe(trunks, train_batches, test_batches, seed=seed, device=device, **kwargs,
-                               **train_kwargs)  # fmt: skip
+    results = run_linear_probe(trunks, train_batches, test_batches, seed=seed, device=device, **kwargs, **train_kwargs)
     return write_tables({"linear_probe": results}, output_dir, "linear_probe")

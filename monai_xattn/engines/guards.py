@@ -32,8 +32,11 @@ class NonFiniteLossError(FloatingPointError):
 
     def __init__(self, epoch: int, iteration: int, batch: int, loss: float, checked_before_step: bool) -> None:
         self.epoch, self.iteration, self.batch, self.loss = epoch, iteration, batch, loss
-        when = "before the optimizer step; the weights are those of the iteration before" if checked_before_step \
-            else "after the optimizer step (the engine fires no LOSS_COMPLETED): the weights in memory may be NaN"  # fmt: skip
+        when = (
+            "before the optimizer step; the weights are those of the iteration before"
+            if checked_before_step
+            else "after the optimizer step (the engine fires no LOSS_COMPLETED): the weights in memory may be NaN"
+        )
         super().__init__(
             f"non-finite loss {loss} at iteration {iteration} (epoch {epoch}, batch {batch} of the epoch); training "
             f"stopped {when}. Checkpoints on disk are from earlier epochs. Usual causes: a learning rate too high, "

@@ -89,10 +89,13 @@ def load_trunk_weights(
     if result.missing or result.mismatched:
         trunk.load_state_dict(before)
         if result.missing:
-            raise ValueError(f"{name}: {len(result.missing)} trunk weights missing, e.g. {result.missing[:4]} "
-                             "(another depth?)")  # fmt: skip
-        raise ValueError(f"{name}: {len(result.mismatched)} trunk weights of another shape, e.g. "
-                         f"{result.mismatched[:4]} (another depth?)")  # fmt: skip
+            raise ValueError(
+                f"{name}: {len(result.missing)} trunk weights missing, e.g. {result.missing[:4]} (another depth?)"
+            )
+        raise ValueError(
+            f"{name}: {len(result.mismatched)} trunk weights of another shape, e.g. "
+            f"{result.mismatched[:4]} (another depth?)"
+        )
 
 
 def gloria_trunk(checkpoint: str | os.PathLike, depth: int = 50, in_channels: int = 1) -> nn.Module:

@@ -376,8 +376,10 @@ def load_gloria_image_encoder(path: str | os.PathLike, map_location: str | torch
         trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if trunk:
             return trunk
-    raise KeyError(f"{os.fspath(path)}: no monai_xattn GLoRIA image encoder found (keys: {sorted(state)[:6]}...); "
-                   "expected 'image_encoder.backbone.*' / 'backbone.*' weights")  # fmt: skip
+    raise KeyError(
+        f"{os.fspath(path)}: no monai_xattn GLoRIA image encoder found (keys: {sorted(state)[:6]}...); "
+        "expected 'image_encoder.backbone.*' / 'backbone.*' weights"
+    )
 
 
 def gloria_layout(keys: Sequence[str]) -> str:
@@ -408,8 +410,10 @@ def official_gloria_state_dict(state: Mapping[str, torch.Tensor], model: GLoRIA)
         a state dict for ``model.load_state_dict``.
     """
     trunk = {k[len(_OFFICIAL_TRUNK) :]: v for k, v in state.items() if k.startswith(_OFFICIAL_TRUNK)}
-    out = {f"image_encoder.backbone.{k}": v
-           for k, v in convert_trunk_state(trunk, model.image_encoder.backbone.state_dict(), True).items()}  # fmt: skip
+    out = {
+        f"image_encoder.backbone.{k}": v
+        for k, v in convert_trunk_state(trunk, model.image_encoder.backbone.state_dict(), True).items()
+    }
     for official, ours in _OFFICIAL_HEADS.items():
         if official in state:
             out[ours] = state[official]
@@ -443,16 +447,21 @@ def load_gloria_weights(
     state, name = checkpoint.state_dict, checkpoint.name
     layout = gloria_layout(list(state))
     if layout == "trunk":
-        raise ValueError(f"{name}: not a GLoRIA checkpoint (keys {sorted(state)[:4]}...): it holds no text encoder. "
-                         "A ResNet trunk initialises a U-Net (siim_unet --init gloria), a detector backbone or a "
-                         "linear-probe trunk, not GLoRIA's two encoders")  # fmt: skip
+        raise ValueError(
+            f"{name}: not a GLoRIA checkpoint (keys {sorted(state)[:4]}...): it holds no text encoder. "
+            "A ResNet trunk initialises a U-Net (siim_unet --init gloria), a detector backbone or a "
+            "linear-probe trunk, not GLoRIA's two encoders"
+        )
     try:
         if layout == "official":
             state = official_gloria_state_dict(state, model)
         model.load_state_dict(state)
     except (RuntimeError, ValueError) as err:
-        hint = ("an official checkpoint needs the text model it was trained with (Bio_ClinicalBERT from a local "
-                "folder: --text_model DIR) and depth 50" if layout == "official"
-                else "use the pretraining run's depth, in_channels and text_model")  # fmt: skip
+        hint = (
+            "an official checkpoint needs the text model it was trained with (Bio_ClinicalBERT from a local "
+            "folder: --text_model DIR) and depth 50"
+            if layout == "official"
+            else "use the pretraining run's depth, in_channels and text_model"
+        )
         raise ValueError(f"{name}: the weights do not fit this GLoRIA ({hint}): {str(err)[:500]}") from None
     return model

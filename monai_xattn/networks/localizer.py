@@ -100,8 +100,11 @@ class XAttnLocalizer(nn.Module):
             ValueError: training without all three word inputs; words passed in eval mode (inference is
                 image-only, so they would be silently unused).
         """
-        given = [name for name, v in (("words", words), ("word_mask", word_mask), ("negative_words", negative_words))
-                 if v is not None]  # fmt: skip
+        given = [
+            name
+            for name, v in (("words", words), ("word_mask", word_mask), ("negative_words", negative_words))
+            if v is not None
+        ]
         if self.training and len(given) < 3:
             raise ValueError(
                 "in training mode the localizer needs words, word_mask and negative_words (T_n) together, got "

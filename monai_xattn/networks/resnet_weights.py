@@ -119,8 +119,9 @@ def read_encoder_state_dict(
         prefixes = sorted({k[: -len(_STEM_PROBE)] for k in state if k.endswith(_STEM_PROBE)})
         if len(prefixes) != 1:
             found = f"several ResNet trunks (prefixes {prefixes})" if prefixes else "no ResNet trunk"
-            raise ValueError(f"encoder weights {name}: {found} -- no key ends with '{_STEM_PROBE}' uniquely; "
-                             "pass prefix=...")  # fmt: skip
+            raise ValueError(
+                f"encoder weights {name}: {found} -- no key ends with '{_STEM_PROBE}' uniquely; pass prefix=..."
+            )
         prefix = prefixes[0]
     trunk = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not trunk:
@@ -129,8 +130,11 @@ def read_encoder_state_dict(
 
 
 def _zero_filled(state: Mapping[str, Tensor], target: Mapping[str, Tensor]) -> set[str]:
-    return {k for k in target if k.endswith("downsample.0.bias") and k not in state
-            and k[: -len("bias")] + "weight" in state}  # fmt: skip
+    return {
+        k
+        for k in target
+        if k.endswith("downsample.0.bias") and k not in state and k[: -len("bias")] + "weight" in state
+    }
 
 
 def convert_trunk_state(
@@ -162,8 +166,10 @@ def convert_trunk_state(
             elif have == 1:
                 state["conv1.weight"] = conv1.repeat(1, want, *([1] * (conv1.ndim - 2))) / want
             else:
-                raise ValueError(f"encoder weights {name}: conv1 takes {have} input channels, the encoder {want}; "
-                                 "only 3 -> 1 (sum) and 1 -> N (replicate) are defined")  # fmt: skip
+                raise ValueError(
+                    f"encoder weights {name}: conv1 takes {have} input channels, the encoder {want}; "
+                    "only 3 -> 1 (sum) and 1 -> N (replicate) are defined"
+                )
     if transpose_kernels:
         state = {k: v.transpose(-1, -2) if v.ndim == 4 else v for k, v in state.items()}
     for k in _zero_filled(state, target):
@@ -216,11 +222,15 @@ def load_encoder_weights(
         if k in target and state[k].shape != target[k].shape
     )
     if missing or unexpected or mismatched:
-        detail = (f"{len(missing)} missing {missing[:6]}, {len(unexpected)} unexpected {unexpected[:6]}, "
-                  f"{len(mismatched)} shape mismatches {mismatched[:4]}")  # fmt: skip
+        detail = (
+            f"{len(missing)} missing {missing[:6]}, {len(unexpected)} unexpected {unexpected[:6]}, "
+            f"{len(mismatched)} shape mismatches {mismatched[:4]}"
+        )
         if strict:
-            raise ValueError(f"encoder weights {name} ({kind}) do not fit the encoder: {detail}; is the depth "
-                             "right? pass strict=False to load only the tensors that fit")  # fmt: skip
+            raise ValueError(
+                f"encoder weights {name} ({kind}) do not fit the encoder: {detail}; is the depth "
+                "right? pass strict=False to load only the tensors that fit"
+            )
         logger.warning("encoder weights %s (%s), strict=False: %s", name, kind, detail)
     bad = {m.split(":", 1)[0] for m in mismatched}
     loadable = {k: v for k, v in state.items() if k in target and k not in bad}

@@ -414,10 +414,13 @@ def load_backbone_weights(
     body = _unwrap(detector.network).feature_extractor.body
     name = "<state dict>" if isinstance(source, Mapping) else os.fspath(source)
     before = {k: v.detach().clone() for k, v in body.state_dict().items()}  # restored if shapes do not fit
-    result = load_encoder_weights(body, source, "gloria", strict=False, transpose_kernels=transpose_kernels,
-                                  prefix=prefix)  # fmt: skip
+    result = load_encoder_weights(
+        body, source, "gloria", strict=False, transpose_kernels=transpose_kernels, prefix=prefix
+    )
     if result.mismatched:
         body.load_state_dict(before)
-        raise ValueError(f"backbone weights {name}: {len(result.mismatched)} tensors of another shape, e.g. "
-                         f"{result.mismatched[:4]} (another depth?)")  # fmt: skip
+        raise ValueError(
+            f"backbone weights {name}: {len(result.mismatched)} tensors of another shape, e.g. "
+            f"{result.mismatched[:4]} (another depth?)"
+        )
     return _IncompatibleKeys(list(result.missing), sorted(result.unexpected + result.ignored))

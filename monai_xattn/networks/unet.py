@@ -78,8 +78,10 @@ class CXRResNetEncoder(ResNetFeatures, BaseEncoder):
         if model_name not in self.backbone_names:
             raise ValueError(f"model_name must be one of {self.backbone_names}, got {model_name!r}")
         if pretrained:
-            raise ValueError(f"{model_name}: pretrained weights are loaded with load_encoder_weights (or "
-                             "CXRUNet(init=...)); nothing is downloaded")  # fmt: skip
+            raise ValueError(
+                f"{model_name}: pretrained weights are loaded with load_encoder_weights (or "
+                "CXRUNet(init=...)); nothing is downloaded"
+            )
         depth = int(model_name.removeprefix("cxr_resnet"))
         # ResNetFeatures' own constructor builds the MedicalNet variant; only its forward is wanted
         ResNet.__init__(

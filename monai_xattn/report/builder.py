@@ -39,8 +39,9 @@ IOU_KEYS = ("val_acc_iou25", "val_acc_iou50", "val_acc_iou75")
 class Table:
     """A titled table with a note; rendered to Markdown and HTML alike."""
 
-    def __init__(self, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "",
-                 digits: int = 3) -> None:  # fmt: skip
+    def __init__(
+        self, title: str, header: Sequence[str], rows: Sequence[Sequence[Any]], note: str = "", digits: int = 3
+    ) -> None:
         self.title, self.header, self.rows, self.note = title, list(header), [list(r) for r in rows], note
         self.digits = digits
 
@@ -80,9 +81,13 @@ def _table1(steps: Mapping[str, dict]) -> Table:
     for method in METHOD_STEPS:
         published = paper.PAPER_TABLE1[method]
         rows.append([method, "paper, real data", *[v for d in DATASETS for v in (published.get(d) or (None,) * 3)]])
-    return Table("Localization, Table 1 (Bhalodia et al.): fraction of test images whose best box has IoU >= t",
-                 header, rows, "Paper: MIMIC-CXR test boxes annotated by the authors, ChestX-ray8 pneumonia boxes. "
-                 "Ours: phantom test splits, boxes from the phantom's ground truth.")  # fmt: skip
+    return Table(
+        "Localization, Table 1 (Bhalodia et al.): fraction of test images whose best box has IoU >= t",
+        header,
+        rows,
+        "Paper: MIMIC-CXR test boxes annotated by the authors, ChestX-ray8 pneumonia boxes. "
+        "Ours: phantom test splits, boxes from the phantom's ground truth.",
+    )
 
 
 def _attribute_table(out_dir: Path) -> Table | None:
@@ -107,10 +112,14 @@ def _attribute_table(out_dir: Path) -> Table | None:
     if not probs:
         return None
     ours = attribute_metrics(torch.tensor(probs), torch.tensor(targets))
-    return Table("Attribute classification (MIMIC-CXR test; accuracy of all attribute decisions at 0.5, macro AUC)",
-                 ["source", "accuracy", "AUC", "images"],
-                 [["ours, phantom", ours["accuracy"], ours["auc"], len(probs)],
-                  ["paper, real data", paper.PAPER_ATTRIBUTES["accuracy"], paper.PAPER_ATTRIBUTES["auc"], None]])  # fmt: skip
+    return Table(
+        "Attribute classification (MIMIC-CXR test; accuracy of all attribute decisions at 0.5, macro AUC)",
+        ["source", "accuracy", "AUC", "images"],
+        [
+            ["ours, phantom", ours["accuracy"], ours["auc"], len(probs)],
+            ["paper, real data", paper.PAPER_ATTRIBUTES["accuracy"], paper.PAPER_ATTRIBUTES["auc"], None],
+        ],
+    )
 
 
 def _gloria_tables(steps: Mapping[str, dict]) -> list[Table]:
@@ -119,20 +128,35 @@ def _gloria_tables(steps: Mapping[str, dict]) -> list[Table]:
     evaluation = evaluation.get("retrieval_zero_shot", {})
     if evaluation.get("retrieval"):
         ks = ("P@5", "P@10", "P@100")
-        rows = [[mode, "ours, phantom", *[100 * v["image_to_text"][k] if k in v["image_to_text"] else None
-                                          for k in ks]] for mode, v in evaluation["retrieval"].items()]  # fmt: skip
+        rows = [
+            [mode, "ours, phantom", *[100 * v["image_to_text"][k] if k in v["image_to_text"] else None for k in ks]]
+            for mode, v in evaluation["retrieval"].items()
+        ]
         rows += [[mode, "paper, real data", *values] for mode, values in paper.GLORIA_RETRIEVAL.items()]
-        tables.append(Table(f"GLoRIA Table 1: image -> text retrieval, Precision@K (%), CheXpert 5xN "
-                            f"({evaluation.get('n_images')} images here)", ["similarity", "source", *ks], rows,
-                            "Chance is the share of the query's class: 20 % for 5 balanced classes. A K above the "
-                            "number of images is left out.", digits=1))  # fmt: skip
+        tables.append(
+            Table(
+                f"GLoRIA Table 1: image -> text retrieval, Precision@K (%), CheXpert 5xN "
+                f"({evaluation.get('n_images')} images here)",
+                ["similarity", "source", *ks],
+                rows,
+                "Chance is the share of the query's class: 20 % for 5 balanced classes. A K above the "
+                "number of images is left out.",
+                digits=1,
+            )
+        )
     if evaluation.get("zero_shot"):
         summary = evaluation["zero_shot"]["summary"]
-        tables.append(Table("GLoRIA Table 2: zero-shot classification, CheXpert 5x200 analogue",
-                            ["source", "accuracy", "F1"],
-                            [["ours, phantom", summary.get("accuracy"), summary.get("f1")],
-                             ["paper, real data", paper.GLORIA_ZERO_SHOT["accuracy"], paper.GLORIA_ZERO_SHOT["f1"]],
-                             ["chance", 0.2, None]]))  # fmt: skip
+        tables.append(
+            Table(
+                "GLoRIA Table 2: zero-shot classification, CheXpert 5x200 analogue",
+                ["source", "accuracy", "F1"],
+                [
+                    ["ours, phantom", summary.get("accuracy"), summary.get("f1")],
+                    ["paper, real data", paper.GLORIA_ZERO_SHOT["accuracy"], paper.GLORIA_ZERO_SHOT["f1"]],
+                    ["chance", 0.2, None],
+                ],
+            )
+        )
     probe = steps.get("gloria_eval_linear_probe", {}).get("result", {}).get("tables", {}).get("linear_probe", {})
     probe = probe.get("linear_probe", {})
     if probe.get("auroc"):
@@ -141,8 +165,9 @@ def _gloria_tables(steps: Mapping[str, dict]) -> list[Table]:
         header = ["encoder", "source", *[f"{100 * float(f):g} %" for f in fractions]]
         published = {f"{100 * f:g} %": i for i, f in enumerate(paper.GLORIA_FRACTIONS)}
         for name, values in paper.GLORIA_LINEAR_PROBE.items():
-            rows.append([name, "paper, real data", *[values[published[h]] if h in published else None
-                                                     for h in header[2:]]])  # fmt: skip
+            rows.append(
+                [name, "paper, real data", *[values[published[h]] if h in published else None for h in header[2:]]]
+            )
         tables.append(
             Table("GLoRIA Table 3: CheXpert linear probe, mean AUROC (%) by training fraction", header, rows, digits=1)
         )
@@ -168,23 +193,43 @@ def _siim_table(steps: Mapping[str, dict]) -> Table | None:
             values.setdefault(match.group(1), {}).setdefault(checkpoint, {}).setdefault(metric, []).append(value)
     if not values:
         return None
-    columns = [("best", "val_kaggle_dice"), ("last", "val_kaggle_dice"), ("best", "val_empty_kaggle_dice"),
-               ("best", "val_positive_dice"), ("last", "val_positive_dice")]  # fmt: skip
+    columns = [
+        ("best", "val_kaggle_dice"),
+        ("last", "val_kaggle_dice"),
+        ("best", "val_empty_kaggle_dice"),
+        ("best", "val_positive_dice"),
+        ("last", "val_positive_dice"),
+    ]
     rows = []
     for init, by_checkpoint in sorted(values.items(), key=lambda item: (item[0] != "random", item[0])):
         seeds = len(by_checkpoint.get("best", {}).get("val_kaggle_dice", []))
-        rows.append([init, f"ours, phantom, 100 %, {seeds} seed{'s' * (seeds != 1)}",
-                     *[format_spread(by_checkpoint.get(c, {}).get(m, [])) for c, m in columns]])  # fmt: skip
-    rows += [[init, "paper, real data, 100 %", None, v[2], None, None, None]
-             for init, v in paper.GLORIA_SIIM_DICE.items()]  # fmt: skip
-    return Table("GLoRIA Table 4: SIIM pneumothorax segmentation, U-Net encoder from GLoRIA vs random",
-                 ["encoder init", "source", "Kaggle Dice, best val.", "Kaggle Dice, last epoch",
-                  "Kaggle Dice of an all-empty prediction", "Dice on positive images, best val.",
-                  "Dice on positive images, last epoch"], rows,
-                 "Kaggle Dice: an empty ground truth scores 1 only for an empty prediction, so predicting nothing "
-                 "anywhere scores the share of negative test images (the all-empty column, measured on the same "
-                 "images). best: the weights of the best validation Kaggle Dice; last: the last epoch's, which "
-                 "GLoRIA's official code tests. Several seeds: mean ± sample standard deviation.")  # fmt: skip
+        rows.append(
+            [
+                init,
+                f"ours, phantom, 100 %, {seeds} seed{'s' * (seeds != 1)}",
+                *[format_spread(by_checkpoint.get(c, {}).get(m, [])) for c, m in columns],
+            ]
+        )
+    rows += [
+        [init, "paper, real data, 100 %", None, v[2], None, None, None] for init, v in paper.GLORIA_SIIM_DICE.items()
+    ]
+    return Table(
+        "GLoRIA Table 4: SIIM pneumothorax segmentation, U-Net encoder from GLoRIA vs random",
+        [
+            "encoder init",
+            "source",
+            "Kaggle Dice, best val.",
+            "Kaggle Dice, last epoch",
+            "Kaggle Dice of an all-empty prediction",
+            "Dice on positive images, best val.",
+            "Dice on positive images, last epoch",
+        ],
+        rows,
+        "Kaggle Dice: an empty ground truth scores 1 only for an empty prediction, so predicting nothing "
+        "anywhere scores the share of negative test images (the all-empty column, measured on the same "
+        "images). best: the weights of the best validation Kaggle Dice; last: the last epoch's, which "
+        "GLoRIA's official code tests. Several seeds: mean ± sample standard deviation.",
+    )
 
 
 def collect_tables(out_dir: Path) -> list[Table]:
@@ -231,8 +276,12 @@ def _figures(out_dir: Path, bundle_overrides: Mapping[str, dict]) -> list[dict]:
     mimic = out_dir / "data" / "mimic-cxr"
     try:
         entries = load_datalist(out_dir / "cxr_xattn" / "datalist.json", mimic)["test"]
-        info = localization_case_figure(out_dir / "cxr_xattn" / "predictions" / "predictions.json", entries, mimic,
-                                        figures_dir / "fig2_localization.png")  # fmt: skip
+        info = localization_case_figure(
+            out_dir / "cxr_xattn" / "predictions" / "predictions.json",
+            entries,
+            mimic,
+            figures_dir / "fig2_localization.png",
+        )
         figures.append(
             {
                 "file": "figures/fig2_localization.png",
@@ -247,8 +296,13 @@ def _figures(out_dir: Path, bundle_overrides: Mapping[str, dict]) -> list[dict]:
     covid = out_dir / "data" / "covid"
     try:
         entries = load_datalist(out_dir / "cxr_xattn" / "datalist_covid.json", covid)["test"]
-        localization_case_figure(out_dir / "cxr_xattn" / "predictions_covid" / "predictions.json", entries, covid,
-                                 figures_dir / "fig3_covid_case_study.png", n=4)  # fmt: skip
+        localization_case_figure(
+            out_dir / "cxr_xattn" / "predictions_covid" / "predictions.json",
+            entries,
+            covid,
+            figures_dir / "fig3_covid_case_study.png",
+            n=4,
+        )
         figures.append(
             {
                 "file": "figures/fig3_covid_case_study.png",
@@ -265,12 +319,17 @@ def _figures(out_dir: Path, bundle_overrides: Mapping[str, dict]) -> list[dict]:
         from monai_xattn.bundles_cli import bundle_root
 
         config_dir = bundle_root() / "gloria_eval" / "configs"
-        overrides = {**bundle_overrides.get("gloria_eval", {}), "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
-                     "dataset_dir": out_dir / "data" / "chexpert_eval", "output_dir": out_dir / "gloria_eval"}  # fmt: skip
+        overrides = {
+            **bundle_overrides.get("gloria_eval", {}),
+            "checkpoint": out_dir / "gloria_pretrain" / "model.pt",
+            "dataset_dir": out_dir / "data" / "chexpert_eval",
+            "output_dir": out_dir / "gloria_eval",
+        }
         entries = json.loads((out_dir / "gloria_eval" / "eval_datalist.json").read_text())["test"]
         entries = [{**e, "image": str(out_dir / "data" / "chexpert_eval" / e["image"])} for e in entries]
-        info = gloria_attention_case_figure([str(config_dir / "evaluate.json")], overrides, entries,
-                                            figures_dir / "fig4_gloria_attention.png")  # fmt: skip
+        info = gloria_attention_case_figure(
+            [str(config_dir / "evaluate.json")], overrides, entries, figures_dir / "fig4_gloria_attention.png"
+        )
         figures.append(
             {
                 "file": "figures/fig4_gloria_attention.png",
@@ -325,36 +384,69 @@ def write_report(out_dir: str | Path, profile: str = "cpu") -> dict:
     timings = [[name, s["seconds"]] for name, s in steps.items()]
     total = sum(s["seconds"] for s in steps.values())
     versions = _versions()
-    intro = ("Reproduction of Bhalodia et al. (MICCAI 2021, attribute cross-attention localization) and Huang et al. "
-             "(ICCV 2021, GLoRIA) with monai_xattn's MONAI bundles. **Ours: this run, on the synthetic phantom** "
-             f"(profile `{profile}`, difficulty `{settings.get('difficulty')}`). **Paper: published, on the real "
-             "datasets.** The two are not comparable in value; the comparison is of the method rows' order.")  # fmt: skip
+    intro = (
+        "Reproduction of Bhalodia et al. (MICCAI 2021, attribute cross-attention localization) and Huang et al. "
+        "(ICCV 2021, GLoRIA) with monai_xattn's MONAI bundles. **Ours: this run, on the synthetic phantom** "
+        f"(profile `{profile}`, difficulty `{settings.get('difficulty')}`). **Paper: published, on the real "
+        "datasets.** The two are not comparable in value; the comparison is of the method rows' order."
+    )
     summary = "\n\n".join(t.markdown() for t in tables)
 
     md = ["# monai_xattn demo report", "", intro, "", summary, "", "## Figures", ""]
     md += [f"![{f['caption']}]({f['file']})\n\n{f['caption']}\n" if f["file"] else f"{f['caption']}\n" for f in figures]
-    md += ["## Training curves", "", "In report.html (SVG).", "", "## Settings", "", "```json",
-           json.dumps(settings, indent=1, default=str), "```", "", "## Timings (s)", "",
-           Table("Steps", ["step", "seconds"], timings + [["total", round(total, 1)]]).markdown(), "",
-           "## Versions", "", *[f"- {k}: {v}" for k, v in versions.items()], ""]  # fmt: skip
+    md += [
+        "## Training curves",
+        "",
+        "In report.html (SVG).",
+        "",
+        "## Settings",
+        "",
+        "```json",
+        json.dumps(settings, indent=1, default=str),
+        "```",
+        "",
+        "## Timings (s)",
+        "",
+        Table("Steps", ["step", "seconds"], timings + [["total", round(total, 1)]]).markdown(),
+        "",
+        "## Versions",
+        "",
+        *[f"- {k}: {v}" for k, v in versions.items()],
+        "",
+    ]
     (out_dir / "report.md").write_text("\n".join(md), encoding="utf-8")
 
     body = [f"<h1>monai_xattn demo report</h1><p>{_md_bold(intro)}</p>", "<h2>Tables</h2>"]
     body += [t.html() for t in tables]
     body.append("<h2>Figures</h2>")
-    body += [f'<figure><img src="{f["file"]}" alt="{html.escape(f["caption"])}"><figcaption>'
-             f'{html.escape(f["caption"])}</figcaption></figure>' if f["file"] else
-             f'<p class="note">{html.escape(f["caption"])}</p>' for f in figures]  # fmt: skip
-    body += ["<h2>Training curves</h2>", '<div class="charts">' + "".join(charts) + "</div>",
-             "<h2>Settings</h2>", f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
-             Table("Timings (s)", ["step", "seconds"], timings + [["total", round(total, 1)]]).html(),
-             "<h2>Versions</h2><ul>" + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>"
-                                              for k, v in versions.items()) + "</ul>"]  # fmt: skip
-    page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>monai_xattn demo report</title>'
-            f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>")  # fmt: skip
+    body += [
+        f'<figure><img src="{f["file"]}" alt="{html.escape(f["caption"])}"><figcaption>'
+        f"{html.escape(f['caption'])}</figcaption></figure>"
+        if f["file"]
+        else f'<p class="note">{html.escape(f["caption"])}</p>'
+        for f in figures
+    ]
+    body += [
+        "<h2>Training curves</h2>",
+        '<div class="charts">' + "".join(charts) + "</div>",
+        "<h2>Settings</h2>",
+        f"<pre>{html.escape(json.dumps(settings, indent=1, default=str))}</pre>",
+        Table("Timings (s)", ["step", "seconds"], timings + [["total", round(total, 1)]]).html(),
+        "<h2>Versions</h2><ul>"
+        + "".join(f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in versions.items())
+        + "</ul>",
+    ]
+    page = (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>monai_xattn demo report</title>'
+        f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>"
+    )
     (out_dir / "report.html").write_text(page, encoding="utf-8")
-    return {"report": str(out_dir / "report.html"), "summary": summary, "figures": figures,
-            "tables": [t.title for t in tables]}  # fmt: skip
+    return {
+        "report": str(out_dir / "report.html"),
+        "summary": summary,
+        "figures": figures,
+        "tables": [t.title for t in tables],
+    }
 
 
 def _md_bold(text: str) -> str:

@@ -55,14 +55,16 @@ def localization_case_figure(
             Path(entry["report"]).read_text(encoding="utf-8") if entry.get("report") else entry.get("report_text", "")
         )
         probs = record.get("attribute_probs", [])
-        panels.append(LocalizationPanel(
-            image=load(entry["image"]),
-            gt_boxes=_ground_truth_boxes(dataset_dir, record["image_id"]),
-            pred_boxes=record["boxes"],
-            gt_attributes=extract_attributes(report).present if report else [],
-            pred_attributes=[names[i] for i, p in enumerate(probs) if p >= attribute_threshold],
-            title=record["image_id"],
-        ))  # fmt: skip
+        panels.append(
+            LocalizationPanel(
+                image=load(entry["image"]),
+                gt_boxes=_ground_truth_boxes(dataset_dir, record["image_id"]),
+                pred_boxes=record["boxes"],
+                gt_attributes=extract_attributes(report).present if report else [],
+                pred_attributes=[names[i] for i, p in enumerate(probs) if p >= attribute_threshold],
+                title=record["image_id"],
+            )
+        )
     if not panels:
         raise ValueError(f"{predictions_file} has no prediction for the given entries")
     localization_figure(panels, path)

@@ -11,8 +11,9 @@ __all__ = ["line_chart"]
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf")
 
 
-def line_chart(series: Mapping[str, Sequence[float]], title: str, width: int = 320, height: int = 180,
-               x_label: str = "epoch") -> str:  # fmt: skip
+def line_chart(
+    series: Mapping[str, Sequence[float]], title: str, width: int = 320, height: int = 180, x_label: str = "epoch"
+) -> str:
     """An SVG line chart of each series against its 1-based index.
 
     Args:
@@ -41,21 +42,25 @@ def line_chart(series: Mapping[str, Sequence[float]], title: str, width: int = 3
     def sy(y: float) -> float:
         return top + (1 - (y - y0) / (y1 - y0)) * ph
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
-             f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
-             f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>']  # fmt: skip
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" class="chart">',
+        f'<text x="{width / 2}" y="14" text-anchor="middle" font-size="12">{html.escape(title)}</text>',
+        f'<rect x="{left}" y="{top}" width="{pw}" height="{ph}" fill="none" stroke="#999"/>',
+    ]
     for value in (y0, y1):
         parts.append(
             f'<text x="{left - 4}" y="{sy(value) + 4:.1f}" text-anchor="end" font-size="10">{value:.3g}</text>'
         )
-    parts.append(f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" font-size="10">{x_label} '
-                 f"1-{x1}</text>")  # fmt: skip
+    parts.append(
+        f'<text x="{left + pw / 2}" y="{height - 6}" text-anchor="middle" font-size="10">{x_label} 1-{x1}</text>'
+    )
     for k, (name, pts) in enumerate(finite.items()):
         colour = _COLOURS[k % len(_COLOURS)]
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in pts)
         parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="1.8" points="{path}"/>')
         parts += [f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="2" fill="{colour}"/>' for x, y in pts]
-        parts.append(f'<text x="{left + 6}" y="{top + 12 + 12 * k}" font-size="10" fill="{colour}">'
-                     f"{html.escape(name)}</text>")  # fmt: skip
+        parts.append(
+            f'<text x="{left + 6}" y="{top + 12 + 12 * k}" font-size="10" fill="{colour}">{html.escape(name)}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)

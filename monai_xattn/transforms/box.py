@@ -386,9 +386,20 @@ def detection_train_transforms(
             ``LoadImaged`` write it), ``0`` for a plain ``(1, W, H)`` tensor, ``"no_channel"`` for ``(W, H)``.
     """
     return _detection_transforms(
-        True, image_key, box_key, label_key, size, flip_prob, flip_axes, label_names, keep_aspect, normalize, load,
-        loader_kwargs, channel_dim,
-    )  # fmt: skip
+        True,
+        image_key,
+        box_key,
+        label_key,
+        size,
+        flip_prob,
+        flip_axes,
+        label_names,
+        keep_aspect,
+        normalize,
+        load,
+        loader_kwargs,
+        channel_dim,
+    )
 
 
 def detection_eval_transforms(
@@ -410,6 +421,17 @@ def detection_eval_transforms(
     :func:`detection_train_transforms`.
     """
     return _detection_transforms(
-        False, image_key, box_key, label_key, size, 0.0, (), label_names, keep_aspect, normalize, load, loader_kwargs,
+        False,
+        image_key,
+        box_key,
+        label_key,
+        size,
+        0.0,
+        (),
+        label_names,
+        keep_aspect,
+        normalize,
+        load,
+        loader_kwargs,
         channel_dim,
-    )  # fmt: skip
+    )

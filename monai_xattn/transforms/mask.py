@@ -103,16 +103,19 @@ class RLEToMaskd(MapTransform):
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
         if self.image_key not in d:
-            raise KeyError(f"{type(self).__name__}: sample {self._sample_name(d)} has no image key "
-                           f"{self.image_key!r} to take the mask size from")  # fmt: skip
+            raise KeyError(
+                f"{type(self).__name__}: sample {self._sample_name(d)} has no image key "
+                f"{self.image_key!r} to take the mask size from"
+            )
         image = d[self.image_key]
         mode = d.get(self.mode_key) if self.mode_key else None
         for key, mask_key in self.key_iterator(d, self.mask_keys):
             try:
                 mask = self.decoder(d[key], image.shape[1:], mode=mode)
             except ValueError as err:
-                raise ValueError(f"sample {self._sample_name(d)}, key {key!r} (image {tuple(image.shape[1:])}): "
-                                 f"{err}") from None  # fmt: skip
+                raise ValueError(
+                    f"sample {self._sample_name(d)}, key {key!r} (image {tuple(image.shape[1:])}): {err}"
+                ) from None
             if isinstance(image, MetaTensor):
                 # same affine and meta as the image: spatial transforms and Invertd then act on both alike
                 mask = MetaTensor(mask, meta=dict(image.meta))

@@ -57,9 +57,7 @@ def _plain_dict(*args: Any) -> dict:
 # plain data types that OmegaConf's metadata names as values (``object_type=dict``) and torch does not admit by
 # default: bound to themselves, or to a plain equivalent; calling them runs no code of the file
 _PLAIN_TYPES: dict[str, Any] = {
-    **{
-        f"builtins.{t.__name__}": t for t in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bool)
-    },  # fmt: skip
+    **{f"builtins.{t.__name__}": t for t in (dict, list, tuple, set, frozenset, int, float, complex, str, bytes, bool)},
     "collections.defaultdict": _plain_dict,
 }
 
@@ -101,8 +99,10 @@ def _foreign_names(path: str) -> list[str]:
     try:
         return list(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except Exception as err:  # a legacy (non-zip) or damaged file: nothing more to learn from it
-        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(err).__name__}: "
-                                    f"{str(err).splitlines()[0] if str(err) else ''})") from err  # fmt: skip
+        raise CheckpointError(
+            path,
+            f"not a readable PyTorch checkpoint ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''})",
+        ) from err
 
 
 def load_checkpoint_file(
@@ -149,8 +149,10 @@ def load_checkpoint_file(
                 n for n in names if n not in _PLAIN_TYPES
             )
     except Exception as err:
-        raise CheckpointError(path, f"not a readable {what} even with stand-ins for {sorted(names)} "
-                                    f"({type(err).__name__}: {_first_line(err)})") from err  # fmt: skip
+        raise CheckpointError(
+            path,
+            f"not a readable {what} even with stand-ins for {sorted(names)} ({type(err).__name__}: {_first_line(err)})",
+        ) from err
 
 
 def _first_line(err: BaseException) -> str:
@@ -214,18 +216,25 @@ def read_state_dict(
         fmt, state = "lightning", dict(obj["state_dict"])
     elif isinstance(obj.get("image_encoder"), Mapping):
         fmt = "monai_xattn_gloria"
-        state = {f"{part}.{k}": v for part in ("image_encoder", "text_encoder")
-                 if isinstance(obj.get(part), Mapping) for k, v in obj[part].items()}  # fmt: skip
+        state = {
+            f"{part}.{k}": v
+            for part in ("image_encoder", "text_encoder")
+            if isinstance(obj.get(part), Mapping)
+            for k, v in obj[part].items()
+        }
     else:
         container = next((k for k in _CONTAINERS if isinstance(obj.get(k), Mapping)), None)
-        fmt, state = ("state_dict", dict(obj)) if container is None else (f"container:{container}",
-                                                                           dict(obj[container]))  # fmt: skip
+        fmt, state = (
+            ("state_dict", dict(obj)) if container is None else (f"container:{container}", dict(obj[container]))
+        )
     not_tensors = sorted(str(k) for k, v in state.items() if not isinstance(v, Tensor))
     if len(not_tensors) == len(state):
         raise CheckpointError(path, f"not a {what}: it holds no tensors (top-level keys: {sorted(map(str, obj))[:8]})")
     if not_tensors:
-        raise CheckpointError(path, f"not a {what}: entries {not_tensors[:5]} are not tensors (top-level keys: "
-                                    f"{sorted(map(str, obj))[:8]})")  # fmt: skip
+        raise CheckpointError(
+            path,
+            f"not a {what}: entries {not_tensors[:5]} are not tensors (top-level keys: {sorted(map(str, obj))[:8]})",
+        )
     if all(str(k).startswith("module.") for k in state):
         state = {k[len("module.") :]: v for k, v in state.items()}
         fmt += "+ddp"

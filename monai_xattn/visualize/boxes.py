@@ -71,8 +71,9 @@ def localization_panel(panel: LocalizationPanel, size: int = 256, max_pred: int 
     scale = size / w
     picture = Image.fromarray(grey).convert("RGB").resize((size, round(h * scale)))
     draw_box_outlines(picture, panel.gt_boxes, GT_COLOUR, width=2, scale=scale)
-    draw_box_outlines(picture, torch.as_tensor(panel.pred_boxes).reshape(-1, 4)[:max_pred], PRED_COLOUR, width=2,
-                      scale=scale)  # fmt: skip
+    draw_box_outlines(
+        picture, torch.as_tensor(panel.pred_boxes).reshape(-1, 4)[:max_pred], PRED_COLOUR, width=2, scale=scale
+    )
     font = ImageFont.load_default()
     text = [(panel.title, (0, 0, 0))] if panel.title else []
     text += [(line, GT_COLOUR) for line in _wrap("GT: ", panel.gt_attributes, size - 8, font)]

@@ -45,8 +45,16 @@ def test_data_is_prepared_by_the_one_step(path):
 @pytest.mark.parametrize("bundle", TRAINING)
 def test_training_bundles_share_keys_and_attach_handlers_one_way(bundle):
     config = _json(BUNDLES / bundle / "configs" / "train.json")
-    for key in ("dataset_dir", "datalist_file", "adapter", "make_phantom", "phantom_studies", "phantom_size",
-                "phantom_difficulty", "prepare_data"):  # fmt: skip
+    for key in (
+        "dataset_dir",
+        "datalist_file",
+        "adapter",
+        "make_phantom",
+        "phantom_studies",
+        "phantom_size",
+        "phantom_difficulty",
+        "prepare_data",
+    ):
         assert key in config, key
     assert config["prepare_data"]["_target_"] == "monai_xattn.data.prepare_datalist"
     assert "@prepare_data" in config["initialize"]

@@ -92,9 +92,12 @@ def test_classifier_rejects_unknown_stride():
 
 def test_label_entries():
     entries = [
-        {"image": "a", "labels": {"Pneumonia": 1}}, {"image": "b", "labels": {"Pneumonia": 0}},
-        {"image": "c", "labels": {"Pneumonia": -1}}, {"image": "d"}, {"image": "e", "labels": {"Pneumonia": None}},
-    ]  # fmt: skip
+        {"image": "a", "labels": {"Pneumonia": 1}},
+        {"image": "b", "labels": {"Pneumonia": 0}},
+        {"image": "c", "labels": {"Pneumonia": -1}},
+        {"image": "d"},
+        {"image": "e", "labels": {"Pneumonia": None}},
+    ]
     out = pneumonia_label_entries(entries)
     assert [(e["image"], float(e["label"])) for e in out] == [("a", 1.0), ("b", 0.0), ("e", 0.0)]
     with pytest.raises(ValueError, match="Pneumonia"):

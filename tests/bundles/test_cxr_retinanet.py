@@ -40,9 +40,18 @@ def _run(root: Path, names: tuple[str, ...], *args: str, torchrun: bool = False)
 def test_metadata():
     meta = json.loads((CONFIGS / "metadata.json").read_text())
     for key in (
-        "version", "changelog", "monai_version", "pytorch_version", "numpy_version", "required_packages_version",
-        "task", "description", "authors", "copyright", "network_data_format",
-    ):  # fmt: skip
+        "version",
+        "changelog",
+        "monai_version",
+        "pytorch_version",
+        "numpy_version",
+        "required_packages_version",
+        "task",
+        "description",
+        "authors",
+        "copyright",
+        "network_data_format",
+    ):
         assert meta.get(key), key
     assert meta["version"] in meta["changelog"]
     assert meta["monai_version"] == monai.__version__.split("+")[0]

@@ -18,10 +18,26 @@ BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "cxr_retinanet"
 
 def _run(configs: list[str], out: Path, data: Path) -> None:
     files = str([str(BUNDLE / "configs" / c) for c in configs])
-    overrides = ["--bundle_root", str(BUNDLE), "--output_dir", str(out), "--dataset_dir", str(data),
-                 "--phantom_studies", "240", "--phantom_difficulty", "easy", "--progress", "False"]  # fmt: skip
-    subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides],
-                   check=True, cwd=out.parent, capture_output=True)  # fmt: skip
+    overrides = [
+        "--bundle_root",
+        str(BUNDLE),
+        "--output_dir",
+        str(out),
+        "--dataset_dir",
+        str(data),
+        "--phantom_studies",
+        "240",
+        "--phantom_difficulty",
+        "easy",
+        "--progress",
+        "False",
+    ]
+    subprocess.run(
+        [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides],
+        check=True,
+        cwd=out.parent,
+        capture_output=True,
+    )
 
 
 def _centre_boxes(train: list[dict], test: list[dict]) -> list[np.ndarray]:

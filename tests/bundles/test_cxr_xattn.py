@@ -106,8 +106,15 @@ def test_train_resume_evaluate_infer(tmp_path, detector_checkpoint):
 
 @pytest.mark.slow
 def test_multi_gpu_config_with_torchrun_gloo(tmp_path, detector_checkpoint):
-    log = _run(tmp_path, ("train", "multi_gpu_train"), "--epochs", "1", "--detector_checkpoint",
-               str(detector_checkpoint), torchrun=True)  # fmt: skip
+    log = _run(
+        tmp_path,
+        ("train", "multi_gpu_train"),
+        "--epochs",
+        "1",
+        "--detector_checkpoint",
+        str(detector_checkpoint),
+        torchrun=True,
+    )
     assert "train_loss" in log
     state = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["network"])

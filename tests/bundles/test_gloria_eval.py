@@ -146,9 +146,19 @@ def test_bundle_evaluates_from_the_official_checkpoint(official_gloria, tmp_path
 
     from monai_xattn.bundles_cli import bundle_command
 
-    overrides = {"bundle_root": tmp_path, "output_dir": tmp_path / "eval", "checkpoint": official_gloria.path,
-                 "depth": 50, "image_input_size": 299, "phantom_studies": 200, "phantom_size": 64, "resize": 64,
-                 "crop": 64, "n_per_class": 2, "batch_size": 10}  # fmt: skip
+    overrides = {
+        "bundle_root": tmp_path,
+        "output_dir": tmp_path / "eval",
+        "checkpoint": official_gloria.path,
+        "depth": 50,
+        "image_input_size": 299,
+        "phantom_studies": 200,
+        "phantom_size": 64,
+        "resize": 64,
+        "crop": 64,
+        "n_per_class": 2,
+        "batch_size": 10,
+    }
     cmd = bundle_command("gloria_eval", ["evaluate.json"], overrides)
     proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -52,8 +52,13 @@ def trained(tmp_path_factory):
 def test_learns_on_easy_phantom(trained):
     root, settings = trained
     # the last checkpoint on validation + test images: Dice on positives vs an all-empty prediction's (0)
-    ev = _workflow(["train.json", "evaluate.json"], "eval", checkpoint=str(root / "models" / "last.pt"),
-                   eval_split="validation", **settings)  # fmt: skip
+    ev = _workflow(
+        ["train.json", "evaluate.json"],
+        "eval",
+        checkpoint=str(root / "models" / "last.pt"),
+        eval_split="validation",
+        **settings,
+    )
     ev.run()
     metrics = ev.parser.get_parsed_content("validate#evaluator").state.metrics
     datalist = json.loads((root / "models" / "datalist.json").read_text())
@@ -111,10 +116,23 @@ def test_precise_bn_runs_before_validation_and_follows_its_switches(tmp_path):
 def test_early_stopping_and_precise_bn_shape_the_last_checkpoint(tmp_path):
     # a validation score that never improves stops training after `patience` more validations; last.pt is still
     # written for the epoch it stopped at, with the statistics precise BN re-estimated from one batch
-    settings = {"bundle_root": str(tmp_path), **FAST, "phantom_studies": 24, "spatial_size": 32, "batch_size": 4,
-                "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
-    wf = _workflow(["train.json"], "train", epochs=4, early_stop_patience=1, precise_bn_batches=1,
-                   **{"validate#early_stop#score_function": "$lambda engine: 0.0"}, **settings)  # fmt: skip
+    settings = {
+        "bundle_root": str(tmp_path),
+        **FAST,
+        "phantom_studies": 24,
+        "spatial_size": 32,
+        "batch_size": 4,
+        "decoder_channels": [32, 16, 16, 8, 8],
+    }
+    wf = _workflow(
+        ["train.json"],
+        "train",
+        epochs=4,
+        early_stop_patience=1,
+        precise_bn_batches=1,
+        **{"validate#early_stop#score_function": "$lambda engine: 0.0"},
+        **settings,
+    )
     wf.run()
     last = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     trainer = last["trainer"]
@@ -126,8 +144,16 @@ def test_early_stopping_and_precise_bn_shape_the_last_checkpoint(tmp_path):
 
 def test_official_gloria_checkpoint_initialises_trains_and_evaluates(official_gloria, tmp_path):
     # the acceptance: `python -m monai.bundle run` with --init gloria --weights <official checkpoint>
-    settings = {"bundle_root": tmp_path, "phantom_studies": 24, "phantom_size": 64, "spatial_size": 64, "depth": 50,
-                "batch_size": 4, "epochs": 1, "decoder_channels": [32, 16, 16, 8, 8]}  # fmt: skip
+    settings = {
+        "bundle_root": tmp_path,
+        "phantom_studies": 24,
+        "phantom_size": 64,
+        "spatial_size": 64,
+        "depth": 50,
+        "batch_size": 4,
+        "epochs": 1,
+        "decoder_channels": [32, 16, 16, 8, 8],
+    }
     init = {"init": "gloria", "weights": official_gloria.path}
     network = _parser(**{k: str(v) if isinstance(v, Path) else v for k, v in {**settings, **init}.items()})
     network = network.get_parsed_content("network_def")
@@ -137,8 +163,14 @@ def test_official_gloria_checkpoint_initialises_trains_and_evaluates(official_gl
     torch.testing.assert_close(network.encoder.conv1.weight, stem.sum(1, keepdim=True).transpose(-1, -2))
     env = {**os.environ, "OMP_NUM_THREADS": "2"}
     for configs, extra in ((["train.json"], init), (["train.json", "evaluate.json"], {"eval_checkpoint": "last"})):
-        proc = subprocess.run(bundle_command("siim_unet", configs, {**settings, **extra}), cwd=tmp_path, env=env,
-                              capture_output=True, text=True, timeout=300)  # fmt: skip
+        proc = subprocess.run(
+            bundle_command("siim_unet", configs, {**settings, **extra}),
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
     metrics = _metrics_csv(tmp_path / "models" / "eval_last" / "metrics.csv")
     assert all(0.0 <= metrics[k] <= 1.0 for k in ("val_kaggle_dice", "val_positive_dice", "val_empty_kaggle_dice"))
@@ -146,8 +178,7 @@ def test_official_gloria_checkpoint_initialises_trains_and_evaluates(official_gl
 
 def test_inference_writes_png_masks_and_matching_rle_csv(trained):
     root, settings = trained
-    wf = _workflow(["train.json", "inference.json"], "infer", checkpoint=str(root / "models" / "last.pt"),
-                   **settings)  # fmt: skip
+    wf = _workflow(["train.json", "inference.json"], "infer", checkpoint=str(root / "models" / "last.pt"), **settings)
     wf.run()
     out = root / "models" / "inference"
     with open(out / "submission.csv", newline="") as f:
@@ -171,10 +202,23 @@ def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
         "epochs": 1,
         "decoder_channels": [64, 32, 16, 16, 8],
     }
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-           "-m", "monai.bundle", "run", "--config_file",
-           json.dumps([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]),
-           "--meta_file", str(CONFIGS / "metadata.json"), "--logging_file", str(CONFIGS / "logging.conf")]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nnodes=1",
+        "--nproc_per_node=2",
+        "-m",
+        "monai.bundle",
+        "run",
+        "--config_file",
+        json.dumps([str(CONFIGS / "train.json"), str(CONFIGS / "multi_gpu_train.json")]),
+        "--meta_file",
+        str(CONFIGS / "metadata.json"),
+        "--logging_file",
+        str(CONFIGS / "logging.conf"),
+    ]
     for key, value in overrides.items():
         cmd += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
@@ -186,8 +230,14 @@ def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
 def test_inference_writes_nifti_masks_matching_rle_csv(trained):
     root, settings = trained
     out = root / "models" / "inference_nii"
-    wf = _workflow(["train.json", "inference.json"], "infer", checkpoint=str(root / "models" / "last.pt"),
-                   mask_format=".nii.gz", infer_dir=str(out), **settings)  # fmt: skip
+    wf = _workflow(
+        ["train.json", "inference.json"],
+        "infer",
+        checkpoint=str(root / "models" / "last.pt"),
+        mask_format=".nii.gz",
+        infer_dir=str(out),
+        **settings,
+    )
     wf.run()
     with open(out / "submission.csv", newline="") as f:
         rows = list(csv.reader(f))[1:]

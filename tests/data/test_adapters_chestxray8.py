@@ -48,8 +48,13 @@ def nih_root(tmp_path):
 def test_readers_handle_header_quirks(nih_root):
     entries = read_data_entry(nih_root / "Data_Entry_2017_v2020.csv")
     assert list(entries.iloc[0][["image", "patient_id", "view", "orig_width", "orig_height", "spacing_y"]]) == [
-        "00000001_000.png", "1", "PA", "2682", "2749", "0.143",
-    ]  # fmt: skip
+        "00000001_000.png",
+        "1",
+        "PA",
+        "2682",
+        "2749",
+        "0.143",
+    ]
     boxes = read_bbox_list(nih_root / "BBox_List_2017.csv")
     assert boxes.iloc[0][["x0", "y0", "x1", "y1"]].tolist() == [10.5, 12.25, 30.625, 20.25]
     assert boxes["line"].tolist() == [2, 3, 4, 5]

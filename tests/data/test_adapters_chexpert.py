@@ -116,9 +116,15 @@ def synthetic_train(n=60, seed=0):
         elif kind == 3:
             labels["No Finding"] = 1.0  # No Finding is free: kept
         records.append(
-            {"Path": f"CheXpert-v1.0-small/train/patient{i:05d}/study1/view1_frontal.jpg", "Sex": "Male", "Age": 50,
-             "Frontal/Lateral": "Lateral" if rng.random() < 0.1 else "Frontal", "AP/PA": "AP", **labels}
-        )  # fmt: skip
+            {
+                "Path": f"CheXpert-v1.0-small/train/patient{i:05d}/study1/view1_frontal.jpg",
+                "Sex": "Male",
+                "Age": 50,
+                "Frontal/Lateral": "Lateral" if rng.random() < 0.1 else "Frontal",
+                "AP/PA": "AP",
+                **labels,
+            }
+        )
     return pd.DataFrame(records)
 
 

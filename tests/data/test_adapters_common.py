@@ -116,8 +116,16 @@ def test_boxes_and_checks():
 
 def test_views():
     assert [normalize_view(v) for v in ["PA", "ap", "AP Supine", "L", "LL", "LATERAL", "", "PA LLD", None]] == [
-        "PA", "AP", "AP", "LATERAL", "LATERAL", "LATERAL", "OTHER", "OTHER", "OTHER",
-    ]  # fmt: skip
+        "PA",
+        "AP",
+        "AP",
+        "LATERAL",
+        "LATERAL",
+        "LATERAL",
+        "OTHER",
+        "OTHER",
+        "OTHER",
+    ]
 
 
 def test_report_counts_and_prints():
@@ -161,8 +169,11 @@ def test_cli_options(tmp_path, capsys):
     from monai_xattn.data.datalist_cli import parse_options
 
     assert parse_options(['views=["PA", "AP"]', "uncertain=ones", "read_headers=false", "x=1.5"]) == {
-        "views": ["PA", "AP"], "uncertain": "ones", "read_headers": False, "x": 1.5,
-    }  # fmt: skip
+        "views": ["PA", "AP"],
+        "uncertain": "ones",
+        "read_headers": False,
+        "x": 1.5,
+    }
     with pytest.raises(ValueError, match="KEY=VALUE"):
         parse_options(["views"])
     (tmp_path / "d").mkdir()

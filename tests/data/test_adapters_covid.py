@@ -9,9 +9,14 @@ from monai_xattn.data.datalist import DatalistError
 def meta_line(patient, finding, view, modality, folder, filename, notes=""):
     values = dict.fromkeys(COVID_COLUMNS, "")
     values.update(
-        patientid=patient, finding=finding, view=view, modality=modality, folder=folder, filename=filename,
+        patientid=patient,
+        finding=finding,
+        view=view,
+        modality=modality,
+        folder=folder,
+        filename=filename,
         clinical_notes=notes,
-    )  # fmt: skip
+    )
     return ",".join(f'"{values[c]}"' if "," in values[c] else values[c] for c in COVID_COLUMNS) + ","
 
 

@@ -33,8 +33,17 @@ def test_mimic_tables_and_tree(phantom_root):
     for name, ext in (("mimic-cxr", "dcm"), ("mimic-cxr-jpg", "jpg")):
         root = phantom_root / name
         meta = pd.read_csv(root / "mimic-cxr-2.0.0-metadata.csv.gz", dtype=str)
-        assert list(meta.columns[:9]) == ["dicom_id", "subject_id", "study_id", "PerformedProcedureStepDescription",
-                                          "ViewPosition", "Rows", "Columns", "StudyDate", "StudyTime"]  # fmt: skip
+        assert list(meta.columns[:9]) == [
+            "dicom_id",
+            "subject_id",
+            "study_id",
+            "PerformedProcedureStepDescription",
+            "ViewPosition",
+            "Rows",
+            "Columns",
+            "StudyDate",
+            "StudyTime",
+        ]
         assert meta["study_id"].nunique() == N and len(meta) > N  # some studies have a lateral view
         assert set(meta["ViewPosition"]) >= {"PA", "AP", "LATERAL"}
         assert meta["dicom_id"].str.fullmatch(r"([0-9a-f]{8}-){4}[0-9a-f]{8}").all()
@@ -53,8 +62,16 @@ def test_mimic_tables_and_tree(phantom_root):
 
 
 def test_mimic_dicom_variety_and_decoding(phantom_root):
-    seen = {"photometric": set(), "bits": set(), "syntax": set(), "voi_lut": 0, "multi_window": 0, "rescale": 0,
-            "pixel_spacing": 0, "imager_spacing": 0}  # fmt: skip
+    seen = {
+        "photometric": set(),
+        "bits": set(),
+        "syntax": set(),
+        "voi_lut": 0,
+        "multi_window": 0,
+        "rescale": 0,
+        "pixel_spacing": 0,
+        "imager_spacing": 0,
+    }
     files = sorted((phantom_root / "mimic-cxr" / "files").rglob("*.dcm"))
     assert len(files) > N
     for path in files:
@@ -85,8 +102,13 @@ def test_monochrome1_decodes_to_the_same_anatomy(phantom_root, tmp_path):
     image = synthesize_study(np.random.default_rng(3), 96, "easy").image
     decoded = {}
     for photometric in ("MONOCHROME1", "MONOCHROME2"):
-        path = write_cxr_dicom(tmp_path / f"{photometric}.dcm", to_stored(image, photometric, 12, (1.0, -1024.0)),
-                               photometric=photometric, bits_stored=12, rescale=(1.0, -1024.0))  # fmt: skip
+        path = write_cxr_dicom(
+            tmp_path / f"{photometric}.dcm",
+            to_stored(image, photometric, 12, (1.0, -1024.0)),
+            photometric=photometric,
+            bits_stored=12,
+            rescale=(1.0, -1024.0),
+        )
         ds = pydicom.dcmread(path)
         values = apply_modality_lut(ds.pixel_array, ds)
         if ds.PhotometricInterpretation == "MONOCHROME1":
@@ -115,14 +137,32 @@ def test_chestxray8_tables(phantom_root):
     root = phantom_root / "chestxray8"
     assert (root / "BBox_List_2017.csv").read_text().splitlines()[0] == "Image Index,Finding Label,Bbox [x,y,w,h],,,"
     entry = pd.read_csv(root / "Data_Entry_2017.csv")
-    assert list(entry.columns) == ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
-                                   "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
-                                   "OriginalImagePixelSpacing[x", "y]"]  # fmt: skip
+    assert list(entry.columns) == [
+        "Image Index",
+        "Finding Labels",
+        "Follow-up #",
+        "Patient ID",
+        "Patient Age",
+        "Patient Gender",
+        "View Position",
+        "OriginalImage[Width",
+        "Height]",
+        "OriginalImagePixelSpacing[x",
+        "y]",
+    ]
     assert entry["Image Index"].str.fullmatch(r"\d{8}_\d{3}\.png").all() and len(entry) == N
     boxes = pd.read_csv(root / "BBox_List_2017.csv")
     assert boxes.shape[1] == 9 and len(boxes) > 0
-    assert set(boxes["Finding Label"]) <= {"Atelectasis", "Cardiomegaly", "Effusion", "Infiltrate", "Mass", "Nodule",
-                                           "Pneumonia", "Pneumothorax"}  # fmt: skip
+    assert set(boxes["Finding Label"]) <= {
+        "Atelectasis",
+        "Cardiomegaly",
+        "Effusion",
+        "Infiltrate",
+        "Mass",
+        "Nodule",
+        "Pneumonia",
+        "Pneumothorax",
+    }
     listed = (root / "train_val_list.txt").read_text().split() + (root / "test_list.txt").read_text().split()
     assert sorted(listed) == sorted(entry["Image Index"])
     for row in boxes.itertuples(index=False):
@@ -177,8 +217,19 @@ def test_chexpert_covid_ms_cxr_tables(phantom_root):
     assert severity["geographic_mean"].between(0, 8).all() and severity["opacity_mean"].between(0, 6).all()
 
     ms = pd.read_csv(phantom_root / "ms-cxr" / "MS_CXR_Local_Alignment_v1.1.0.csv")
-    assert list(ms.columns) == ["dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width",
-                                "image_height", "split"]  # fmt: skip
+    assert list(ms.columns) == [
+        "dicom_id",
+        "category_name",
+        "label_text",
+        "path",
+        "x",
+        "y",
+        "w",
+        "h",
+        "image_width",
+        "image_height",
+        "split",
+    ]
     assert ((ms.x >= 0) & (ms.y >= 0) & (ms.x + ms.w <= ms.image_width) & (ms.y + ms.h <= ms.image_height)).all()
     assert all((phantom_root / "ms-cxr" / p).is_file() for p in ms["path"])
 
@@ -230,11 +281,16 @@ def test_chexpert_impression_states_every_positive_label(phantom_root):
     """CheXpert's labels were read from the impression, the only text its layout ships: every positive competition
     label is stated there (MIMIC-style reports may leave it in FINDINGS). Typos (medium difficulty) are allowed."""
     root = phantom_root / "chexpert"
-    rows = pd.read_csv(root / "train.csv").merge(pd.read_csv(root / "master_updated.csv")[["Path", "Report Impression"]],
-                                                 on="Path")  # fmt: skip
-    words = {"Atelectasis": ["atelectasis"], "Cardiomegaly": ["cardiomegaly"], "Edema": ["edema"],
-             "Pleural Effusion": ["effusion", "effusions"],
-             "Consolidation": ["consolidation", "consolidative", "airspace"]}  # fmt: skip
+    rows = pd.read_csv(root / "train.csv").merge(
+        pd.read_csv(root / "master_updated.csv")[["Path", "Report Impression"]], on="Path"
+    )
+    words = {
+        "Atelectasis": ["atelectasis"],
+        "Cardiomegaly": ["cardiomegaly"],
+        "Edema": ["edema"],
+        "Pleural Effusion": ["effusion", "effusions"],
+        "Consolidation": ["consolidation", "consolidative", "airspace"],
+    }
     checked = 0
     for label, forms in words.items():
         for impression in rows.loc[rows[label] == 1, "Report Impression"].str.lower():

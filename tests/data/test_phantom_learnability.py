@@ -34,11 +34,16 @@ def train_and_score(difficulty: str) -> float:
     x_test, y_test = pneumonia_vs_normal(difficulty, 80, seed=2)
     torch.manual_seed(0)
     net = torch.nn.Sequential(
-        torch.nn.Conv2d(1, 8, 5, stride=2, padding=2), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
-        torch.nn.Conv2d(16, 16, 3, padding=1), torch.nn.ReLU(),
-        torch.nn.AdaptiveMaxPool2d(1), torch.nn.Flatten(), torch.nn.Linear(16, 1),
-    )  # fmt: skip
+        torch.nn.Conv2d(1, 8, 5, stride=2, padding=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(16, 16, 3, padding=1),
+        torch.nn.ReLU(),
+        torch.nn.AdaptiveMaxPool2d(1),
+        torch.nn.Flatten(),
+        torch.nn.Linear(16, 1),
+    )
     opt = torch.optim.Adam(net.parameters(), 5e-3)
     for _ in range(40):
         for batch in torch.randperm(len(y_train)).split(50):

@@ -131,8 +131,11 @@ def check_text(layout: str, root: Path, gt: dict, groups: dict[int, list[dict]])
                 best[name] = status
         if _PNEUMONIA.search(sentence):
             pneumonia.add(status)
-    for key, status in (("attributes", "positive"), ("uncertain_attributes", "uncertain"),
-                        ("negated_attributes", "negated")):  # fmt: skip
+    for key, status in (
+        ("attributes", "positive"),
+        ("uncertain_attributes", "uncertain"),
+        ("negated_attributes", "negated"),
+    ):
         assert gt[key] == sorted(n for n, s in best.items() if s == status), (gt["image"], key, gt["report"])
 
     stated = set(gt["attributes"]) | set(gt["uncertain_attributes"])

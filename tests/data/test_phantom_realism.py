@@ -107,8 +107,9 @@ def test_sentences_carry_their_findings_and_pneumonia_attributes(mimic):
 
 
 def _site_images(site: str, seeds: range, size: int = 64) -> np.ndarray:
-    return np.stack([synthesize_study(np.random.default_rng([77, k]), size, "medium", "mimic", site=site).image
-                     for k in seeds])  # fmt: skip
+    return np.stack(
+        [synthesize_study(np.random.default_rng([77, k]), size, "medium", "mimic", site=site).image for k in seeds]
+    )
 
 
 def test_sites_are_deterministic_and_each_processes_its_own_way():
@@ -125,8 +126,9 @@ def test_a_site_gap_exists_between_nih_and_mimic():
     (held-out AUC > 0.9): training on one site and testing on the other meets a real distribution shift."""
 
     def features(stack: np.ndarray) -> torch.Tensor:
-        return torch.tensor(np.stack([np.histogram(im, bins=16, range=(0, 1))[0] / im.size for im in stack]),
-                            dtype=torch.float32)  # fmt: skip
+        return torch.tensor(
+            np.stack([np.histogram(im, bins=16, range=(0, 1))[0] / im.size for im in stack]), dtype=torch.float32
+        )
 
     train = [features(_site_images(s, range(0, 60))) for s in ("nih", "mimic")]
     test = [features(_site_images(s, range(60, 100))) for s in ("nih", "mimic")]

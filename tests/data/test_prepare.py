@@ -26,8 +26,16 @@ class CountingAdapter:
 
 
 def _phantom(tmp_path: Path, adapter: CountingAdapter, datalist: Path, make_phantom: bool = True) -> Path:
-    return prepare_datalist(tmp_path / "phantom", datalist, adapter, make_phantom=make_phantom, layout="chestxray8",
-                            phantom_studies=2, phantom_size=32, phantom_workers=1)  # fmt: skip
+    return prepare_datalist(
+        tmp_path / "phantom",
+        datalist,
+        adapter,
+        make_phantom=make_phantom,
+        layout="chestxray8",
+        phantom_studies=2,
+        phantom_size=32,
+        phantom_workers=1,
+    )
 
 
 def test_phantom_and_datalist_are_written_once(tmp_path):

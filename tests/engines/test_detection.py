@@ -151,8 +151,11 @@ def test_detection_writer_maps_boxes_back(tmp_path):
             "filename_or_obj": "a/p1.png",
         },
     )
-    pred = {"boxes": torch.tensor([[32.0, 16.0, 64.0, 32.0], [0.0, 0.0, 8.0, 8.0]]),
-            "labels_scores": torch.tensor([0.9, 0.01]), "labels": torch.tensor([0, 0])}  # fmt: skip
+    pred = {
+        "boxes": torch.tensor([[32.0, 16.0, 64.0, 32.0], [0.0, 0.0, 8.0, 8.0]]),
+        "labels_scores": torch.tensor([0.9, 0.01]),
+        "labels": torch.tensor([0, 0]),
+    }
     engine = Engine(lambda e, batch: {"image": [image], "pred": [pred]})
     DetectionWriter(tmp_path, overlays=True, score_thresh=0.05).attach(engine)
     engine.run([[{"image_id": "p1.png"}]], max_epochs=1)

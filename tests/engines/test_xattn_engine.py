@@ -105,10 +105,13 @@ def test_transforms_prepare_batch_and_a_training_step(mimic):
 def test_loss_masks_uncertain_attributes():
     loss = XAttnTrainLoss()
     pred = {
-        "s_roi": torch.tensor([0.5]), "s_roi_negative": torch.tensor([0.1]), "s_text": torch.tensor([0.5]),
-        "s_text_negative": torch.tensor([0.1]), "has_words": torch.tensor([True]),
+        "s_roi": torch.tensor([0.5]),
+        "s_roi_negative": torch.tensor([0.1]),
+        "s_text": torch.tensor([0.5]),
+        "s_text_negative": torch.tensor([0.1]),
+        "has_words": torch.tensor([True]),
         "attribute_logits": torch.tensor([[3.0, -3.0, 50.0]]),
-    }  # fmt: skip
+    }
     known = loss(pred, {"attributes": torch.tensor([[1.0, 0.0, -1.0]])})
     wrong = loss(pred, {"attributes": torch.tensor([[1.0, 0.0, 0.0]])})
     assert torch.isfinite(known) and known < 0.1 < wrong  # the -1 entry adds nothing; a wrong 0 target does

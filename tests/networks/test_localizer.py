@@ -31,8 +31,12 @@ def test_training_scores_follow_the_head_and_the_negatives():
     words, mask, negatives = _words(2, [3, 0])
     out = loc(images, words=words, word_mask=mask, negative_words=negatives)
     assert {k: tuple(v.shape) for k, v in out.items() if k != "attribute_logits" and k != "alpha"} == {
-        "s_roi": (2,), "s_roi_negative": (2,), "s_text": (2,), "s_text_negative": (2,), "has_words": (2,)
-    }  # fmt: skip
+        "s_roi": (2,),
+        "s_roi_negative": (2,),
+        "s_text": (2,),
+        "s_text_negative": (2,),
+        "has_words": (2,),
+    }
     assert out["has_words"].tolist() == [True, False]
     assert out["attribute_logits"].shape == (2, A)
     # recompute every score from the detector's ROIs with the published formulas
@@ -45,8 +49,12 @@ def test_training_scores_follow_the_head_and_the_negatives():
     neg = rois["negatives"]
     phi_n = head.roi_embedding(neg["r"], neg["s"], neg["g"])
     s_roi_n, _ = cross_attention_scores(phi_n, head.roi_weights(phi_n, neg["s"], neg["mask"]), words, neg["mask"], mask)
-    for got, want in ((out["s_roi"], s_roi), (out["s_text"], s_text), (out["s_text_negative"], s_text_n),
-                      (out["s_roi_negative"], s_roi_n)):  # fmt: skip
+    for got, want in (
+        (out["s_roi"], s_roi),
+        (out["s_text"], s_text),
+        (out["s_text_negative"], s_text_n),
+        (out["s_roi_negative"], s_roi_n),
+    ):
         torch.testing.assert_close(got, want)
     # negatives are other boxes than the top ROIs
     assert not torch.equal(rois["negatives"]["boxes"][0, :1], rois["rois"]["boxes"][0, :1])

@@ -34,8 +34,9 @@ def _in_our_frame(official, key: str, target: torch.Tensor) -> torch.Tensor:
     return value.transpose(-1, -2) if value.ndim == 4 else value
 
 
-def _assert_trunk_equals_file(official, trunk_state: dict[str, torch.Tensor], stages=("layer1", "layer2", "layer3",
-                                                                                      "layer4")) -> None:  # fmt: skip
+def _assert_trunk_equals_file(
+    official, trunk_state: dict[str, torch.Tensor], stages=("layer1", "layer2", "layer3", "layer4")
+) -> None:
     checked = 0
     for key, value in trunk_state.items():
         if key.split(".")[0] in ("conv1", "bn1", *stages):
@@ -63,8 +64,11 @@ def test_unet_detector_probe_and_gloria_hold_the_files_trunk(official_gloria):
 
     model = load_gloria_weights(GLoRIA(depth=50, image_input_size=299), official_gloria.path)
     _assert_trunk_equals_file(official_gloria, model.image_encoder.backbone.state_dict())
-    heads = {"global_proj.weight": "global_embedder.weight", "global_proj.bias": "global_embedder.bias",
-             "local_proj.weight": "local_embedder.weight"}  # fmt: skip
+    heads = {
+        "global_proj.weight": "global_embedder.weight",
+        "global_proj.bias": "global_embedder.bias",
+        "local_proj.weight": "local_embedder.weight",
+    }
     for ours, theirs in heads.items():
         assert torch.equal(
             model.image_encoder.state_dict()[ours], official_gloria.state[f"gloria.img_encoder.{theirs}"]
@@ -85,8 +89,9 @@ def test_network_from_the_file_computes_torchvisions_features(official_gloria):
         pooled = tv.avgpool(tv.layer4(layer3)).flatten(1)
         w = official_gloria.state
         local_ref = torch.nn.functional.conv2d(layer3, w["gloria.img_encoder.local_embedder.weight"])
-        global_ref = torch.nn.functional.linear(pooled, w["gloria.img_encoder.global_embedder.weight"],
-                                                w["gloria.img_encoder.global_embedder.bias"])  # fmt: skip
+        global_ref = torch.nn.functional.linear(
+            pooled, w["gloria.img_encoder.global_embedder.weight"], w["gloria.img_encoder.global_embedder.bias"]
+        )
         local, global_ = model.image_encoder(upright.transpose(-1, -2))  # MONAI frame: (B, 1, W, H)
     torch.testing.assert_close(local, local_ref.transpose(-1, -2), atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(global_, global_ref, atol=1e-4, rtol=1e-4)

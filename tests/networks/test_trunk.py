@@ -8,8 +8,12 @@ from monai_xattn.networks.trunk import TRUNK_DEPTHS, resnet_trunk, resnet_trunk_
 
 
 def _monai_resnet(depth, in_channels=1, stem_stride=2, num_classes=None, bias_downsample=True):
-    kwargs = {"spatial_dims": 2, "n_input_channels": in_channels, "conv1_t_stride": stem_stride,
-              "bias_downsample": bias_downsample}  # fmt: skip
+    kwargs = {
+        "spatial_dims": 2,
+        "n_input_channels": in_channels,
+        "conv1_t_stride": stem_stride,
+        "bias_downsample": bias_downsample,
+    }
     kwargs.update({"feed_forward": False} if num_classes is None else {"num_classes": num_classes})
     return getattr(nets, f"resnet{depth}")(**kwargs)
 

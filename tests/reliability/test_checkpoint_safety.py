@@ -86,8 +86,10 @@ def test_checkpoint_from_another_model_names_the_keys(tmp_path):
     engine = _engine()
     other = nn.Linear(3, 2)
     opt = torch.optim.SGD(other.parameters(), lr=0.1)
-    torch.save({"network": other.state_dict(), "optimizer": opt.state_dict(), "trainer": engine.state_dict()},
-               tmp_path / "last.pt")  # fmt: skip
+    torch.save(
+        {"network": other.state_dict(), "optimizer": opt.state_dict(), "trainer": engine.state_dict()},
+        tmp_path / "last.pt",
+    )
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
     state = {"network": net, "optimizer": torch.optim.SGD(net.parameters(), lr=0.1), "trainer": engine}
     with pytest.raises(CheckpointMismatchError) as err:

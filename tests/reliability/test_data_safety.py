@@ -34,8 +34,9 @@ def _cli(*argv: str) -> tuple[int, str]:
 def dataset(tmp_path_factory) -> Path:
     """A small MIMIC-CXR phantom (DICOMs, reports, CSVs) that every test here treats as a user's dataset."""
     root = tmp_path_factory.mktemp("ds") / "mimic"
-    rc, text = _cli("phantom", "--layout", "mimic-cxr", "--out", str(root),
-                    "--n", "6", "--size", "64", "--workers", "1")  # fmt: skip
+    rc, text = _cli(
+        "phantom", "--layout", "mimic-cxr", "--out", str(root), "--n", "6", "--size", "64", "--workers", "1"
+    )
     assert rc == 0, text
     return root
 
@@ -44,8 +45,19 @@ def test_datalist_and_word2vec_and_loading_leave_the_dataset_untouched(dataset, 
     before = _snapshot(dataset)
     rc, text = _cli("datalist", "mimic-cxr", "--root", str(dataset), "--output", str(tmp_path / "dl.json"))
     assert rc == 0, text
-    rc, text = _cli("word2vec", "--datalist", str(tmp_path / "dl.json"), "--root", str(dataset),
-                    "--out", str(tmp_path / "w2v.txt"), "--vector-size", "8", "--epochs", "1")  # fmt: skip
+    rc, text = _cli(
+        "word2vec",
+        "--datalist",
+        str(tmp_path / "dl.json"),
+        "--root",
+        str(dataset),
+        "--out",
+        str(tmp_path / "w2v.txt"),
+        "--vector-size",
+        "8",
+        "--epochs",
+        "1",
+    )
     assert rc == 0, text
 
     from monai_xattn.data import load_datalist

@@ -360,8 +360,10 @@ def test_every_mutant_loads_or_fails_naming_the_file(fuzzed):
     for kind, rows in fuzzed.items():
         counts = Counter(outcome for _, outcome, _, _ in rows)
         dropped = sum(bool(d) for _, o, d, _ in rows if o == "image")
-        print(f"{kind}: {len(rows)} mutants: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES) + f" ({dropped} "
-              "images with dropped optional elements)")  # fmt: skip
+        print(
+            f"{kind}: {len(rows)} mutants: " + ", ".join(f"{counts[o]} {o}" for o in OUTCOMES) + f" ({dropped} "
+            "images with dropped optional elements)"
+        )
     others = [f"{kind} / {m}: {detail}" for kind, rows in fuzzed.items() for m, o, _, detail in rows if o == "other"]
     assert not others, f"{len(others)} unclear outcomes:\n" + "\n".join(others[:20])
 

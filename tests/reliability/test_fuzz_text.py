@@ -104,7 +104,10 @@ def _adversarial() -> list[tuple[str, str]]:
         ("BOM inside the text", "\ufeffFINDINGS: opacity.\ufeff\nIMPRESSION: pneumonia."),
         ("lone surrogates", "FINDINGS: opacity \udcff\ud800 in the right lower lobe."),
         ("emoji", "FINDINGS: \U0001f468\u200d\U0001f469\u200d\U0001f467 opacity \U0001f1fa\U0001f1f8 \U0001f600."),
-        ("characters from every plane", "".join(chr(c) for c in range(0x20, 0x110000, 4099) if not 0xD800 <= c < 0xE000)),
+        (
+            "characters from every plane",
+            "".join(chr(c) for c in range(0x20, 0x110000, 4099) if not 0xD800 <= c < 0xE000),
+        ),
         ("FINDINGS twice", "FINDINGS: right lower lobe opacity.\nFINDINGS: left effusion.\nIMPRESSION: pneumonia."),
         ("IMPRESSION with nothing after", "FINDINGS: right lower lobe opacity.\nIMPRESSION:"),
         ("IMPRESSION with only whitespace after", "FINDINGS: opacity.\nIMPRESSION:   \n\n  \t"),
@@ -119,7 +122,7 @@ def _adversarial() -> list[tuple[str, str]]:
         ("200 000-character word", "opacity" * 30_000),
         ("1 MB of report text", (report * (1 + (1 << 20) // len(report)))[: 1 << 20]),
         ("1 MB of random bytes decoded with errors='replace'", big_garbage.decode("utf-8", errors="replace")),
-    ]  # fmt: skip
+    ]
 
 
 def _mutate(text: str, rng: random.Random) -> str:

@@ -51,7 +51,20 @@ def test_bundle_vectors_hold_every_attribute(phantom, bundle_vectors):
 def test_cli_and_bundle_train_on_the_same_vocabulary(phantom, bundle_vectors, tmp_path):
     root, datalist = phantom
     out = tmp_path / "cli.kv"
-    args = ["word2vec", "--datalist", str(datalist), "--root", str(root), "--out", str(out), "--splits", "training",
-            "--vector-size", "8", "--epochs", "1"]  # fmt: skip
+    args = [
+        "word2vec",
+        "--datalist",
+        str(datalist),
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--splits",
+        "training",
+        "--vector-size",
+        "8",
+        "--epochs",
+        "1",
+    ]
     assert main(args) == 0
     assert set(load_word2vec(out).key_to_index) == set(bundle_vectors.key_to_index)

@@ -15,9 +15,17 @@ import numpy as np
 from PIL import Image
 
 __all__ = [
-    "Patient", "PatientFrame", "Anatomy", "sample_patient", "lung_geometry", "render_frontal", "render_lateral", "expose",
-    "sigmoid", "smooth_field",
-]  # fmt: skip
+    "Patient",
+    "PatientFrame",
+    "Anatomy",
+    "sample_patient",
+    "lung_geometry",
+    "render_frontal",
+    "render_lateral",
+    "expose",
+    "sigmoid",
+    "smooth_field",
+]
 
 
 def sigmoid(t: np.ndarray) -> np.ndarray:

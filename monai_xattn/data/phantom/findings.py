@@ -238,8 +238,11 @@ def sample_findings(
 
     normal = rng.random() < prev["normal"]
     if not normal:
-        kinds = [k for k in ("pneumonia", "effusion", "cardiomegaly", "atelectasis", "edema", "pneumothorax")
-                 if rng.random() < (p_pneumonia if k == "pneumonia" else prev[k])]  # fmt: skip
+        kinds = [
+            k
+            for k in ("pneumonia", "effusion", "cardiomegaly", "atelectasis", "edema", "pneumothorax")
+            if rng.random() < (p_pneumonia if k == "pneumonia" else prev[k])
+        ]
         if not kinds:
             # not pneumonia: its rate and view dependence are set by the profile alone
             kinds = [str(rng.choice(["effusion", "atelectasis", "cardiomegaly"]))]
@@ -277,46 +280,91 @@ def sample_findings(
                     area, u = draw_area(rng, box_areas)
                 # severity follows the extent (of the first focus)
                 severity = severity or ("mild" if u < 0.4 else "moderate" if u < 0.85 else "severe")
-                findings.append(Finding(
-                    kind="pneumonia", side=side, zone=zone, lobe=LOBES[(side, zone)], opacity=opacity,
-                    distribution=dist, severity=severity, retrocardiac=retro, group=g,
-                    amplitude=float(rng.uniform(amp_lo, amp_hi)) * (0.7 if opacity == "ground-glass" else 1.0),
-                    center=_pneumonia_site(rng, side, zone, retro), radii=lesion_radii(area),
-                    angle=float(rng.uniform(0, np.pi)), extra={"box_area": area},
-                ))  # fmt: skip
+                findings.append(
+                    Finding(
+                        kind="pneumonia",
+                        side=side,
+                        zone=zone,
+                        lobe=LOBES[(side, zone)],
+                        opacity=opacity,
+                        distribution=dist,
+                        severity=severity,
+                        retrocardiac=retro,
+                        group=g,
+                        amplitude=float(rng.uniform(amp_lo, amp_hi)) * (0.7 if opacity == "ground-glass" else 1.0),
+                        center=_pneumonia_site(rng, side, zone, retro),
+                        radii=lesion_radii(area),
+                        angle=float(rng.uniform(0, np.pi)),
+                        extra={"box_area": area},
+                    )
+                )
         if "effusion" in kinds:
             g = new_group()
             sides = ["right", "left"] if rng.random() < 0.3 else [str(rng.choice(["right", "left"]))]
             severity = str(rng.choice(["small", "moderate", "large"], p=[0.5, 0.35, 0.15]))
             for side in sides:
-                findings.append(Finding(kind="effusion", side=side, zone="lower", severity=severity, group=g,
-                                        distribution="bilateral" if len(sides) == 2 else "single",
-                                        amplitude=float(rng.uniform(0.45, 0.7))))  # fmt: skip
+                findings.append(
+                    Finding(
+                        kind="effusion",
+                        side=side,
+                        zone="lower",
+                        severity=severity,
+                        group=g,
+                        distribution="bilateral" if len(sides) == 2 else "single",
+                        amplitude=float(rng.uniform(0.45, 0.7)),
+                    )
+                )
         if "cardiomegaly" in kinds:
             severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.5, 0.35, 0.15]))
-            findings.append(Finding(kind="cardiomegaly", severity=severity, group=new_group(),
-                                    extra={"ctr": {"mild": 0.56, "moderate": 0.62, "severe": 0.68}[severity]
-                                           + float(rng.uniform(-0.015, 0.015))}))  # fmt: skip
+            findings.append(
+                Finding(
+                    kind="cardiomegaly",
+                    severity=severity,
+                    group=new_group(),
+                    extra={
+                        "ctr": {"mild": 0.56, "moderate": 0.62, "severe": 0.68}[severity]
+                        + float(rng.uniform(-0.015, 0.015))
+                    },
+                )
+            )
         if "atelectasis" in kinds or rng.random() < cfg["p_mimic"]:
             # plate-like bands, or (the distractor) a patchy lower-lobe opacity that looks like pneumonia
             side = str(rng.choice(["right", "left"]))
             mimic = rng.random() < 0.5
             # a look-alike must not be told apart by its size: it follows the pneumonia boxes' distribution
             mimic_area = draw_area(rng, box_areas)[0] if mimic else None
-            findings.append(Finding(
-                kind="atelectasis", side=side, zone="lower", lobe=LOBES[(side, "lower")],
-                opacity="patchy" if mimic else None, severity="mild", group=new_group(),
-                amplitude=float(rng.uniform(amp_lo, amp_hi)) * (1.0 if mimic else 1.2),
-                center=(float(_side_sign(side) * rng.uniform(0.35, 0.65)), float(rng.uniform(0.2, 0.45))),
-                radii=lesion_radii(mimic_area) if mimic else (float(rng.uniform(0.16, 0.28)), float(rng.uniform(0.022, 0.035))),
-                angle=float(rng.uniform(-0.25, 0.25)), extra={"box_area": mimic_area} if mimic else {},
-            ))  # fmt: skip
+            findings.append(
+                Finding(
+                    kind="atelectasis",
+                    side=side,
+                    zone="lower",
+                    lobe=LOBES[(side, "lower")],
+                    opacity="patchy" if mimic else None,
+                    severity="mild",
+                    group=new_group(),
+                    amplitude=float(rng.uniform(amp_lo, amp_hi)) * (1.0 if mimic else 1.2),
+                    center=(float(_side_sign(side) * rng.uniform(0.35, 0.65)), float(rng.uniform(0.2, 0.45))),
+                    radii=lesion_radii(mimic_area)
+                    if mimic
+                    else (float(rng.uniform(0.16, 0.28)), float(rng.uniform(0.022, 0.035))),
+                    angle=float(rng.uniform(-0.25, 0.25)),
+                    extra={"box_area": mimic_area} if mimic else {},
+                )
+            )
         if "edema" in kinds:
             g = new_group()
             severity = str(rng.choice(["mild", "moderate", "severe"], p=[0.4, 0.4, 0.2]))
             for side in ("right", "left"):
-                findings.append(Finding(kind="edema", side=side, distribution="bilateral", severity=severity,
-                                        group=g, amplitude=float(rng.uniform(0.12, 0.25))))  # fmt: skip
+                findings.append(
+                    Finding(
+                        kind="edema",
+                        side=side,
+                        distribution="bilateral",
+                        severity=severity,
+                        group=g,
+                        amplitude=float(rng.uniform(0.12, 0.25)),
+                    )
+                )
         if "pneumothorax" in kinds:
             g = new_group()
             sides = ["right", "left"] if rng.random() < 0.12 else [str(rng.choice(["right", "left"]))]
@@ -324,16 +372,33 @@ def sample_findings(
             area, _ = draw_area(rng, AREA_QUANTILES["siim"])
             severity = "small" if area < 0.006 else ("moderate" if area < 0.02 else "large")
             for side in sides:
-                findings.append(Finding(kind="pneumothorax", side=side, zone="upper", severity=severity, group=g,
-                                        distribution="bilateral" if len(sides) == 2 else "single",
-                                        extra={"mask_area": area / len(sides)}))  # fmt: skip
+                findings.append(
+                    Finding(
+                        kind="pneumothorax",
+                        side=side,
+                        zone="upper",
+                        severity=severity,
+                        group=g,
+                        distribution="bilateral" if len(sides) == 2 else "single",
+                        extra={"mask_area": area / len(sides)},
+                    )
+                )
     if rng.random() < cfg["p_nodule"]:
         side = str(rng.choice(["right", "left"]))
         zone = str(rng.choice(["upper", "middle", "lower"]))
         r = float(rng.uniform(0.025, 0.05))
-        findings.append(Finding(kind="nodule", side=side, zone=zone, lobe=LOBES[(side, zone)], group=new_group(),
-                                amplitude=float(rng.uniform(0.3, 0.5)), center=_pneumonia_site(rng, side, zone, False),
-                                radii=(r, r)))  # fmt: skip
+        findings.append(
+            Finding(
+                kind="nodule",
+                side=side,
+                zone=zone,
+                lobe=LOBES[(side, zone)],
+                group=new_group(),
+                amplitude=float(rng.uniform(0.3, 0.5)),
+                center=_pneumonia_site(rng, side, zone, False),
+                radii=(r, r),
+            )
+        )
     p_device = min(1.0, cfg["p_device"] * (1.8 if view == "AP" else 1.0) * device_rate)
     if rng.random() < p_device:
         for name in rng.choice(DEVICES, size=int(rng.integers(1, 3)), replace=False):
@@ -506,8 +571,12 @@ def _draw_devices(frame: PatientFrame, f: Finding, rng: np.random.Generator, dom
 
     def line(points, width_units, value):
         xs, ys = frame.to_pixels(np.array([p[0] for p in points]), np.array([p[1] for p in points]))
-        draw.line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=float(value),
-                  width=max(1, round(width_units * ppu)), joint="curve")  # fmt: skip
+        draw.line(
+            list(zip(xs.tolist(), ys.tolist(), strict=True)),
+            fill=float(value),
+            width=max(1, round(width_units * ppu)),
+            joint="curve",
+        )
 
     j = rng.normal(0, 0.02, size=8)
     name = f.device

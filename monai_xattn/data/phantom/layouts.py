@@ -82,8 +82,13 @@ DICOM_VARIANTS = (
 DICOM_VARIANT_WEIGHTS = (0.25, 0.25, 0.05, 0.05, 0.15, 0.05, 0.2)
 
 
-def to_stored(image: np.ndarray, photometric: str, bits_stored: int, rescale: tuple[float, float] | None = None,
-              rng: np.random.Generator | None = None) -> np.ndarray:  # fmt: skip
+def to_stored(
+    image: np.ndarray,
+    photometric: str,
+    bits_stored: int,
+    rescale: tuple[float, float] | None = None,
+    rng: np.random.Generator | None = None,
+) -> np.ndarray:
     """Stored DICOM values of a display image.
 
     Args:
@@ -183,8 +188,16 @@ _STREAM_CODES = {"mimic": 1, "chestxray8": 2, "rsna": 3, "siim": 4, "chexpert": 
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _write_ground_truth(root: Path, gt_id: str, image: str, study: Study, report_ref: str | None,
-                        attributes: dict[str, list], labels: dict, extra: dict | None = None) -> None:  # fmt: skip
+def _write_ground_truth(
+    root: Path,
+    gt_id: str,
+    image: str,
+    study: Study,
+    report_ref: str | None,
+    attributes: dict[str, list],
+    labels: dict,
+    extra: dict | None = None,
+) -> None:
     """``root/ground_truth/<gt_id>.json`` and a mask PNG (0/255) per region finding."""
     gt_dir = root / "ground_truth"
     findings = []
@@ -224,8 +237,15 @@ def _mimic_ids(index: int, seed: int) -> tuple[str, str]:
     return str(subject), str(study)
 
 
-def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed: int, study: Study,
-                 report: Report, rng: np.random.Generator) -> dict:  # fmt: skip
+def _mimic_study(
+    root_dcm: Path | None,
+    root_jpg: Path | None,
+    index: int,
+    seed: int,
+    study: Study,
+    report: Report,
+    rng: np.random.Generator,
+) -> dict:
     subject, study_id = _mimic_ids(index, seed)
     folder = f"files/p{subject[:2]}/p{subject}/s{study_id}"
     split = str(rng.choice(["train", "validate", "test"], p=[0.8, 0.1, 0.1]))
@@ -268,17 +288,41 @@ def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed:
                 lut = (int(lo), 12, np.rint(4095 / (1 + np.exp(-x))).astype(np.uint16))
             sp = (0.139, 0.139) if rng.random() < 0.5 else (0.1, 0.1)
             write_cxr_dicom(
-                root_dcm / folder / f"{dicom_id}.dcm", stored, photometric=photometric, bits_stored=bits,
-                rescale=rescale, window=window, voi_lut=lut,
-                pixel_spacing=sp if spacing == "pixel" else None, imager_pixel_spacing=sp if spacing == "imager" else None,
-                view_position=vp, transfer_syntax=syntax, modality=str(rng.choice(["CR", "DX"])), patient_id=subject,
-                study_uid=f"2.25.{int(study_id) * 1000 + 7}", extra={"StudyDate": date, "StudyTime": time},
-            )  # fmt: skip
+                root_dcm / folder / f"{dicom_id}.dcm",
+                stored,
+                photometric=photometric,
+                bits_stored=bits,
+                rescale=rescale,
+                window=window,
+                voi_lut=lut,
+                pixel_spacing=sp if spacing == "pixel" else None,
+                imager_pixel_spacing=sp if spacing == "imager" else None,
+                view_position=vp,
+                transfer_syntax=syntax,
+                modality=str(rng.choice(["CR", "DX"])),
+                patient_id=subject,
+                study_uid=f"2.25.{int(study_id) * 1000 + 7}",
+                extra={"StudyDate": date, "StudyTime": time},
+            )
         if root_jpg is not None:
             _save_jpg(root_jpg / folder / f"{dicom_id}.jpg", mimic_jpg_pixels(stored, photometric))
         rows, cols = pixels.shape
-        meta_rows.append([dicom_id, subject, study_id, procedure, vp, rows, cols, date, time,
-                          procedure, view_meaning[vp], "Recumbent" if view == "AP" else "Erect"])  # fmt: skip
+        meta_rows.append(
+            [
+                dicom_id,
+                subject,
+                study_id,
+                procedure,
+                vp,
+                rows,
+                cols,
+                date,
+                time,
+                procedure,
+                view_meaning[vp],
+                "Recumbent" if view == "AP" else "Erect",
+            ]
+        )
         split_rows.append([dicom_id, study_id, subject, split])
     attributes = _text_truth(report)
     for root in (root_dcm, root_jpg):
@@ -287,11 +331,26 @@ def _mimic_study(root_dcm: Path | None, root_jpg: Path | None, index: int, seed:
         (root / report_rel).write_text(report.text())
         ext = "dcm" if root is root_dcm else "jpg"
         lateral = [f"{folder}/{r[0]}.{ext}" for r in meta_rows[1:]]
-        _write_ground_truth(root, frontal_id, f"{folder}/{frontal_id}.{ext}", study, report_rel, attributes,
-                            report.labels, {"lateral_images": lateral, "subject_id": subject, "study_id": study_id})  # fmt: skip
+        _write_ground_truth(
+            root,
+            frontal_id,
+            f"{folder}/{frontal_id}.{ext}",
+            study,
+            report_rel,
+            attributes,
+            report.labels,
+            {"lateral_images": lateral, "subject_id": subject, "study_id": study_id},
+        )
     label_row = [subject, study_id] + [_label_cell(report.labels[k]) for k in MIMIC_LABELS]
-    return {"metadata": meta_rows, "split": split_rows, "chexpert": [label_row], "folder": folder,
-            "ext_ids": [r[0] for r in meta_rows], "subject": subject, "study": study_id}  # fmt: skip
+    return {
+        "metadata": meta_rows,
+        "split": split_rows,
+        "chexpert": [label_row],
+        "folder": folder,
+        "ext_ids": [r[0] for r in meta_rows],
+        "subject": subject,
+        "study": study_id,
+    }
 
 
 def _nih_study(root: Path, index: int, seed: int, study: Study, report: Report, rng: np.random.Generator) -> dict:
@@ -322,8 +381,19 @@ def _nih_study(root: Path, index: int, seed: int, study: Study, report: Report, 
     boxes = [[name, label, x0, y0, x1 - x0, y1 - y0, "", "", ""] for label, (x0, y0, x1, y1) in largest.items()]
     ow, oh = int(rng.integers(2000, 3000)), int(rng.integers(2000, 3000))
     spacing = str(rng.choice(["0.143", "0.139", "0.168"]))
-    entry = [name, "|".join(sorted(labels)) or "No Finding", index % 2, patient, int(rng.integers(18, 90)),
-             "F" if study.patient.sex == "F" else "M", study.patient.view, ow, oh, spacing, spacing]  # fmt: skip
+    entry = [
+        name,
+        "|".join(sorted(labels)) or "No Finding",
+        index % 2,
+        patient,
+        int(rng.integers(18, 90)),
+        "F" if study.patient.sex == "F" else "M",
+        study.patient.view,
+        ow,
+        oh,
+        spacing,
+        spacing,
+    ]
     _write_ground_truth(root, name[:-4], f"images/{name}", study, None, _empty_attributes(), report.labels)
     return {"entry": entry, "boxes": boxes, "name": name, "patient": patient}
 
@@ -334,8 +404,13 @@ def _area(box: list[float]) -> float:
 
 def _empty_attributes() -> dict[str, list]:
     # datasets without report text: nothing is stated, so no attribute is ground truth
-    return {"attributes": [], "uncertain_attributes": [], "negated_attributes": [], "pneumonia_attributes": [],
-            "sentences": []}  # fmt: skip
+    return {
+        "attributes": [],
+        "uncertain_attributes": [],
+        "negated_attributes": [],
+        "pneumonia_attributes": [],
+        "sentences": [],
+    }
 
 
 def _text_truth(report: Report, sections: tuple[str, ...] = ("findings", "impression")) -> dict[str, list]:
@@ -358,14 +433,33 @@ def _rsna_study(root: Path, index: int, seed: int, study: Study, report: Report,
     stored = to_stored(study.image, "MONOCHROME2", 8)
     syntax = "jpeg_baseline" if rng.random() < 0.9 else "explicit_vr_little_endian"
     write_cxr_dicom(
-        root / "stage_2_train_images" / f"{pid}.dcm", stored, photometric="MONOCHROME2", bits_stored=8,
-        pixel_spacing=(0.168, 0.168), view_position=study.patient.view, transfer_syntax=syntax, modality="CR",
-        patient_id=pid, extra={"PatientSex": study.patient.sex, "PatientAge": f"{study.patient.age:03d}Y",
-                               "BodyPartExamined": "CHEST", "SeriesDescription": f"view: {study.patient.view}"},
-    )  # fmt: skip
+        root / "stage_2_train_images" / f"{pid}.dcm",
+        stored,
+        photometric="MONOCHROME2",
+        bits_stored=8,
+        pixel_spacing=(0.168, 0.168),
+        view_position=study.patient.view,
+        transfer_syntax=syntax,
+        modality="CR",
+        patient_id=pid,
+        extra={
+            "PatientSex": study.patient.sex,
+            "PatientAge": f"{study.patient.age:03d}Y",
+            "BodyPartExamined": "CHEST",
+            "SeriesDescription": f"view: {study.patient.view}",
+        },
+    )
     rows = [[pid, b[0], b[1], b[2] - b[0], b[3] - b[1], 1] for b in boxes] or [[pid, "", "", "", "", 0]]
-    _write_ground_truth(root, pid, f"stage_2_train_images/{pid}.dcm", study, None, _empty_attributes(), report.labels,
-                        {"rsna_boxes": [r[1:5] for r in rows if r[5] == 1]})  # fmt: skip
+    _write_ground_truth(
+        root,
+        pid,
+        f"stage_2_train_images/{pid}.dcm",
+        study,
+        None,
+        _empty_attributes(),
+        report.labels,
+        {"rsna_boxes": [r[1:5] for r in rows if r[5] == 1]},
+    )
     return {"labels": rows, "classes": [[pid, cls]] * len(rows)}
 
 
@@ -377,11 +471,20 @@ def _siim_study(root: Path, index: int, seed: int, study: Study, report: Report,
     series_uid = f"1.2.276.0.7230010.3.1.3.8323329.{n}.{t}.{int(rng.integers(100000, 999999))}"
     rel = f"dicom-images-train/{study_uid}/{series_uid}/{sop}.dcm"
     write_cxr_dicom(
-        root / rel, to_stored(study.image, "MONOCHROME2", 8), photometric="MONOCHROME2", bits_stored=8,
-        pixel_spacing=(0.168, 0.168), view_position=study.patient.view, transfer_syntax="jpeg_baseline",
-        modality="CR", patient_id=_hex_id(rng, (4, 2, 2, 2, 6)), study_uid=study_uid, series_uid=series_uid,
-        sop_uid=sop, extra={"PatientSex": study.patient.sex, "BodyPartExamined": "CHEST"},
-    )  # fmt: skip
+        root / rel,
+        to_stored(study.image, "MONOCHROME2", 8),
+        photometric="MONOCHROME2",
+        bits_stored=8,
+        pixel_spacing=(0.168, 0.168),
+        view_position=study.patient.view,
+        transfer_syntax="jpeg_baseline",
+        modality="CR",
+        patient_id=_hex_id(rng, (4, 2, 2, 2, 6)),
+        study_uid=study_uid,
+        series_uid=series_uid,
+        sop_uid=sop,
+        extra={"PatientSex": study.patient.sex, "BodyPartExamined": "CHEST"},
+    )
     rles = []
     for f, mask in zip(study.findings, study.masks, strict=True):
         if f.kind == "pneumothorax":
@@ -408,19 +511,26 @@ def _chexpert_study(root: Path, index: int, seed: int, study: Study, report: Rep
     for pixels, fname, fl, appa in images:
         _save_jpg(root / folder / fname, _u8(pixels))
         path = f"CheXpert-v1.0-small/{folder}/{fname}"
-        rows.append([path, "Female" if study.patient.sex == "F" else "Male", study.patient.age, fl, appa]
-                    + [_label_cell(labels[k]) for k in CHEXPERT_LABELS])  # fmt: skip
+        rows.append(
+            [path, "Female" if study.patient.sex == "F" else "Male", study.patient.age, fl, appa]
+            + [_label_cell(labels[k]) for k in CHEXPERT_LABELS]
+        )
     gt_id = f"{patient}_study1_view1_frontal"
-    _write_ground_truth(root, gt_id, f"{folder}/view1_frontal.jpg", study, impression,
-                        _text_truth(report, ("impression",)), labels)  # fmt: skip
+    _write_ground_truth(
+        root, gt_id, f"{folder}/view1_frontal.jpg", study, impression, _text_truth(report, ("impression",)), labels
+    )
     return {"split": split, "rows": rows, "impression": impression}
 
 
 def _covid_study(root: Path, index: int, seed: int, study: Study, report: Report, rng: np.random.Generator) -> dict:
     pneumonia = [f for f in study.findings if f.kind == "pneumonia"]
     if pneumonia:
-        finding = str(rng.choice(["Pneumonia/Viral/COVID-19", "Pneumonia/Bacterial/Streptococcus", "Pneumonia/Viral/SARS"],
-                                 p=[0.75, 0.15, 0.1]))  # fmt: skip
+        finding = str(
+            rng.choice(
+                ["Pneumonia/Viral/COVID-19", "Pneumonia/Bacterial/Streptococcus", "Pneumonia/Viral/SARS"],
+                p=[0.75, 0.15, 0.1],
+            )
+        )
     else:
         finding = "No Finding" if rng.random() < 0.9 else "todo"
     ext = "jpg" if rng.random() < 0.7 else "png"
@@ -431,10 +541,22 @@ def _covid_study(root: Path, index: int, seed: int, study: Study, report: Report
     (_save_jpg if ext == "jpg" else _save_png)(root / "images" / fname, pixels)
     view = {"PA": "PA", "AP": str(rng.choice(["AP", "AP Supine"]))}[study.patient.view]
     meta = {c: "" for c in COVID_COLUMNS}
-    meta.update(patientid=index + 1, offset=int(rng.integers(0, 15)), sex=study.patient.sex, age=study.patient.age,
-                finding=finding, RT_PCR_positive="Y" if "COVID" in finding else "", view=view, modality="X-ray",
-                date=f"2020-{int(rng.integers(1, 7)):02d}-{int(rng.integers(1, 29)):02d}", location="Phantom City",
-                folder="images", filename=fname, license="Apache 2.0", clinical_notes=report.impression)  # fmt: skip
+    meta.update(
+        patientid=index + 1,
+        offset=int(rng.integers(0, 15)),
+        sex=study.patient.sex,
+        age=study.patient.age,
+        finding=finding,
+        RT_PCR_positive="Y" if "COVID" in finding else "",
+        view=view,
+        modality="X-ray",
+        date=f"2020-{int(rng.integers(1, 7)):02d}-{int(rng.integers(1, 29)):02d}",
+        location="Phantom City",
+        folder="images",
+        filename=fname,
+        license="Apache 2.0",
+        clinical_notes=report.impression,
+    )
     rows = [[meta[c] for c in COVID_COLUMNS] + [""]]
     severity = []
     if pneumonia and "COVID" in finding:
@@ -447,8 +569,16 @@ def _covid_study(root: Path, index: int, seed: int, study: Study, report: Report
         opa = np.clip(np.rint(opacity + rng.normal(0, 0.7, 3)), 0, 6).mean()
         severity = [[fname, f"{geo:.3f}", f"{opa:.3f}"]]
     rel = f"images/{fname}"
-    _write_ground_truth(root, fname.rsplit(".", 1)[0], rel, study, report.impression, _text_truth(report, ("impression",)),
-                        report.labels, {"finding": finding})  # fmt: skip
+    _write_ground_truth(
+        root,
+        fname.rsplit(".", 1)[0],
+        rel,
+        study,
+        report.impression,
+        _text_truth(report, ("impression",)),
+        report.labels,
+        {"finding": finding},
+    )
     if study.lateral is not None:
         lat = f"phantom-{index:05d}-L.jpg"
         _save_jpg(root / "images" / lat, _u8(study.lateral))
@@ -477,10 +607,16 @@ def _ms_cxr_study(root: Path, index: int, seed: int, study: Study, report: Repor
             rows.append([dicom_id, category, text, path, x0, y0, x1 - x0, y1 - y0, rows_px[1], rows_px[0], split])
     texts = [t for _, t in phrases.values()]
     pneumonia_texts = [phrases[g][1] for g, members in groups.items() if members[0].kind == "pneumonia"]
-    attrs = {"attributes": text_attributes(texts), "uncertain_attributes": [], "negated_attributes": [],
-             "pneumonia_attributes": text_attributes(pneumonia_texts),
-             "sentences": [{"text": f"{phrases[g][1]}.", "section": "impression", "status": "positive",
-                            "findings": [members[0].kind]} for g, members in groups.items()]}  # fmt: skip
+    attrs = {
+        "attributes": text_attributes(texts),
+        "uncertain_attributes": [],
+        "negated_attributes": [],
+        "pneumonia_attributes": text_attributes(pneumonia_texts),
+        "sentences": [
+            {"text": f"{phrases[g][1]}.", "section": "impression", "status": "positive", "findings": [members[0].kind]}
+            for g, members in groups.items()
+        ],
+    }
     _write_ground_truth(root, dicom_id, path, study, " ".join(f"{t}." for t in texts), attrs, report.labels)
     return {"rows": rows}
 
@@ -506,9 +642,15 @@ def write_study(roots: dict[str, Path], stream: str, index: int, seed: int, size
     study = synthesize_study(rngs["image"], size, difficulty, layouts[0].profile, lateral=lateral, site=layouts[0].site)
     if study.patient.view == "AP" and stream == "mimic":
         study.lateral = None  # portable AP studies have no lateral
-    report = write_report(study.findings, rngs["text"], view=study.patient.view, lateral=study.lateral is not None,
-                          difficulty=difficulty, sex=study.patient.sex,
-                          complete_impression=layouts[0].complete_impression)  # fmt: skip
+    report = write_report(
+        study.findings,
+        rngs["text"],
+        view=study.patient.view,
+        lateral=study.lateral is not None,
+        difficulty=difficulty,
+        sex=study.patient.sex,
+        complete_impression=layouts[0].complete_impression,
+    )
     if stream == "mimic":
         return {
             "mimic": _mimic_study(
@@ -549,16 +691,29 @@ def write_tables(name: str, root: Path, records: list[dict]) -> dict[str, int]:
     if name in ("mimic-cxr", "mimic-cxr-jpg"):
         meta = [r for rec in records for r in rec["metadata"]]
         _write_csv_gz(root / "mimic-cxr-2.0.0-metadata.csv.gz", METADATA_COLUMNS, meta)
-        _write_csv_gz(root / "mimic-cxr-2.0.0-split.csv.gz", ("dicom_id", "study_id", "subject_id", "split"),
-                      [r for rec in records for r in rec["split"]])  # fmt: skip
+        _write_csv_gz(
+            root / "mimic-cxr-2.0.0-split.csv.gz",
+            ("dicom_id", "study_id", "subject_id", "split"),
+            [r for rec in records for r in rec["split"]],
+        )
         labels = [r for rec in records for r in rec["chexpert"]]
         for table in ("chexpert", "negbio"):
             _write_csv_gz(root / f"mimic-cxr-2.0.0-{table}.csv.gz", ("subject_id", "study_id", *MIMIC_LABELS), labels)
         if name == "mimic-cxr":
-            _write_csv_gz(root / "cxr-record-list.csv.gz", ("subject_id", "study_id", "dicom_id", "path"),
-                          [[rec["subject"], rec["study"], i, f"{rec['folder']}/{i}.dcm"] for rec in records for i in rec["ext_ids"]])  # fmt: skip
-            _write_csv_gz(root / "cxr-study-list.csv.gz", ("subject_id", "study_id", "path"),
-                          [[rec["subject"], rec["study"], rec["folder"]] for rec in records])  # fmt: skip
+            _write_csv_gz(
+                root / "cxr-record-list.csv.gz",
+                ("subject_id", "study_id", "dicom_id", "path"),
+                [
+                    [rec["subject"], rec["study"], i, f"{rec['folder']}/{i}.dcm"]
+                    for rec in records
+                    for i in rec["ext_ids"]
+                ],
+            )
+            _write_csv_gz(
+                root / "cxr-study-list.csv.gz",
+                ("subject_id", "study_id", "path"),
+                [[rec["subject"], rec["study"], rec["folder"]] for rec in records],
+            )
         return {"studies": len(records), "images": len(meta)}
     if name == "chestxray8":
         _write_csv(root / "Data_Entry_2017.csv", NIH_HEADER, [rec["entry"] for rec in records])
@@ -601,8 +756,10 @@ def write_tables(name: str, root: Path, records: list[dict]) -> dict[str, int]:
         rows = [r for rec in records for r in rec["rows"]]
         _write_csv(root / "metadata.csv", (*COVID_COLUMNS, ""), rows)
         severity = [r for rec in records for r in rec["severity"]]
-        text = ("## Phantom severity scores: mean of three simulated raters.\n"
-                "## geographic_mean: extent of involvement 0-8; opacity_mean: degree of opacity 0-6 (arXiv 2005.11856).\n")  # fmt: skip
+        text = (
+            "## Phantom severity scores: mean of three simulated raters.\n"
+            "## geographic_mean: extent of involvement 0-8; opacity_mean: degree of opacity 0-6 (arXiv 2005.11856).\n"
+        )
         (root / "annotations").mkdir(parents=True, exist_ok=True)
         (root / "annotations" / "covid-severity-scores.csv").write_text(
             text + _csv_text(("filename", "geographic_mean", "opacity_mean"), severity)

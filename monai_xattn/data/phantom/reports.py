@@ -71,8 +71,10 @@ class Report:
 
     def sentence_records(self) -> list[dict]:
         """The sentences as sidecar records: ``{"text", "section", "status", "findings"}``."""
-        return [{"text": s.text, "section": s.section, "status": s.status, "findings": list(s.findings)}
-                for s in self.sentences]  # fmt: skip
+        return [
+            {"text": s.text, "section": s.section, "status": s.status, "findings": list(s.findings)}
+            for s in self.sentences
+        ]
 
     def section_text(self, section: str) -> str:
         """Text of ``findings`` or ``impression``, sentences joined."""
@@ -228,25 +230,69 @@ def _pneumonia_sentences(
                 _pick(rng, ["Possible ", "Cannot exclude "]) + text[0].lower() + text[1:] + ".", "findings", "uncertain"
             )
         )
-        out.append(Sentence(_pick(rng, [f"Possible {imp_loc} pneumonia.", f"Cannot exclude early {imp_loc} pneumonia.",
-                                        f"Findings may represent {imp_loc} pneumonia in the appropriate clinical setting."]),
-                            "impression", "uncertain"))  # fmt: skip
+        out.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        f"Possible {imp_loc} pneumonia.",
+                        f"Cannot exclude early {imp_loc} pneumonia.",
+                        f"Findings may represent {imp_loc} pneumonia in the appropriate clinical setting.",
+                    ],
+                ),
+                "impression",
+                "uncertain",
+            )
+        )
         return out, "uncertain"
     out.append(Sentence(text + ".", "findings", "positive"))
     if rng.random() < 0.5:
-        out.append(Sentence(_pick(rng, ["Findings are compatible with pneumonia.", "In the appropriate clinical setting this represents pneumonia.",
-                                        "Findings are in keeping with infection."]), "findings", "positive"))  # fmt: skip
+        out.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        "Findings are compatible with pneumonia.",
+                        "In the appropriate clinical setting this represents pneumonia.",
+                        "Findings are in keeping with infection.",
+                    ],
+                ),
+                "findings",
+                "positive",
+            )
+        )
     if name_opacity:
         out.append(Sentence(f"{_cap(imp_loc)} {noun} compatible with pneumonia.", "impression", "positive"))
         return out, "positive"
-    out.append(Sentence(_pick(rng, [f"{_cap(imp_loc)} pneumonia.", f"{_cap(imp_loc)} {noun} compatible with pneumonia.",
-                                    f"Pneumonia in the {imp_loc} region." if f0.distribution == "single" and "lobe" not in imp_loc
-                                    else f"{_cap(imp_loc)} pneumonia."]), "impression", "positive"))  # fmt: skip
+    out.append(
+        Sentence(
+            _pick(
+                rng,
+                [
+                    f"{_cap(imp_loc)} pneumonia.",
+                    f"{_cap(imp_loc)} {noun} compatible with pneumonia.",
+                    f"Pneumonia in the {imp_loc} region."
+                    if f0.distribution == "single" and "lobe" not in imp_loc
+                    else f"{_cap(imp_loc)} pneumonia.",
+                ],
+            ),
+            "impression",
+            "positive",
+        )
+    )
     return out, "positive"
 
 
-def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sentence], imp: list[Sentence], label,
-                    cfg: dict, follow_up: bool, complete_impression: bool) -> None:  # fmt: skip
+def _describe_group(
+    rng: np.random.Generator,
+    group: list[Finding],
+    S: list[Sentence],
+    imp: list[Sentence],
+    label,
+    cfg: dict,
+    follow_up: bool,
+    complete_impression: bool,
+) -> None:
     """Append the FINDINGS (``S``) and IMPRESSION (``imp``) sentences of one finding group and record its
     CheXpert label statuses through ``label(name, status)``; see :func:`write_report`."""
     f0 = group[0]
@@ -269,8 +315,14 @@ def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sent
             )
         else:
             side = _side_word(rng, f0.side)
-            text = _pick(rng, [f"{_cap(size)} {side} pleural effusion.", f"There is a {size} {side} pleural effusion.",
-                               f"Blunting of the {side} costophrenic angle compatible with a {size} pleural effusion."])  # fmt: skip
+            text = _pick(
+                rng,
+                [
+                    f"{_cap(size)} {side} pleural effusion.",
+                    f"There is a {size} {side} pleural effusion.",
+                    f"Blunting of the {side} costophrenic angle compatible with a {size} pleural effusion.",
+                ],
+            )
         if follow_up and rng.random() < 0.4:
             text = text[:-1] + ", unchanged from prior."
         S.append(Sentence(text, "findings", "positive"))
@@ -285,9 +337,22 @@ def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sent
         label("Pleural Effusion", "positive")
     elif f0.kind == "cardiomegaly":
         sev = {"mild": "mildly", "moderate": "moderately", "severe": "severely"}[f0.severity]
-        S.append(Sentence(_pick(rng, [f"The heart is {sev} enlarged.", f"{_cap(f0.severity)} cardiomegaly.",
-                                      f"Heart size is {sev} enlarged, unchanged from prior." if follow_up else f"{_cap(f0.severity)} enlargement of the cardiac silhouette."]),
-                          "findings", "positive"))  # fmt: skip
+        S.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        f"The heart is {sev} enlarged.",
+                        f"{_cap(f0.severity)} cardiomegaly.",
+                        f"Heart size is {sev} enlarged, unchanged from prior."
+                        if follow_up
+                        else f"{_cap(f0.severity)} enlargement of the cardiac silhouette.",
+                    ],
+                ),
+                "findings",
+                "positive",
+            )
+        )
         if complete_impression or rng.random() < 0.5:
             imp.append(Sentence(f"{_cap(f0.severity)} cardiomegaly.", "impression", "positive"))
         label("Cardiomegaly", "positive")
@@ -314,14 +379,26 @@ def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sent
         S.append(Sentence(text, "findings", "positive"))
         if complete_impression:
             _, adj = location(rng, f0)
-            imp.append(Sentence(_pick(rng, [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} opacity, likely atelectasis."]
-                                      if f0.opacity else [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} linear atelectasis."]),
-                                "impression", "positive"))  # fmt: skip
+            imp.append(
+                Sentence(
+                    _pick(
+                        rng,
+                        [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} opacity, likely atelectasis."]
+                        if f0.opacity
+                        else [f"{_cap(adj)} atelectasis.", f"{_cap(adj)} linear atelectasis."],
+                    ),
+                    "impression",
+                    "positive",
+                )
+            )
         label("Atelectasis", "positive")
     elif f0.kind == "edema":
         sev = f0.severity
-        options = [f"{_cap(sev)} pulmonary edema.", f"{_cap(sev)} interstitial pulmonary edema.",
-                   f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema."]  # fmt: skip
+        options = [
+            f"{_cap(sev)} pulmonary edema.",
+            f"{_cap(sev)} interstitial pulmonary edema.",
+            f"Perihilar haziness and vascular congestion compatible with {sev} pulmonary edema.",
+        ]
         if len(group) == 2:  # "bilateral" only where both lungs show it
             options.append(f"Diffuse bilateral interstitial markings compatible with {sev} edema.")
         S.append(Sentence(_pick(rng, options), "findings", "positive"))
@@ -331,8 +408,14 @@ def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sent
     elif f0.kind == "pneumothorax":
         size = f0.severity
         sides = "bilateral" if len(group) == 2 else _side_word(rng, f0.side)
-        text = _pick(rng, [f"{_cap(size)} {sides} apical pneumothorax.", f"There is a {size} {sides} pneumothorax.",
-                           f"{_cap(size)} {sides} pneumothorax with a visible pleural line."])  # fmt: skip
+        text = _pick(
+            rng,
+            [
+                f"{_cap(size)} {sides} apical pneumothorax.",
+                f"There is a {size} {sides} pneumothorax.",
+                f"{_cap(size)} {sides} pneumothorax with a visible pleural line.",
+            ],
+        )
         S.append(Sentence(text, "findings", "positive"))
         imp.append(Sentence(f"{_cap(size)} {sides} pneumothorax.", "impression", "positive"))
         label("Pneumothorax", "positive")
@@ -353,12 +436,24 @@ def _describe_group(rng: np.random.Generator, group: list[Finding], S: list[Sent
     elif f0.kind == "device":
         for f in group:
             text = {
-                "endotracheal tube": ["Endotracheal tube terminates approximately 4 cm above the carina.", "ETT in standard position."],
-                "nasogastric tube": ["Enteric tube courses below the diaphragm with the tip in the stomach.", "NGT tip in the stomach."],
-                "central venous catheter": ["Right internal jugular central venous catheter tip in the mid SVC.", "R IJ line terminates in the SVC."],
-                "pacemaker": ["Left chest wall pacemaker with leads in the right atrium and right ventricle.", "Dual-chamber pacer device unchanged."],
+                "endotracheal tube": [
+                    "Endotracheal tube terminates approximately 4 cm above the carina.",
+                    "ETT in standard position.",
+                ],
+                "nasogastric tube": [
+                    "Enteric tube courses below the diaphragm with the tip in the stomach.",
+                    "NGT tip in the stomach.",
+                ],
+                "central venous catheter": [
+                    "Right internal jugular central venous catheter tip in the mid SVC.",
+                    "R IJ line terminates in the SVC.",
+                ],
+                "pacemaker": [
+                    "Left chest wall pacemaker with leads in the right atrium and right ventricle.",
+                    "Dual-chamber pacer device unchanged.",
+                ],
                 "ecg leads": ["EKG leads overlie the chest.", "Monitoring leads project over the chest."],
-            }[f.device]  # fmt: skip
+            }[f.device]
             S.append(Sentence(_pick(rng, text), "findings", "positive"))
         label("Support Devices", "positive")
 
@@ -407,11 +502,35 @@ def write_report(
     imp: list[Sentence] = []
 
     if view == "AP":
-        S.append(Sentence(_pick(rng, ["Portable AP upright view of the chest.", "Single portable AP chest radiograph.",
-                                      "AP portable semi-upright view of the chest was obtained."]), "findings", "positive"))  # fmt: skip
+        S.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        "Portable AP upright view of the chest.",
+                        "Single portable AP chest radiograph.",
+                        "AP portable semi-upright view of the chest was obtained.",
+                    ],
+                ),
+                "findings",
+                "positive",
+            )
+        )
     elif lateral:
-        S.append(Sentence(_pick(rng, ["PA and lateral views of the chest were obtained.", "Frontal and lateral views of the chest.",
-                                      "PA and lateral chest radiographs were obtained."]), "findings", "positive"))  # fmt: skip
+        S.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        "PA and lateral views of the chest were obtained.",
+                        "Frontal and lateral views of the chest.",
+                        "PA and lateral chest radiographs were obtained.",
+                    ],
+                ),
+                "findings",
+                "positive",
+            )
+        )
 
     def tag(start_s: int, start_imp: int, kinds: tuple[str, ...]) -> None:
         # the sentences appended since (start_s, start_imp) describe ``kinds``
@@ -454,9 +573,21 @@ def write_report(
         S.append(Sentence("No pulmonary edema.", "findings", "negated", ("edema",)))
         label("Edema", "negated")
     if "cardiomegaly" not in kinds:
-        S.append(Sentence(_pick(rng, ["Heart size is normal.", "The cardiomediastinal silhouette is within normal limits.",
-                                      "Cardiac and mediastinal contours are unremarkable."]), "findings", "positive",
-                          ("cardiomegaly",)))  # fmt: skip
+        S.append(
+            Sentence(
+                _pick(
+                    rng,
+                    [
+                        "Heart size is normal.",
+                        "The cardiomediastinal silhouette is within normal limits.",
+                        "Cardiac and mediastinal contours are unremarkable.",
+                    ],
+                ),
+                "findings",
+                "positive",
+                ("cardiomegaly",),
+            )
+        )
         label("Cardiomegaly", "negated")
     if rng.random() < 0.5:
         S.append(
@@ -467,7 +598,10 @@ def write_report(
     if rng.random() < 0.15 and len(S) > 2:  # a redundant restatement, as dictated reports have
         S.append(S[int(rng.integers(1, len(S)))])
     if not imp:
-        text = _pick(rng, ["No acute cardiopulmonary process.", "No evidence of pneumonia.", "No acute intrathoracic abnormality."])  # fmt: skip
+        text = _pick(
+            rng,
+            ["No acute cardiopulmonary process.", "No evidence of pneumonia.", "No acute intrathoracic abnormality."],
+        )
         imp.append(Sentence(text, "impression", "negated", ("pneumonia",) if "pneumonia" in text else ()))
         if "pneumonia" not in kinds:
             label("Pneumonia", "negated")
@@ -483,15 +617,28 @@ def write_report(
     header = {
         "EXAMINATION": "CHEST (PORTABLE AP)" if view == "AP" else ("CHEST (PA AND LAT)" if lateral else "CHEST (PA)"),
         "INDICATION": f"___ year old {'woman' if sex == 'F' else 'man'} with "
-        + _pick(rng, ["cough and fever  // ? pneumonia", "shortness of breath", "chest pain", "hypoxia, eval for pna",
-                      "fever  // r/o PNA", "s/p line placement"]),
+        + _pick(
+            rng,
+            [
+                "cough and fever  // ? pneumonia",
+                "shortness of breath",
+                "chest pain",
+                "hypoxia, eval for pna",
+                "fever  // r/o PNA",
+                "s/p line placement",
+            ],
+        ),
         "TECHNIQUE": "Portable AP chest radiograph." if view == "AP" else "Chest PA and lateral.",
         "COMPARISON": "___" if follow_up else "None.",
-    }  # fmt: skip
+    }
     return Report(
-        header=header, sentences=sentences, labels=labels, numbered_impression=bool(rng.random() < 0.3),
-        _forms=pattern, _form_names=form_names,
-    )  # fmt: skip
+        header=header,
+        sentences=sentences,
+        labels=labels,
+        numbered_impression=bool(rng.random() < 0.3),
+        _forms=pattern,
+        _form_names=form_names,
+    )
 
 
 def text_attributes(texts: list[str], vocabulary: AttributeVocabulary | None = None) -> list[str]:
