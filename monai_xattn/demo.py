@@ -37,6 +37,11 @@ __all__ = [
     "demo_steps",
     "resolved_profile",
     "run_demo",
+    "print_bundle_failure",
+    "PARTS",
+    "LOCALIZATION_SEEDS",
+    "XATTN_VARIANTS",
+    "ABLATIONS",
     "add_arguments",
     "run",
 ]
@@ -48,11 +53,29 @@ __all__ = [
 PHANTOMS: dict[str, dict] = {
     "tiny": {
         "size": 64,
-        "n": {"chestxray8": 24, "mimic-cxr": 24, "chexpert": 60, "chexpert_eval": 300, "siim": 24, "covid": 8},
+        "n": {
+            "rsna": 24,
+            "mimic-cxr": 24,
+            "mimic-cxr_eval": 24,
+            "chestxray8": 24,
+            "chexpert": 60,
+            "chexpert_eval": 300,
+            "siim": 24,
+            "covid": 8,
+        },
     },
     "cpu": {
         "size": 128,
-        "n": {"chestxray8": 160, "mimic-cxr": 160, "chexpert": 600, "chexpert_eval": 1200, "siim": 160, "covid": 12},
+        "n": {
+            "rsna": 240,
+            "mimic-cxr": 160,
+            "mimic-cxr_eval": 420,
+            "chestxray8": 440,
+            "chexpert": 600,
+            "chexpert_eval": 1200,
+            "siim": 160,
+            "covid": 12,
+        },
     },
     "paper": {
         "size": 512,
@@ -70,11 +93,36 @@ PHANTOMS: dict[str, dict] = {
 BUNDLES = ("cxr_retinanet", "cxr_xattn", "cxr_cam_baseline", "gloria_pretrain", "gloria_eval", "siim_unet")
 # phantom folders that are not named after their layout: GLoRIA's evaluation set (5xN, linear probe) is a second
 # CheXpert-layout phantom with another seed, unseen in pretraining (as the gloria_eval bundle's own default)
-PHANTOM_FOLDERS = {"chexpert_eval": ("chexpert", 1)}
+PHANTOM_FOLDERS = {"chexpert_eval": ("chexpert", 1), "mimic-cxr_eval": ("mimic-cxr", 1)}
 # localization evaluation sets: Table 1's two column groups; the tiny profile evaluates on MIMIC-CXR only (the
 # bundle tests cover the ChestX-ray8 evaluation; this saves 6 runs)
 EVAL_DATASETS = ("mimic-cxr", "chestxray8")
 _EVAL_DATASETS_OF = {"tiny": ("mimic-cxr",)}
+# the phantom each evaluation set is read from, whole (``eval_split`` "all"): MIMIC-CXR's is a second phantom of
+# the layout with another seed, so the training phantom's studies never reach Table 1 (>= 150 images with boxes in
+# the cpu profile); ChestX-ray8 is never trained on
+EVAL_FOLDERS = {"mimic-cxr": "mimic-cxr_eval", "chestxray8": "chestxray8"}
+#: the two papers' chains, and the phantom folders each reads
+PARTS = ("localization", "gloria")
+PART_FOLDERS = {
+    "localization": ("rsna", "mimic-cxr", "mimic-cxr_eval", "chestxray8", "covid"),
+    "gloria": ("chexpert", "chexpert_eval", "siim"),
+}
+#: localization training seeds per profile, counted from --seed (the detector is trained once and stays fixed)
+LOCALIZATION_SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
+#: cross-attention runs per seed: run-folder suffix -> bundle overrides (Table 1 rows, see report.builder)
+XATTN_VARIANTS: dict[str, dict] = {
+    "": {},  # Proposed: the paper's alpha (softmax over ROIs of a learned function of phi), BCE + triplet
+    "_no_bce": {"use_bce": False},  # Proposed w/o classification
+    "_residual": {"alpha_mode": "residual"},  # ours: the detector's logit plus a bounded learned term
+}
+#: the ablation of issue 18 (``ablation=True``): Proposed with one of the paper's rules undone at a time, trained
+#: with the first localization seed only (its intervals are over images; the CPU budget of one table run)
+ABLATIONS: dict[str, dict] = {
+    "_whole_report": {"attribute_scope": "report"},  # attributes from the whole report, not the pneumonia sentences
+    "_all_studies": {"training_rule": "all"},  # every study with a report trains the head
+    "_no_scope_no_rule": {"attribute_scope": "report", "training_rule": "all"},  # the round-1 pipeline (learned alpha)
+}
 
 
 @dataclass
@@ -150,6 +198,8 @@ class BundleStep:
         result: dict = {"command": " ".join(cmd[1:]), "log": str(log_path.relative_to(out_dir)), "curve": curve}
         run_dir = out_dir / self.run_dir
         if self.metrics_file is not None:
+            # the per-image results (MetricsSaver's details) lie beside it: the report's intervals read them
+            result["metrics_path"] = f"{self.run_dir}/{self.metrics_file}"
             rows = (run_dir / self.metrics_file).read_text().splitlines()
             result["metrics"] = {name: float(value) for name, value in (row.split(",", 1) for row in rows if row)}
         for name in self.json_files:
@@ -220,7 +270,14 @@ def resolved_profile(profile: str) -> dict:
     }
 
 
-def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.PathLike | None = None) -> list[Step]:
+def demo_steps(
+    profile: str,
+    difficulty: str,
+    seed: int,
+    text_model: str | os.PathLike | None = None,
+    parts: Sequence[str] = PARTS,
+    ablation: bool = False,
+) -> list[Step]:
     """The steps of the demo, in order, for one profile.
 
     Args:
@@ -228,11 +285,16 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         difficulty, seed: of the phantom.
         text_model: GLoRIA's text model, a local folder (``None``: the bundles' offline default). The ``paper``
             profile needs one: it trains Bio_ClinicalBERT, as the paper.
+        parts: which paper's chain to run, from :data:`PARTS` (``monai-xattn table1`` runs the localization only).
+        ablation: add the localization ablation runs (:data:`ABLATIONS`), with the first localization seed.
 
     Raises:
-        ValueError: the ``paper`` profile without ``text_model``.
+        ValueError: the ``paper`` profile without ``text_model``, or an unknown part.
     """
-    if profile == "paper" and text_model is None:
+    unknown = set(parts) - set(PARTS)
+    if unknown or not parts:
+        raise ValueError(f"parts must be a non-empty subset of {PARTS}, got {list(parts)}")
+    if profile == "paper" and text_model is None and "gloria" in parts:
         raise ValueError(
             "the paper profile trains GLoRIA's text encoder on Bio_ClinicalBERT: pass --text-model DIR, "
             "a local copy of emilyalsentzer/Bio_ClinicalBERT (nothing is downloaded)"
@@ -245,7 +307,7 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
         from monai_xattn.data.phantom.generate import generate
 
         layouts = {}
-        for folder, n in phantom["n"].items():
+        for folder, n in folders.items():
             layout, seed_offset = PHANTOM_FOLDERS.get(folder, (folder, 0))
             layouts[folder] = generate(
                 out_dir / "data" / folder,
@@ -258,8 +320,9 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
             )["layouts"][layout]
         return {"layouts": layouts, "size": phantom["size"], "difficulty": difficulty, "seed": seed}
 
+    folders = {f: n for f, n in phantom["n"].items() if any(f in PART_FOLDERS[part] for part in parts)}
     common = {"seed": seed, "phantom_size": phantom["size"]}
-    steps = [Step("phantom", make_phantom, [f"data/{layout}/phantom.json" for layout in phantom["n"]])]
+    steps = [Step("phantom", make_phantom, [f"data/{folder}/phantom.json" for folder in folders])]
 
     def add(name: str, bundle_step: BundleStep, outputs: Sequence[str] = ()) -> None:
         bundle_step.overrides = {
@@ -274,154 +337,177 @@ def demo_steps(profile: str, difficulty: str, seed: int, text_model: str | os.Pa
             outputs.append("model.pt")
         steps.append(Step(name, bundle_step, [f"{bundle_step.run_dir}/{o}" for o in outputs if o]))
 
-    # -- localization paper: detector, cross-attention (with and without attribute BCE), CAM baselines
-    add(
-        "cxr_retinanet_train",
-        BundleStep("cxr_retinanet", ["train.json"], "cxr_retinanet", data={"dataset_dir": "chestxray8"}),
-    )
-    for ds in eval_datasets:
+    if "localization" in parts:
+        # -- localization paper (issue 18): the detector learns RSNA's pneumonia boxes and stays fixed ("pretrained and
+        # fixed"); the head (Proposed, without attribute BCE, and our residual alpha) and the CAM classifier learn from
+        # MIMIC-CXR, once per localization seed; every row is evaluated on the same images: every study of a held-out
+        # MIMIC-CXR phantom and of the ChestX-ray8 phantom (neither ever trained on)
+        detector = {"detector_checkpoint": "cxr_retinanet/model.pt"}
         add(
-            f"cxr_retinanet_evaluate_{ds}",
-            BundleStep(
-                "cxr_retinanet",
-                ["train.json", "evaluate.json"],
-                "cxr_retinanet",
-                data={"dataset_dir": "chestxray8", "eval_dataset_dir": ds},
-                overrides={"eval_dataset": ds},
-                metrics_file=("eval" if ds == "chestxray8" else f"eval_{ds}") + "/metrics.csv",
-            ),
-        )
-    for run_dir, use_bce in (("cxr_xattn", True), ("cxr_xattn_no_bce", False)):
-        xattn = {"use_bce": use_bce}
-        add(
-            f"{run_dir}_train",
-            BundleStep(
-                "cxr_xattn",
-                ["train.json"],
-                run_dir,
-                data={"dataset_dir": "mimic-cxr"},
-                paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
-                overrides=xattn,
-            ),
+            "cxr_retinanet_train",
+            BundleStep("cxr_retinanet", ["train.json"], "cxr_retinanet", data={"dataset_dir": "rsna"}),
         )
         for ds in eval_datasets:
             add(
-                f"{run_dir}_evaluate_{ds}",
+                f"cxr_retinanet_evaluate_{ds}",
                 BundleStep(
-                    "cxr_xattn",
+                    "cxr_retinanet",
                     ["train.json", "evaluate.json"],
-                    run_dir,
-                    data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
-                    paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
-                    overrides={**xattn, "eval_dataset": ds},
+                    "cxr_retinanet",
+                    data={"dataset_dir": "rsna", "eval_dataset_dir": EVAL_FOLDERS[ds]},
+                    overrides={"eval_dataset": ds, "eval_split": "all", "eval_boxes_only": True},
                     metrics_file=f"eval_{ds}/metrics.csv",
                 ),
             )
-    add(
-        "cxr_xattn_inference",
-        BundleStep(
+        for loc_seed in (seed + offset for offset in LOCALIZATION_SEEDS[profile]):
+            suffix = "" if loc_seed == seed else f"_seed{loc_seed}"
+            for variant, head in (XATTN_VARIANTS | (ABLATIONS if ablation and loc_seed == seed else {})).items():
+                run_dir = f"cxr_xattn{variant}{suffix}"
+                head = {**head, "seed": loc_seed}
+                add(
+                    f"{run_dir}_train",
+                    BundleStep(
+                        "cxr_xattn",
+                        ["train.json"],
+                        run_dir,
+                        data={"dataset_dir": "mimic-cxr"},
+                        paths=detector,
+                        overrides=head,
+                    ),
+                )
+                for ds in eval_datasets:
+                    add(
+                        f"{run_dir}_evaluate_{ds}",
+                        BundleStep(
+                            "cxr_xattn",
+                            ["train.json", "evaluate.json"],
+                            run_dir,
+                            data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": EVAL_FOLDERS[ds]},
+                            paths=detector,
+                            overrides={**head, "eval_dataset": ds, "eval_split": "all", "eval_boxes_only": True},
+                            metrics_file=f"eval_{ds}/metrics.csv",
+                        ),
+                    )
+        add(
+            "cxr_xattn_inference",
+            BundleStep(
+                "cxr_xattn",
+                ["train.json", "inference.json"],
+                "cxr_xattn",
+                data={"dataset_dir": "mimic-cxr"},
+                paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
+            ),
+            outputs=["predictions/predictions.json"],
+        )
+        covid_inference = BundleStep(
             "cxr_xattn",
             ["train.json", "inference.json"],
             "cxr_xattn",
-            data={"dataset_dir": "mimic-cxr"},
-            paths={"detector_checkpoint": "cxr_retinanet/model.pt"},
-        ),
-        outputs=["predictions/predictions.json"],
-    )
-    covid_inference = BundleStep(
-        "cxr_xattn",
-        ["train.json", "inference.json"],
-        "cxr_xattn",
-        data={"dataset_dir": "covid"},
-        paths={
-            "detector_checkpoint": "cxr_retinanet/model.pt",
-            "datalist_file": "cxr_xattn/datalist_covid.json",
-            "prediction_dir": "cxr_xattn/predictions_covid",
-        },
-        overrides=common,
-        log_name="cxr_xattn_inference_covid",
-        profile=profile,
-    )
-
-    def case_study(out_dir: Path) -> dict:
-        # Fig. 3 of the paper: the model trained on MIMIC-CXR, applied to the covid-chestxray-dataset layout
-        from monai_xattn.data import build_covid_datalist, write_datalist
-
-        datalist, report = build_covid_datalist(out_dir / "data" / "covid", views=["PA", "AP"])
-        entries = [e for split in datalist.values() for e in split]
-        write_datalist(
-            {"training": [], "validation": [], "test": entries}, out_dir / "cxr_xattn" / "datalist_covid.json"
+            data={"dataset_dir": "covid"},
+            paths={
+                "detector_checkpoint": "cxr_retinanet/model.pt",
+                "datalist_file": "cxr_xattn/datalist_covid.json",
+                "prediction_dir": "cxr_xattn/predictions_covid",
+            },
+            overrides=common,
+            log_name="cxr_xattn_inference_covid",
+            profile=profile,
         )
-        return {**covid_inference(out_dir), "images": len(entries)}
 
-    steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))
-    add(
-        "cxr_cam_baseline_train",
-        BundleStep("cxr_cam_baseline", ["train.json"], "cxr_cam_baseline", data={"dataset_dir": "mimic-cxr"}),
-    )
-    for method in ("cam", "gradcam"):
-        for ds in eval_datasets:
-            add(
-                f"cxr_cam_baseline_evaluate_{method}_{ds}",
-                BundleStep(
-                    "cxr_cam_baseline",
-                    ["train.json", "evaluate.json"],
-                    "cxr_cam_baseline",
-                    data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": ds},
-                    overrides={"cam_method": method, "eval_dataset": ds},
-                    metrics_file=f"eval_{ds}_{method}/metrics.csv",
-                ),
+        def case_study(out_dir: Path) -> dict:
+            # Fig. 3 of the paper: the model trained on MIMIC-CXR, applied to the covid-chestxray-dataset layout
+            from monai_xattn.data import build_covid_datalist, write_datalist
+
+            datalist, report = build_covid_datalist(out_dir / "data" / "covid", views=["PA", "AP"])
+            entries = [e for split in datalist.values() for e in split]
+            write_datalist(
+                {"training": [], "validation": [], "test": entries}, out_dir / "cxr_xattn" / "datalist_covid.json"
             )
-    # -- GLoRIA: pretraining, then its image encoder downstream
-    add(
-        "gloria_pretrain_train",
-        BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain", data={"dataset_dir": "chexpert"}),
-    )
-    gloria_eval = {"data": {"dataset_dir": "chexpert_eval"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
-    add(
-        "gloria_eval_evaluate",
-        BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval, json_files=["evaluate.json"]),
-    )
-    add(
-        "gloria_eval_linear_probe",
-        BundleStep(
-            "gloria_eval",
-            ["evaluate.json", "linear_probe.json"],
-            "gloria_eval",
-            **gloria_eval,
-            json_files=["linear_probe.json"],
-        ),
-    )
-    # SIIM as monai-xattn siim-table's 100 % column: the profile's training seeds counted from --seed (the data and
-    # its split stay those of --seed), each run's best-validation and last-epoch weights evaluated
-    for init in ("random", "gloria"):
-        weights = {"weights": "gloria_pretrain/model.pt"} if init == "gloria" else {}
-        for siim_seed in (seed + offset for offset in SIIM_SEEDS[profile]):
-            run_dir = f"siim_unet_{init}" + ("" if siim_seed == seed else f"_seed{siim_seed}")
-            seeds = {"seed": siim_seed, "data_seed": seed}
+            return {**covid_inference(out_dir), "images": len(entries)}
+
+        steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))
+        for loc_seed in (seed + offset for offset in LOCALIZATION_SEEDS[profile]):
+            run_dir = "cxr_cam_baseline" + ("" if loc_seed == seed else f"_seed{loc_seed}")
             add(
                 f"{run_dir}_train",
                 BundleStep(
-                    "siim_unet",
+                    "cxr_cam_baseline",
                     ["train.json"],
                     run_dir,
-                    data={"dataset_dir": "siim"},
-                    paths=weights,
-                    overrides={"init": init, **seeds},
+                    data={"dataset_dir": "mimic-cxr"},
+                    overrides={"seed": loc_seed},
                 ),
             )
-            for checkpoint, folder in SIIM_CHECKPOINTS.items():
+            for method in ("cam", "gradcam"):
+                for ds in eval_datasets:
+                    add(
+                        f"{run_dir}_evaluate_{method}_{ds}",
+                        BundleStep(
+                            "cxr_cam_baseline",
+                            ["train.json", "evaluate.json"],
+                            run_dir,
+                            data={"dataset_dir": "mimic-cxr", "eval_dataset_dir": EVAL_FOLDERS[ds]},
+                            overrides={
+                                "seed": loc_seed,
+                                "cam_method": method,
+                                "eval_dataset": ds,
+                                "eval_split": "all",
+                                "eval_boxes_only": True,
+                            },
+                            metrics_file=f"eval_{ds}_{method}/metrics.csv",
+                        ),
+                    )
+    if "gloria" in parts:
+        # -- GLoRIA: pretraining, then its image encoder downstream
+        add(
+            "gloria_pretrain_train",
+            BundleStep("gloria_pretrain", ["train.json"], "gloria_pretrain", data={"dataset_dir": "chexpert"}),
+        )
+        gloria_eval = {"data": {"dataset_dir": "chexpert_eval"}, "paths": {"checkpoint": "gloria_pretrain/model.pt"}}
+        add(
+            "gloria_eval_evaluate",
+            BundleStep("gloria_eval", ["evaluate.json"], "gloria_eval", **gloria_eval, json_files=["evaluate.json"]),
+        )
+        add(
+            "gloria_eval_linear_probe",
+            BundleStep(
+                "gloria_eval",
+                ["evaluate.json", "linear_probe.json"],
+                "gloria_eval",
+                **gloria_eval,
+                json_files=["linear_probe.json"],
+            ),
+        )
+        # SIIM as monai-xattn siim-table's 100 % column: the profile's training seeds counted from --seed (the data and
+        # its split stay those of --seed), each run's best-validation and last-epoch weights evaluated
+        for init in ("random", "gloria"):
+            weights = {"weights": "gloria_pretrain/model.pt"} if init == "gloria" else {}
+            for siim_seed in (seed + offset for offset in SIIM_SEEDS[profile]):
+                run_dir = f"siim_unet_{init}" + ("" if siim_seed == seed else f"_seed{siim_seed}")
+                seeds = {"seed": siim_seed, "data_seed": seed}
                 add(
-                    f"{run_dir}_evaluate" + ("" if checkpoint == "best" else f"_{checkpoint}"),
+                    f"{run_dir}_train",
                     BundleStep(
                         "siim_unet",
-                        ["train.json", "evaluate.json"],
+                        ["train.json"],
                         run_dir,
                         data={"dataset_dir": "siim"},
-                        overrides={**seeds, "eval_checkpoint": checkpoint},
-                        metrics_file=f"{folder}/metrics.csv",
+                        paths=weights,
+                        overrides={"init": init, **seeds},
                     ),
                 )
+                for checkpoint, folder in SIIM_CHECKPOINTS.items():
+                    add(
+                        f"{run_dir}_evaluate" + ("" if checkpoint == "best" else f"_{checkpoint}"),
+                        BundleStep(
+                            "siim_unet",
+                            ["train.json", "evaluate.json"],
+                            run_dir,
+                            data={"dataset_dir": "siim"},
+                            overrides={**seeds, "eval_checkpoint": checkpoint},
+                            metrics_file=f"{folder}/metrics.csv",
+                        ),
+                    )
     # -- the report reads every step's summary and the bundles' outputs
     steps.append(Step("report", lambda out_dir: _report(out_dir, profile), always=True))
     return steps
@@ -440,14 +526,18 @@ def run_demo(
     seed: int = 0,
     force: bool = False,
     text_model: str | os.PathLike | None = None,
+    parts: Sequence[str] = PARTS,
+    ablation: bool = False,
 ) -> list[dict]:
-    """Run (or resume) the demo into ``out_dir``; return one summary dict per step (``text_model``: see
-    :func:`demo_steps`)."""
+    """Run (or resume) the demo into ``out_dir``; return one summary dict per step (``text_model``, ``parts``,
+    ``ablation``: see :func:`demo_steps`)."""
     if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "steps").is_dir():
         raise FileExistsError(f"{out_dir} is not empty and holds no earlier demo run; choose another --out")
     out_dir.mkdir(parents=True, exist_ok=True)
     settings_file = out_dir / "steps" / "settings.json"
     settings = {"profile": profile, "difficulty": difficulty, "seed": seed}
+    if tuple(parts) != PARTS or ablation:
+        settings.update(parts=list(parts), ablation=ablation)
     if text_model is not None:
         settings["text_model"] = os.fspath(text_model)
     if settings_file.is_file() and json.loads(settings_file.read_text()) != settings and not force:
@@ -458,7 +548,7 @@ def run_demo(
     settings_file.parent.mkdir(parents=True, exist_ok=True)
     settings_file.write_text(json.dumps(settings))
     (out_dir / "steps" / "profile.json").write_text(json.dumps(resolved_profile(profile), indent=1) + "\n")
-    steps = demo_steps(profile, difficulty, seed, text_model)
+    steps = demo_steps(profile, difficulty, seed, text_model, parts, ablation)
     summaries = []
     for k, step in enumerate(steps, 1):
         marker = step.marker(out_dir)
@@ -491,12 +581,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def print_bundle_failure(error: subprocess.CalledProcessError) -> None:
+    """Tell the user which bundle failed (its log's tail) and that a rerun resumes."""
+    print(f"\na bundle failed (exit {error.returncode}); {error.output}", file=sys.stderr)
+    print("fix the cause and rerun the same command: finished steps are skipped", file=sys.stderr)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         summaries = run_demo(args.out, args.profile, args.difficulty, args.seed, args.force, args.text_model)
     except subprocess.CalledProcessError as e:
-        print(f"\na bundle failed (exit {e.returncode}); {e.output}", file=sys.stderr)
-        print("fix the cause and rerun the same command: finished steps are skipped", file=sys.stderr)
+        print_bundle_failure(e)
         return 1
     total = sum(s["seconds"] for s in summaries)
     report = summaries[-1]["result"]

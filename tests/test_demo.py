@@ -85,7 +85,10 @@ def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
         assert f"| {method} | ours, phantom |" in md and f"| {method} | paper, real data |" in md, method
     # our number in the table is the one the bundle wrote
     ours = _summary(demo_run, "cxr_retinanet_evaluate_mimic-cxr")["result"]["metrics"]["val_acc_iou25"]
-    assert re.search(rf"\| RetinaNet \| ours, phantom \| {ours:.3f} \|", md)
+    assert re.search(rf"\| RetinaNet \| ours, phantom \| 1 \| {ours:.3f} \[\d\.\d{{3}}, \d\.\d{{3}}\] \|", md)
+    # our variant is labelled as ours, and each Proposed row is compared with RetinaNet on the same images
+    assert "| Proposed, residual alpha (ours) | ours, phantom |" in md
+    assert re.search(r"\| Proposed - RetinaNet \| ours, phantom \| [+-]\d\.\d{3} \[", md)
     html = (demo_run / "report.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
     assert {"figures/fig2_localization.png", "figures/fig4_gloria_attention.png"} <= set(images)

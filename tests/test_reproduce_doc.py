@@ -48,8 +48,8 @@ CPU_SETTINGS = [
     (r"siim-table --profile paper\b", "siim-table --profile tiny --depth 50 --fraction 1.0 --seeds 0"),
 ]
 
-PHANTOMS = {"ChestX-ray8": ("chestxray8", 40), "mimic-cxr": ("mimic-cxr", 40), "CheXpert": ("chexpert", 240),
-            "siim": ("siim", 40)}  # fmt: skip
+PHANTOMS = {"rsna": ("rsna", 40), "ChestX-ray8": ("chestxray8", 40), "mimic-cxr": ("mimic-cxr", 40),
+            "CheXpert": ("chexpert", 240), "siim": ("siim", 40)}  # fmt: skip
 
 
 def _section(text: str, heading: str) -> str:

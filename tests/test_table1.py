@@ -1,65 +1,93 @@
-"""Table 1: formatting, attribute metrics and the CLI registration.
+"""Table 1 from a demo run's outputs: intervals pooled over seeds, paired differences, the ablation, the CLI.
 
-The learning test (Proposed beats CAM and GradCAM at IoU@0.5 on phantom easy) is ``tests/test_table1_learns.py``.
+The bundle runs are replaced by the files they leave (step markers, ``metrics.csv`` and MetricsSaver's per-image
+``val_acc_iou25_raw.csv``), so the table logic is tested on known numbers. The learning test that runs the bundles
+is ``tests/test_table1_learns.py``.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import re
+from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
+from monai_xattn import table1
 from monai_xattn.cli import build_parser
-from monai_xattn.table1 import METHODS, THRESHOLDS, attribute_metrics, format_table1, run_table1
+from monai_xattn.report.builder import localization_tables
+
+IMAGES = [f"/data/img{k:03d}.dcm" for k in range(40)]
 
 
-def _result(value: float) -> dict:
-    cells = {f"IoU@{t}": value * (1 - t) for t in THRESHOLDS}
-    return {
-        "rows": {m: {"mimic-cxr": cells, "chestxray8": cells} for m in METHODS},
-        "attributes": {"Proposed": {"accuracy": 0.9, "auc": 0.8, "auc_attributes": 5.0}},
-        "settings": {
-            "difficulty": "easy",
-            "n": 10,
-            "size": 64,
-            "seed": 0,
-            "device": "cpu",
-            "test_images_with_boxes": {"mimic-cxr": 3, "chestxray8": 4},
-        },
-        "seconds": 1.0,
-    }
+def _write_run(out: Path, step: str, folder: str, overlaps: list[float]) -> None:
+    """What one evaluation step leaves: its marker (with the metrics path) and the per-image top-1 IoUs."""
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    rows = [f"{image},{value},{value}" for image, value in zip(IMAGES, overlaps, strict=True)]
+    (out / folder / "val_acc_iou25_raw.csv").write_text("filename,class0,mean\n" + "\n".join(rows) + "\n")
+    iou25 = float(np.mean(np.asarray(overlaps) >= 0.25))
+    (out / folder / "metrics.csv").write_text(f"val_acc_iou25,{iou25}\n")
+    marker = {"step": step, "seconds": 1.0, "result": {"metrics_path": f"{folder}/metrics.csv", "metrics": {}}}
+    (out / "steps").mkdir(exist_ok=True)
+    (out / "steps" / f"{step}.done.json").write_text(json.dumps(marker))
 
 
-def test_format_lists_every_method_with_measured_and_paper_numbers():
-    text = format_table1(_result(0.8))
-    for method in METHODS:
-        assert f"| {method} |" in text
-    assert "0.600 / 0.400 / 0.200" in text  # measured cells, from the result
-    assert "0.529 / 0.428 / 0.123" in text  # the paper's Proposed row, labelled as real data
-    assert "paper, real data" in text and "| Proposed | 0.900 | 0.800 |" in text
-    assert "0.600" not in format_table1(_result(0.5))
+def _fake_demo(out: Path, ablation: bool = False) -> None:
+    rng = np.random.default_rng(0)
+    retinanet = rng.random(len(IMAGES)) * 0.6  # IoU@0.25 ~ 0.58
+    for ds in ("mimic-cxr", "chestxray8"):
+        _write_run(out, f"cxr_retinanet_evaluate_{ds}", f"cxr_retinanet/eval_{ds}", list(retinanet))
+        for k, suffix in enumerate(("", "_seed1", "_seed2")):
+            better = np.where(np.arange(len(IMAGES)) < 10 + k, 0.9, retinanet)  # Proposed fixes 10-12 images
+            _write_run(out, f"cxr_xattn{suffix}_evaluate_{ds}", f"cxr_xattn{suffix}/eval_{ds}", list(better))
+            _write_run(out, f"cxr_xattn_no_bce{suffix}_evaluate_{ds}", f"nobce{suffix}/eval_{ds}", list(retinanet))
+            if ablation:
+                _write_run(out, f"cxr_xattn_all_studies{suffix}_evaluate_{ds}", f"all{suffix}/eval_{ds}", [0.0] * 40)
 
 
-def test_attribute_metrics():
-    targets = torch.tensor([[1, 0, -1], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=torch.float32)
-    probs = torch.tensor([[0.9, 0.2, 0.9], [0.1, 0.8, 0.4], [0.7, 0.6, 0.3], [0.2, 0.4, 0.1]])
-    m = attribute_metrics(probs, targets)
-    assert m["accuracy"] == 1.0  # the -1 entry (0.9 vs unknown) is skipped
-    assert m["auc"] == 1.0 and m["auc_attributes"] == 2  # column 2 has one class only: no AUC
-    flipped = attribute_metrics(1 - probs, targets)
-    assert flipped["accuracy"] == 0.0 and flipped["auc"] == 0.0
-    assert math.isnan(attribute_metrics(probs[:, 2:], targets[:, 2:])["auc"])
+def test_table1_pools_seeds_with_intervals_and_pairs_proposed_with_retinanet(tmp_path):
+    _fake_demo(tmp_path)
+    table, comparison = (t.markdown() for t in localization_tables(tmp_path))
+    retinanet = float(np.mean(np.random.default_rng(0).random(40) * 0.6 >= 0.25))
+    # RetinaNet: one run; its IoU@0.25 cell is the measured accuracy with an interval around it
+    row = next(line for line in table.splitlines() if line.startswith("| RetinaNet | ours"))
+    assert re.search(rf"\| RetinaNet \| ours, phantom \| 1 \| {retinanet:.3f} \[0\.\d{{3}}, 0\.\d{{3}}\] \|", row)
+    # Proposed pools three seeds (10, 11, 12 images moved to 0.9 over RetinaNet's)
+    assert "| Proposed | ours, phantom | 3 |" in table
+    # the paired difference of Proposed over RetinaNet excludes 0; w/o classification equals RetinaNet exactly
+    proposed = next(line for line in comparison.splitlines() if line.startswith("| Proposed - RetinaNet"))
+    low = float(re.search(r"\| \+0\.\d{3} \[([+-]\d\.\d{3}),", proposed).group(1))
+    assert low > 0
+    assert "| Proposed w/o classification - RetinaNet | ours, phantom | +0.000 [+0.000, +0.000] |" in comparison
+    # rows without runs print "-" rather than a number; the paper's rows are labelled
+    assert "| CAM | ours, phantom | - |" in table and "| Proposed | paper, real data | - | 0.529 |" in table
+    assert "ablation" not in table.lower()
 
 
-def test_run_table1_rejects_unknown_methods(tmp_path):
-    with pytest.raises(ValueError, match="unknown methods"):
-        run_table1(tmp_path, methods=("Proposed", "SAM"))
+def test_ablation_table_appears_with_its_runs(tmp_path):
+    _fake_demo(tmp_path, ablation=True)
+    tables = [t.markdown() for t in localization_tables(tmp_path)]
+    assert len(tables) == 3 and "ablation" in tables[2].lower()
+    row = next(line for line in tables[2].splitlines() if line.startswith("| every study with a report trains"))
+    assert "| 0.000 [0.000, 0.000] |" in row and "-0." in row
+
+
+def test_run_table1_runs_the_localization_part_only_and_writes_table1_md(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_run_demo(out, profile, difficulty, seed, force, parts, ablation):
+        calls.append((profile, parts, ablation))
+        _fake_demo(out)
+
+    monkeypatch.setattr(table1, "run_demo", fake_run_demo)
+    text = table1.run_table1(tmp_path, profile="tiny", ablation=True)
+    assert calls == [("tiny", ("localization",), True)]
+    assert (tmp_path / "table1.md").read_text() == text and "Localization, Table 1" in text
 
 
 def test_cli_registers_table1():
-    args = build_parser().parse_args(["table1", "--out", "x", "--n", "12", "--difficulty", "easy"])
-    assert args._module == "monai_xattn.table1" and args.n == 12 and args.detector_weights is None
-    assert args.alpha_mode == "residual" and args.methods == list(METHODS)
-    args = build_parser().parse_args(["table1", "--out", "x", "--methods", "CAM", "Proposed", "--residual-bound", "0"])
-    assert args.methods == ["CAM", "Proposed"] and args.residual_bound == 0
+    args = build_parser().parse_args(["table1", "--out", "x", "--difficulty", "easy", "--ablation"])
+    assert args._module == "monai_xattn.table1" and args.profile == "cpu" and args.ablation and args.seed == 0
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["table1", "--out", "x", "--profile", "huge"])

@@ -12,6 +12,7 @@ __all__ = [
     "AdapterReport",
     "DatalistError",
     "load_datalist",
+    "datalist_split",
     "validate_datalist",
     "write_datalist",
     "prepare_datalist",
@@ -33,7 +34,14 @@ if TYPE_CHECKING:
     from monai_xattn.data.chestxray8 import build_chestxray8_datalist
     from monai_xattn.data.chexpert import build_5x200, build_chexpert_5x200_datalist, build_chexpert_datalist
     from monai_xattn.data.covid import build_covid_datalist
-    from monai_xattn.data.datalist import AdapterReport, DatalistError, load_datalist, validate_datalist, write_datalist
+    from monai_xattn.data.datalist import (
+        AdapterReport,
+        DatalistError,
+        datalist_split,
+        load_datalist,
+        validate_datalist,
+        write_datalist,
+    )
     from monai_xattn.data.mimic_cxr import build_mimic_cxr_datalist, build_mimic_cxr_jpg_datalist
     from monai_xattn.data.ms_cxr import build_ms_cxr_datalist
     from monai_xattn.data.prepare import prepare_datalist
@@ -44,6 +52,7 @@ _LAZY = {
     "AdapterReport": "datalist",
     "DatalistError": "datalist",
     "load_datalist": "datalist",
+    "datalist_split": "datalist",
     "validate_datalist": "datalist",
     "write_datalist": "datalist",
     "prepare_datalist": "prepare",

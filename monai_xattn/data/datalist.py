@@ -26,6 +26,7 @@ from monai_xattn.utils.boxes import check_boxes, xywh_to_xyxy
 from monai_xattn.utils.paths import ensure_outside as _ensure_outside
 
 __all__ = [
+    "datalist_split",
     "SPLITS",
     "PATH_KEYS",
     "AdapterReport",
@@ -505,6 +506,25 @@ def load_datalist(path: str | os.PathLike, root: str | os.PathLike) -> dict[str,
         ]
         for split in SPLITS
     }
+
+
+def datalist_split(datalist: Mapping[str, list], split: str, with_boxes: bool = False) -> list[dict[str, Any]]:
+    """One split of a datalist, or ``"all"``: every split in :data:`SPLITS` order.
+
+    ``"all"`` serves datasets used only for evaluation (a model never trained on any of their images), such as the
+    ChestX-ray8 pneumonia boxes of Bhalodia et al.'s Table 1. ``with_boxes`` keeps only entries with at least one
+    box: localization accuracy reads no other image, so evaluating the rest costs time and changes nothing.
+
+    Raises:
+        KeyError: an unknown split, naming the known ones.
+    """
+    if split == "all":
+        entries = [entry for name in SPLITS for entry in datalist.get(name, [])]
+    elif split in SPLITS:
+        entries = list(datalist.get(split, []))
+    else:
+        raise KeyError(f"unknown split {split!r}; choose from {list(SPLITS)} or 'all'")
+    return [e for e in entries if e.get("boxes")] if with_boxes else entries
 
 
 def ensure_outside(output: str | os.PathLike, root: str | os.PathLike) -> None:

@@ -10,8 +10,12 @@ text reaches the model -- and the localization metrics compare its boxes with th
 
 from __future__ import annotations
 
+import json
+import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +25,8 @@ from torch import Tensor, nn
 
 from monai_xattn.data.mimic_cxr import attach_phantom_boxes  # re-exported: its home is the MIMIC-CXR adapter
 from monai_xattn.losses.xattn import XAttnLoss
+from monai_xattn.text.attributes import extract_attributes
+from monai_xattn.text.reports import read_report
 
 __all__ = [
     "XAttnPrepareBatch",
@@ -28,7 +34,19 @@ __all__ = [
     "xattn_transforms",
     "train_attribute_word2vec",
     "attach_phantom_boxes",
+    "TRAINING_RULES",
+    "select_training_studies",
 ]
+
+#: which studies train the head: ``"paper"`` (Bhalodia et al.: "images corresponding to pneumonia and having at
+#: least one of the attributes"), ``"all"`` (every study with a report; our earlier default, kept for ablations)
+TRAINING_RULES = ("paper", "all")
+logger = logging.getLogger(__name__)
+
+
+def _text_scope(scope: str | None) -> str | None:
+    # bundle overrides cannot spell None (monai.bundle's command line drops it): "report" reads the whole report
+    return None if scope in (None, "report") else scope
 
 
 def _name(item: Mapping[str, Any], index: int) -> str:
@@ -132,6 +150,67 @@ class XAttnTrainLoss(nn.Module):
         return terms["loss"]
 
 
+def select_training_studies(
+    entries: Iterable[Mapping[str, Any]],
+    rule: str = "paper",
+    finding: str = "Pneumonia",
+    positive_values: Sequence[float] = (1,),
+    scope: str | None = "pneumonia",
+    vocabulary: Any = None,
+    sections: Sequence[str] | None = ("findings", "impression"),
+    uncertain: str = "positive",
+    report_file: str | os.PathLike | None = None,
+) -> list[dict[str, Any]]:
+    """The studies the head trains on, and a count of what was dropped and why.
+
+    With ``rule="paper"`` a study is kept when its ``labels[finding]`` is one of ``positive_values`` (MIMIC-CXR's
+    CheXpert labels: 1 positive, -1 uncertain, 0 negative) and its report states at least one vocabulary
+    attribute within ``scope`` (the pneumonia sentences, see :func:`~monai_xattn.text.attributes.extract_attributes`),
+    as Bhalodia et al. select their 11,308 training images. ``rule="all"`` keeps every study with a report.
+
+    Args:
+        entries: datalist entries with absolute ``report`` paths (as from ``load_datalist``) or ``report_text``.
+        rule: one of :data:`TRAINING_RULES`.
+        finding: the label that marks a pneumonia study.
+        positive_values: label values that count as positive (add ``-1`` to keep uncertain pneumonia).
+        scope: the sentences the attributes are read from (``"pneumonia"``; ``"report"`` or ``None``: all).
+        vocabulary, sections, uncertain: of the attribute extraction (the training pipeline's own).
+        report_file: where to write the counts as JSON (e.g. the bundle's output folder); ``None``: log only.
+
+    Returns:
+        the kept entries, in their order.
+
+    Raises:
+        ValueError: an unknown rule, or no study left (naming the counts, so the cause is visible).
+    """
+    if rule not in TRAINING_RULES:
+        raise ValueError(f"rule must be one of {TRAINING_RULES}, got {rule!r}")
+    kept, dropped = [], Counter()
+    entries = list(entries)
+    for entry in entries:
+        if "report" not in entry and "report_text" not in entry:
+            dropped["no report"] += 1
+            continue
+        if rule == "paper":
+            if entry.get("labels", {}).get(finding) not in positive_values:
+                dropped[f"{finding} not in {list(positive_values)}"] += 1
+                continue
+            text = entry["report_text"] if "report_text" in entry else read_report(entry["report"])
+            found = extract_attributes(text, vocabulary, sections, uncertain, scope=_text_scope(scope)).multi_hot
+            if not (found == 1).any():
+                dropped["no attribute" + (f" in the {scope} sentences" if scope else "")] += 1
+                continue
+        kept.append(dict(entry))
+    counts = {"rule": rule, "scope": scope, "studies": len(entries), "kept": len(kept), "dropped": dict(dropped)}
+    logger.info("head training studies: %s", counts)
+    if report_file is not None:
+        Path(report_file).parent.mkdir(parents=True, exist_ok=True)
+        Path(report_file).write_text(json.dumps(counts, indent=1) + "\n")
+    if not kept:
+        raise ValueError(f"no training study left after the {rule!r} rule: {counts}")
+    return kept
+
+
 def xattn_transforms(
     size: int | Sequence[int] = 128,
     word_vectors: Any = None,
@@ -140,6 +219,7 @@ def xattn_transforms(
     vocabulary: Any = None,
     normalize: str | tuple[float, float] = "zscore",
     uncertain: str = "positive",
+    scope: str | None = "pneumonia",
 ) -> Compose:
     """Image (+ report) pipeline of the localizer.
 
@@ -156,6 +236,8 @@ def xattn_transforms(
         vocabulary: attribute vocabulary (default: the shipped one).
         normalize: image intensity normalisation, as in the detector's pipeline (keep them equal).
         uncertain: policy of ``ExtractAttributesd`` for hedged attributes.
+        scope: the report sentences the attributes are read from (``"pneumonia"``: those about pneumonia-indicative
+            findings, the paper's dictionary; ``"report"`` or ``None``: the whole report).
     """
     from monai_xattn.transforms.box import detection_eval_transforms
     from monai_xattn.transforms.text import ExtractAttributesd, LoadReportd, Word2Vecd
@@ -164,7 +246,9 @@ def xattn_transforms(
     if attributes:
         xforms += [
             LoadReportd(report_key),
-            ExtractAttributesd("report_text", names_keys=None, vocabulary=vocabulary, uncertain=uncertain),
+            ExtractAttributesd(
+                "report_text", names_keys=None, vocabulary=vocabulary, uncertain=uncertain, scope=_text_scope(scope)
+            ),
         ]
         if word_vectors is not None:
             xforms.append(Word2Vecd("attributes", word_vectors, vocabulary, negative_keys="negative_vectors"))

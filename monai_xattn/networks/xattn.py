@@ -14,12 +14,12 @@ geometry ``g_i``) and report ``T`` with ``M`` attribute words (Word2Vec vectors 
 
 Choices the paper leaves open (all constructor arguments, defaults documented in ``docs/xattn.md``):
 
-- ``alpha``: ``alpha_mode="residual"`` (default) is ``softmax_i(logit(s_i) + f(phi_i))`` with a linear ``f``
-  initialised to zero: training starts from the detector's ranking and the report signal (BCE through ``v``,
-  ``S_text`` through ``A_j`` -- the only losses that see ``alpha``) can only re-rank it. ``"learned"`` is the
-  softmax of ``f(phi_i)`` alone (measured: on the phantom it settles on ROIs that are not the finding, since no
-  loss ties ``alpha`` to the pneumonia), ``"detector"`` the softmax of the detector's logits, ``"uniform"`` the
-  plain mean.
+- ``alpha``: ``alpha_mode="learned"`` (default, the paper's "computed weights") is ``softmax_i(f(phi_i))`` with a
+  linear ``f``; ``phi`` carries the detector score through ``LN(Ws s_i)``. Only the report losses shape it (BCE
+  through ``v``, ``S_text`` through ``A_j``). ``"residual"`` (ours, a labelled variant) is
+  ``softmax_i(logit(s_i) + b tanh(f(phi_i)))`` with ``f`` initialised to zero: training starts from the
+  detector's ranking and the report can only re-rank near ties. ``"detector"`` is the softmax of the detector's
+  logits, ``"uniform"`` the plain mean.
 - ``phi`` lives in the word space: by default ``embed_dim`` equals the Word2Vec size and ``m_j`` is used as
   is, so ``s_ij`` compares ROIs with the very vectors the paper names. ``text_projection=True`` adds a
   learned linear map of ``m_j`` for an ``embed_dim`` of your choice.
@@ -131,7 +131,7 @@ class AttributeCrossAttention(nn.Module):
         geometry_dim: int = 9,
         embed_dim: int | None = None,
         side_dim: int = 64,
-        alpha_mode: str = "residual",
+        alpha_mode: str = "learned",
         text_projection: bool = False,
         lambda_a: float = 9.0,
         lambda_b: float = 9.0,

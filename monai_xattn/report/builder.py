@@ -19,21 +19,45 @@ from pathlib import Path
 from typing import Any
 
 from monai_xattn.metrics.classification import attribute_metrics
+from monai_xattn.metrics.intervals import (
+    align_runs,
+    bootstrap_accuracy,
+    format_interval,
+    paired_difference,
+    read_top1_overlaps,
+)
 from monai_xattn.report import paper
 from monai_xattn.report.svg import line_chart
 from monai_xattn.siim_table import format_spread
 
-__all__ = ["Table", "collect_tables", "write_report"]
+__all__ = ["Table", "collect_tables", "localization_tables", "write_report"]
 
-METHOD_STEPS = {  # Table 1 row -> the step prefix whose metrics fill it
-    "CAM": "cxr_cam_baseline_evaluate_cam",
-    "GradCAM": "cxr_cam_baseline_evaluate_gradcam",
-    "RetinaNet": "cxr_retinanet_evaluate",
-    "Proposed w/o classification": "cxr_xattn_no_bce_evaluate",
-    "Proposed": "cxr_xattn_evaluate",
+# Table 1 row -> the demo's evaluation steps that fill it: <run>[_seed<k>]_evaluate[_<cam method>]_<dataset>; a
+# row's cell pools its seeds (issue 18 item 7)
+METHOD_STEPS = {
+    "CAM": r"cxr_cam_baseline(?:_seed\d+)?_evaluate_cam",
+    "GradCAM": r"cxr_cam_baseline(?:_seed\d+)?_evaluate_gradcam",
+    "RetinaNet": r"cxr_retinanet(?:_seed\d+)?_evaluate",
+    "Proposed w/o classification": r"cxr_xattn_no_bce(?:_seed\d+)?_evaluate",
+    "Proposed": r"cxr_xattn(?:_seed\d+)?_evaluate",
+    "Proposed, residual alpha (ours)": r"cxr_xattn_residual(?:_seed\d+)?_evaluate",
+}
+#: the ablation's rows (demo ``ablation=True``, first localization seed only): Proposed, then each run that undoes
+#: one of the paper's rules Proposed follows
+ABLATION_REFERENCE = "Proposed (the paper's rules)"
+ABLATION_STEPS = {
+    ABLATION_REFERENCE: r"cxr_xattn_evaluate",
+    "attributes from the whole report": r"cxr_xattn_whole_report_evaluate",
+    "every study with a report trains": r"cxr_xattn_all_studies_evaluate",
+    "both (the round-1 selection)": r"cxr_xattn_no_scope_no_rule_evaluate",
+    "residual alpha (ours)": r"cxr_xattn_residual_evaluate",
 }
 DATASETS = {"mimic-cxr": "MIMIC-CXR", "chestxray8": "ChestX-ray8"}
 IOU_KEYS = ("val_acc_iou25", "val_acc_iou50", "val_acc_iou75")
+THRESHOLDS = (0.25, 0.5, 0.75)
+#: the per-image file beside each evaluation's metrics.csv (MetricsSaver's details of the IoU@0.25 metric, which
+#: holds each image's top-1 IoU)
+PER_IMAGE_FILE = "val_acc_iou25_raw.csv"
 
 
 class Table:
@@ -72,22 +96,124 @@ def _metrics(steps: Mapping[str, dict], name: str) -> dict[str, float]:
     return steps.get(name, {}).get("result", {}).get("metrics", {})
 
 
-def _table1(steps: Mapping[str, dict]) -> Table:
-    header = ["method", "source"] + [f"{DATASETS[d]} IoU@{t}" for d in DATASETS for t in (0.25, 0.5, 0.75)]
-    rows = []
-    for method, prefix in METHOD_STEPS.items():
-        ours = [_metrics(steps, f"{prefix}_{d}").get(k) for d in DATASETS for k in IOU_KEYS]
-        rows.append([method, "ours, phantom", *ours])
+def _method_runs(
+    out_dir: Path, steps: Mapping[str, dict], method: str, dataset: str, patterns: Mapping[str, str] = METHOD_STEPS
+) -> list[dict]:
+    """Per-image top-1 IoUs of every run (seed) of ``method`` on ``dataset``; a run without them gives ``{}``."""
+    pattern = re.compile(f"{patterns[method]}_{re.escape(dataset)}")
+    runs = []
+    for name in sorted(steps):
+        if not pattern.fullmatch(name):
+            continue
+        metrics_path = steps[name].get("result", {}).get("metrics_path")
+        per_image = out_dir / Path(metrics_path).parent / PER_IMAGE_FILE if metrics_path else None
+        runs.append(read_top1_overlaps(per_image) if per_image is not None and per_image.is_file() else {})
+    return runs
+
+
+def _interval_cells(runs: Sequence[dict], n_boot: int = 2000) -> tuple[list[Any], int]:
+    """IoU@t cells ``mean [low, high]`` pooled over the runs, and the number of images; ``-`` without results."""
+    if not runs or not all(runs):
+        return [None] * len(THRESHOLDS), 0
+    images, overlaps = align_runs(runs)
+    result = bootstrap_accuracy(overlaps, THRESHOLDS, n_boot=n_boot)
+    return [format_interval(result[t]) for t in THRESHOLDS], len(images)
+
+
+def _paper_gain() -> str:
+    gains = []
+    for dataset, name in DATASETS.items():
+        proposed, retinanet = paper.PAPER_TABLE1["Proposed"][dataset], paper.PAPER_TABLE1["RetinaNet"][dataset]
+        gains.append("/".join(f"{a - b:+.3f}" for a, b in zip(proposed, retinanet, strict=True)) + f" on {name}")
+    return ", ".join(gains)
+
+
+def _table1(out_dir: Path, steps: Mapping[str, dict]) -> list[Table]:
+    """Table 1 with 95 % intervals, and the paired difference of each Proposed row against RetinaNet."""
+    header = ["method", "source", "seeds"] + [f"{DATASETS[d]} IoU@{t}" for d in DATASETS for t in THRESHOLDS]
+    runs = {(m, d): _method_runs(out_dir, steps, m, d) for m in METHOD_STEPS for d in DATASETS}
+    rows, images = [], {}
     for method in METHOD_STEPS:
+        cells = []
+        for dataset in DATASETS:
+            dataset_cells, n = _interval_cells(runs[method, dataset])
+            cells += dataset_cells
+            images[dataset] = max(images.get(dataset, 0), n)
+        rows.append([method, "ours, phantom", max(len(runs[method, d]) for d in DATASETS) or None, *cells])
+    for method in METHOD_STEPS:
+        if method not in paper.PAPER_TABLE1:
+            continue
         published = paper.PAPER_TABLE1[method]
-        rows.append([method, "paper, real data", *[v for d in DATASETS for v in (published.get(d) or (None,) * 3)]])
-    return Table(
+        rows.append(
+            [method, "paper, real data", None, *[v for d in DATASETS for v in (published.get(d) or (None,) * 3)]]
+        )
+    counts = ", ".join(f"{DATASETS[d]} {n}" for d, n in images.items())
+    table = Table(
         "Localization, Table 1 (Bhalodia et al.): fraction of test images whose best box has IoU >= t",
         header,
         rows,
-        "Paper: MIMIC-CXR test boxes annotated by the authors, ChestX-ray8 pneumonia boxes. "
-        "Ours: phantom test splits, boxes from the phantom's ground truth.",
+        "Paper: MIMIC-CXR test boxes annotated by the authors, ChestX-ray8 pneumonia boxes (one training run). "
+        f"Ours: mean over the seeds and images [95 % bootstrap interval over images, seeds pooled]; images with a "
+        f"box: {counts}; every study of a held-out MIMIC-CXR phantom and of the ChestX-ray8 phantom, none trained "
+        "on. The detector (RetinaNet row, and the ROIs of every Proposed row) learns RSNA's boxes once and stays "
+        "fixed; the heads and the CAM classifier learn from MIMIC-CXR once per seed. Proposed: the paper's alpha "
+        "(softmax over ROIs of a learned function of phi); residual alpha (ours): the detector's logit plus a "
+        "bounded learned term.",
     )
+    paired = [
+        [f"{method} - RetinaNet", "ours, phantom", *_paired_cells(runs, method, "RetinaNet")]
+        for method in ("Proposed", "Proposed w/o classification", "Proposed, residual alpha (ours)")
+    ]
+    comparison = Table(
+        "Localization: paired difference to RetinaNet on the same images",
+        ["comparison", "source"] + header[3:],
+        paired,
+        "Difference of accuracies [95 % paired bootstrap interval over images]; an interval that excludes 0 is "
+        f"a difference at that level. Paper (one run, no interval): Proposed - RetinaNet = {_paper_gain()}.",
+    )
+    tables = [table, comparison]
+    ablation = [
+        name for name, pattern in ABLATION_STEPS.items() if any(re.fullmatch(f"{pattern}_.+", n) for n in steps)
+    ]
+    if set(ablation) - {ABLATION_REFERENCE, "residual alpha (ours)"}:  # those two alone are Table 1's runs
+        runs = {(m, d): _method_runs(out_dir, steps, m, d, ABLATION_STEPS) for m in ablation for d in DATASETS}
+        rows = []
+        for name in ablation:
+            cells = [c for d in DATASETS for c in _interval_cells(runs[name, d])[0]]
+            reference = name == ABLATION_REFERENCE
+            rows.append(
+                [name, *cells, *([None] * len(cells) if reference else _paired_cells(runs, name, ABLATION_REFERENCE))]
+            )
+        tables.append(
+            Table(
+                "Localization ablation: Proposed with one of the paper's rules undone (first localization seed)",
+                ["variant"] + header[3:] + [f"minus Proposed, {h}" for h in header[3:]],
+                rows,
+                "One training run each (the first localization seed), on Table 1's images; intervals are over "
+                "images. Proposed reads the attributes from the pneumonia sentences, trains on pneumonia-positive "
+                "studies with at least one such attribute, and weights ROIs with the paper's alpha; each row undoes "
+                "one of these (or two), paired with Proposed on the same images.",
+            )
+        )
+    return tables
+
+
+def _paired_cells(runs: Mapping[tuple[str, str], list[dict]], method: str, reference: str) -> list[Any]:
+    """``method - reference`` per dataset and threshold, on their common images, with paired intervals."""
+    cells: list[Any] = []
+    for dataset in DATASETS:
+        ours, base = runs.get((method, dataset)), runs.get((reference, dataset))
+        if not ours or not base or not all(ours) or not all(base):
+            cells += [None] * len(THRESHOLDS)
+            continue
+        images_a, a = align_runs(ours)
+        images_b, b = align_runs(base)
+        common = sorted(set(images_a) & set(images_b))
+        a = a[:, [images_a.index(i) for i in common]]
+        b = b[:, [images_b.index(i) for i in common]]
+        diff = paired_difference(a, b, THRESHOLDS)
+        cells += [format_interval(diff[t], signed=True) for t in THRESHOLDS]
+    return cells
 
 
 def _attribute_table(out_dir: Path) -> Table | None:
@@ -108,7 +234,9 @@ def _attribute_table(out_dir: Path) -> Table | None:
         if entry is None or not entry.get("report") or "attribute_probs" not in record:
             continue
         probs.append(record["attribute_probs"])
-        targets.append(extract_attributes(Path(entry["report"]).read_text(encoding="utf-8")).multi_hot.tolist())
+        # the targets the head learned: attributes of the pneumonia sentences (the cxr_xattn default scope)
+        text = Path(entry["report"]).read_text(encoding="utf-8")
+        targets.append(extract_attributes(text, scope="pneumonia").multi_hot.tolist())
     if not probs:
         return None
     ours = attribute_metrics(torch.tensor(probs), torch.tensor(targets))
@@ -232,10 +360,16 @@ def _siim_table(steps: Mapping[str, dict]) -> Table | None:
     )
 
 
+def localization_tables(out_dir: str | Path) -> list[Table]:
+    """Table 1 with intervals, the paired differences to RetinaNet and (when run) the ablation, of a demo run."""
+    out_dir = Path(out_dir)
+    return _table1(out_dir, _load_steps(out_dir))
+
+
 def collect_tables(out_dir: Path) -> list[Table]:
     """All tables of the report, from the step summaries in ``out_dir/steps``."""
     steps = _load_steps(out_dir)
-    tables = [_table1(steps)]
+    tables = _table1(out_dir, steps)
     attributes = _attribute_table(out_dir)
     if attributes is not None:
         tables.append(attributes)

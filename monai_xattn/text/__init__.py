@@ -18,6 +18,7 @@ from monai_xattn.text.prompts import (
     load_prompt_vocabulary,
 )
 from monai_xattn.text.reports import read_report
+from monai_xattn.text.scope import PNEUMONIA_SCOPE, ClauseScope, ScopeRules, scope_clauses
 from monai_xattn.text.sections import extract_sections, gloria_clean_sentences, select_sections, split_sentences
 
 __all__ = [
@@ -32,6 +33,10 @@ __all__ = [
     "generate_class_prompts",
     "load_prompt_vocabulary",
     "read_report",
+    "PNEUMONIA_SCOPE",
+    "ClauseScope",
+    "ScopeRules",
+    "scope_clauses",
     "extract_sections",
     "gloria_clean_sentences",
     "select_sections",

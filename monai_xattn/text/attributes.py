@@ -2,7 +2,8 @@
 
 The default vocabulary ships as ``attributes.yaml`` beside this module; users pass their own file.
 :class:`AttributeMatcher` / :func:`extract_attributes` find the vocabulary's attributes in report text with
-NegEx-style negation and uncertainty scopes (Chapman et al., J Biomed Inform 2001).
+NegEx-style negation and uncertainty scopes (Chapman et al., J Biomed Inform 2001); ``scope="pneumonia"`` reads
+only the clauses about pneumonia (:mod:`monai_xattn.text.scope`).
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import yaml
+
+if TYPE_CHECKING:
+    from monai_xattn.text.scope import ClauseScope, ScopeRules
 
 __all__ = [
     "DEFAULT_VOCABULARY_FILE",
@@ -303,6 +307,7 @@ class AttributeMatcher:
         self._boundaries = re.compile(
             rf"[.!?;:](?=\s|$)|\n[ \t]*\n|(?<!\w)(?:{_phrase_pattern(r.terminators)})(?!\w)", re.IGNORECASE
         )
+        self._scopes: dict = {}
 
     def _match(self, text: str) -> tuple[list[re.Match], np.ndarray]:
         """Surface-form matches of ``text`` and their status codes ``(C,)``."""
@@ -382,12 +387,36 @@ class AttributeMatcher:
             for m, s in zip(concepts, status, strict=True)
         ]
 
-    def __call__(self, text: str, uncertain: UncertainPolicy = "positive") -> AttributeExtraction:
-        """Extract the attributes of ``text`` (already restricted to the wanted sections)."""
+    def clause_scope(self, scope: str | ScopeRules) -> ClauseScope:
+        """The compiled :class:`~monai_xattn.text.scope.ClauseScope` of ``scope`` (a name or rules), its cues read
+        with this matcher's negation rules; compiled once per matcher and scope."""
+        from monai_xattn.text.scope import ClauseScope, resolve_scope
+
+        rules = resolve_scope(scope)
+        compiled = self._scopes.get(rules)
+        if compiled is None:
+            compiled = self._scopes[rules] = ClauseScope(rules, self.rules)
+        return compiled
+
+    def __call__(
+        self, text: str, uncertain: UncertainPolicy = "positive", scope: str | ScopeRules | None = None
+    ) -> AttributeExtraction:
+        """Extract the attributes of ``text`` (already restricted to the wanted sections).
+
+        Args:
+            text: report text.
+            uncertain: how uncertain attributes enter ``multi_hot`` (see :func:`extract_attributes`).
+            scope: ``None`` reads the whole text; ``"pneumonia"`` (or a
+                :class:`~monai_xattn.text.scope.ScopeRules`) only the mentions inside the clauses about that
+                finding, each with the status it has in the whole text; ``mentions`` then lists those only.
+        """
         if uncertain not in ("positive", "negative", "ignore"):
             raise ValueError(f"uncertain must be 'positive', 'negative' or 'ignore', got {uncertain!r}")
         names = self.vocabulary.names
         concepts, status = self._match(text)
+        if scope is not None:
+            keep = self.clause_scope(scope).contains(text, [m.start() for m in concepts])
+            concepts, status = [m for m, k in zip(concepts, keep, strict=True) if k], status[keep]
         # (A, 3) counts of positive / uncertain / negated mentions per attribute; a form may denote several
         counts = np.zeros((len(names), 3), dtype=np.int64)
         if concepts:
@@ -416,6 +445,7 @@ def extract_attributes(
     sections: tuple[str, ...] | list[str] | None = ("findings", "impression"),
     uncertain: UncertainPolicy = "positive",
     rules: NegExRules | None = None,
+    scope: str | ScopeRules | None = None,
 ) -> AttributeExtraction:
     """Extract the vocabulary's attributes from a radiology report.
 
@@ -427,9 +457,16 @@ def extract_attributes(
         uncertain: how uncertain attributes enter ``multi_hot``: ``"positive"`` (1), ``"negative"`` (0) or
             ``"ignore"`` (-1, to be masked).
         rules: negation/uncertainty triggers and scope (default :data:`DEFAULT_RULES`).
+        scope: ``None`` reads every sentence of the sections; ``"pneumonia"`` only the clauses that describe
+            pneumonia-indicative findings (pneumonia, consolidation, infiltrate, airspace disease, opacity not
+            attributed to another finding), see :mod:`monai_xattn.text.scope`; a
+            :class:`~monai_xattn.text.scope.ScopeRules` sets other cues.
 
     Returns:
         an :class:`AttributeExtraction`.
+
+    Raises:
+        ValueError: an unknown ``uncertain`` policy or ``scope``.
     """
     from monai_xattn.text.sections import select_sections
 
@@ -442,4 +479,4 @@ def extract_attributes(
         if cached is None or cached[0] is not vocabulary:
             cached = _MATCHERS[id(vocabulary)] = (vocabulary, AttributeMatcher(vocabulary))
         matcher = cached[1]
-    return matcher(select_sections(text, sections), uncertain=uncertain)
+    return matcher(select_sections(text, sections), uncertain=uncertain, scope=scope)

@@ -26,6 +26,7 @@ from monai.utils import ensure_tuple_rep
 
 from monai_xattn.text.attributes import AttributeMatcher, AttributeVocabulary, NegExRules, load_vocabulary
 from monai_xattn.text.reports import read_report
+from monai_xattn.text.scope import ScopeRules
 from monai_xattn.text.sections import gloria_clean_sentences, select_sections, split_sentences
 
 __all__ = [
@@ -218,6 +219,8 @@ class ExtractAttributes(Transform):
         sections: sections read (default FINDINGS + IMPRESSION, else the last paragraph); ``None`` = whole text.
         uncertain: uncertain attributes become 1 (``"positive"``), 0 (``"negative"``) or -1 (``"ignore"``).
         rules: trigger phrases and scope window.
+        scope: ``None`` reads every sentence of the sections; ``"pneumonia"`` only the clauses about
+            pneumonia-indicative findings (:mod:`monai_xattn.text.scope`; a ``ScopeRules`` for other cues).
 
     Returns:
         ``(multi_hot, names)``: names are those with value 1, in vocabulary order.
@@ -229,15 +232,19 @@ class ExtractAttributes(Transform):
         sections: Sequence[str] | None = ("findings", "impression"),
         uncertain: Literal["positive", "negative", "ignore"] = "positive",
         rules: NegExRules | None = None,
+        scope: str | ScopeRules | None = None,
     ) -> None:
         if uncertain not in ("positive", "negative", "ignore"):
             raise ValueError(f"uncertain must be 'positive', 'negative' or 'ignore', got {uncertain!r}")
         self.matcher = AttributeMatcher(_vocabulary(vocabulary), rules)
+        if scope is not None:
+            self.matcher.clause_scope(scope)  # compiles it now and rejects an unknown scope at construction
         self.sections = None if sections is None else tuple(sections)
         self.uncertain = uncertain
+        self.scope = scope
 
     def __call__(self, text: str) -> tuple[torch.Tensor, list[str]]:
-        result = self.matcher(select_sections(text, self.sections), uncertain=self.uncertain)
+        result = self.matcher(select_sections(text, self.sections), uncertain=self.uncertain, scope=self.scope)
         names = self.matcher.vocabulary.names
         return torch.from_numpy(result.multi_hot), [names[i] for i in np.flatnonzero(result.multi_hot == 1)]
 
@@ -250,7 +257,7 @@ class ExtractAttributesd(MapTransform):
         multi_hot_keys: output key(s) of the ``(A,)`` multi-hot (default ``attributes``).
         names_keys: output key(s) of the name lists (default ``attribute_names``; ``None`` to skip, e.g. when
             batching with the default collate).
-        vocabulary, sections, uncertain, rules: see :class:`ExtractAttributes`.
+        vocabulary, sections, uncertain, rules, scope: see :class:`ExtractAttributes`.
     """
 
     def __init__(
@@ -263,11 +270,12 @@ class ExtractAttributesd(MapTransform):
         uncertain: Literal["positive", "negative", "ignore"] = "positive",
         rules: NegExRules | None = None,
         allow_missing_keys: bool = False,
+        scope: str | ScopeRules | None = None,
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.multi_hot_keys = ensure_tuple_rep(multi_hot_keys, len(self.keys))
         self.names_keys = ensure_tuple_rep(names_keys, len(self.keys))
-        self.extractor = ExtractAttributes(vocabulary, sections, uncertain, rules)
+        self.extractor = ExtractAttributes(vocabulary, sections, uncertain, rules, scope)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)

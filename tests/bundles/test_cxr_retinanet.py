@@ -81,7 +81,7 @@ def test_train_resume_evaluate_infer(tmp_path):
     models = tmp_path / "models"
     _run(tmp_path, ("train",), "--epochs", "1")
     assert {"last.pt", "model.pt", "datalist.json"} <= {p.name for p in models.iterdir()}
-    assert (tmp_path / "data" / "phantom_chestxray8" / "BBox_List_2017.csv").is_file()  # generated on first run
+    assert (tmp_path / "data" / "phantom_rsna" / "stage_2_train_labels.csv").is_file()  # generated on first run
     first = torch.load(models / "last.pt", weights_only=True)
     per_epoch = first["trainer"]["iteration"]
     assert per_epoch > 0 and {"network", "optimizer", "lr_scheduler", "best_saver"} <= set(first)

@@ -1,11 +1,11 @@
 """The cxr_retinanet bundle, as shipped (CPU profile: ResNet-18, 128 px), learns to localize pneumonia on the
-phantom: its test-split IoU@0.25 beats a centre-box baseline computed here on the same images by a margin."""
+phantom in the paper's protocol (issue 18): trained on RSNA's boxes, evaluated on every ChestX-ray8 image with a
+pneumonia box (another dataset, never trained on); its IoU@0.25 beats, by a margin and on the same images, the
+best image-blind box learned from the training boxes."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,55 +16,43 @@ from monai_xattn.metrics.localization import localization_accuracy
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "cxr_retinanet"
 
 
-def _run(configs: list[str], out: Path, data: Path) -> None:
-    files = str([str(BUNDLE / "configs" / c) for c in configs])
-    overrides = [
-        "--bundle_root",
-        str(BUNDLE),
-        "--output_dir",
-        str(out),
-        "--dataset_dir",
-        str(data),
-        "--phantom_studies",
-        "240",
-        "--phantom_difficulty",
-        "easy",
-        "--progress",
-        "False",
-    ]
-    subprocess.run(
-        [sys.executable, "-m", "monai.bundle", "run", "--config_file", files, *overrides],
-        check=True,
-        cwd=out.parent,
-        capture_output=True,
-    )
-
-
-def _centre_boxes(train: list[dict], test: list[dict]) -> list[np.ndarray]:
-    """One box per test image: the mean training box size, centred in the image."""
-    sizes = np.array([[b[2] - b[0], b[3] - b[1]] for e in train for b in e["boxes"]])
-    w, h = sizes.mean(axis=0)
-    boxes = []
-    for entry in test:
-        cx, cy = entry["image_size"][0] / 2, entry["image_size"][1] / 2
-        boxes.append(np.array([[cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2]]))
-    return boxes
-
-
 @pytest.mark.slow
-def test_default_profile_beats_centre_box_on_easy_phantom(tmp_path):
-    out, data = tmp_path / "out", tmp_path / "data"
-    _run(["train.json"], out, data)
-    _run(["train.json", "evaluate.json"], out, data)
-    metrics = dict(line.split(",") for line in (out / "eval" / "metrics.csv").read_text().splitlines())
+def test_default_profile_beats_an_image_blind_box_on_easy_phantom(
+    rsna_detector, bundle_runner, fixed_box_baseline, tmp_path
+):
+    out = rsna_detector.out
+    evaluation = {"eval_dataset": "chestxray8", "eval_dataset_dir": tmp_path / "chestxray8", "eval_split": "all"}
+    eval_dir = tmp_path / "eval"
+    bundle_runner(
+        BUNDLE,
+        ["train.json", "evaluate.json"],
+        tmp_path,
+        output_dir=out,
+        dataset_dir=rsna_detector.data,
+        eval_dir=eval_dir,
+        eval_datalist_file=tmp_path / "datalist_chestxray8.json",
+        phantom_studies=240,
+        phantom_difficulty="easy",
+        progress=False,
+        **evaluation,
+    )
+    metrics = dict(line.split(",") for line in (eval_dir / "metrics.csv").read_text().splitlines())
     detector = float(metrics["val_acc_iou25"])
 
-    splits = json.loads((out / "datalist.json").read_text())
-    test = [e for e in splits["test"] if e["boxes"]]
-    assert len(test) >= 10, "too few test images with boxes for a meaningful comparison"
-    # the phantom is written at the network's input size (128 px), so datalist boxes and predictions share a frame
+    training = json.loads((out / "datalist.json").read_text())["training"]
+    evaluated = json.loads((tmp_path / "datalist_chestxray8.json").read_text())
+    test = [e for split in evaluated.values() for e in split if e["boxes"]]
+    assert len(test) >= 40, "too few images with boxes for a meaningful comparison"
+    # the phantoms are written at the network's input size (128 px), so datalist boxes and predictions share a frame
     assert all(e["image_size"] == [128, 128] for e in test)
-    centre = _centre_boxes(splits["training"], test)
-    baseline = localization_accuracy(centre, [np.ones(1)] * len(test), [np.asarray(e["boxes"]) for e in test])[0.25]
-    print(f"IoU@0.25: detector {detector:.3f}, centre box {baseline:.3f} ({len(test)} test images with boxes)")
-    assert detector >= baseline + 0.3
+    prior = fixed_box_baseline(training)
+    baseline = localization_accuracy(
+        [prior[None]] * len(test), [np.ones(1)] * len(test), [np.asarray(e["boxes"]) for e in test]
+    )[0.25]
+    print(
+        f"IoU@0.25: detector {detector:.3f}, best fixed box {baseline:.3f} ({len(test)} ChestX-ray8 images with boxes)"
+    )
+    # measured (88 images, one image = 0.011): detector 0.636, best fixed box 0.489 -- on the phantom a box that
+    # sees no image already hits half the lesions at IoU 0.25 (they cluster in the lower lung fields)
+    assert baseline > 0.1, "the image-blind baseline should work: lesions cluster in the lung fields"
+    assert detector >= baseline + 0.08

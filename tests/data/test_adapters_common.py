@@ -245,3 +245,18 @@ def test_read_table_comment_lines(tmp_path):
     path.write_text("## only notes\n")
     with pytest.raises(DatalistError, match=r"no header line: only blank or comment lines, up to the end at line 1"):
         read_table(path, comment="#")
+
+
+def test_datalist_split_reads_one_split_all_of_them_or_only_boxed_images():
+    from monai_xattn.data import datalist_split
+
+    datalist = {
+        "training": [{"image": "a", "boxes": [[0, 0, 1, 1]]}, {"image": "b", "boxes": []}],
+        "validation": [{"image": "c"}],
+        "test": [{"image": "d", "boxes": [[1, 1, 2, 2]]}],
+    }
+    assert [e["image"] for e in datalist_split(datalist, "test")] == ["d"]
+    assert [e["image"] for e in datalist_split(datalist, "all")] == ["a", "b", "c", "d"]
+    assert [e["image"] for e in datalist_split(datalist, "all", with_boxes=True)] == ["a", "d"]
+    with pytest.raises(KeyError, match="'train'.*'all'"):
+        datalist_split(datalist, "train")

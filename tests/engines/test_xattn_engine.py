@@ -129,3 +129,40 @@ def test_prepare_batch_names_the_sample_without_report_inputs():
 def test_word2vec_needs_reports():
     with pytest.raises(ValueError, match="report"):
         train_attribute_word2vec([{"image": "x.dcm"}])
+
+
+def _study(pneumonia, text):
+    return {"image": f"{len(text)}.dcm", "labels": {"Pneumonia": pneumonia}, "report_text": text}
+
+
+def test_paper_training_rule_keeps_pneumonia_studies_with_a_pneumonia_attribute(tmp_path):
+    from monai_xattn.engines.xattn import select_training_studies
+
+    entries = [
+        _study(1, "FINDINGS: Right lower lobe pneumonia."),  # kept
+        _study(
+            1, "FINDINGS: Pneumonia. Small left pleural effusion."
+        ),  # pneumonia, but its only attribute is elsewhere
+        _study(0, "FINDINGS: Right lower lobe consolidation."),  # attributes, but not labelled pneumonia
+        _study(-1, "FINDINGS: Possible left upper lobe pneumonia."),  # uncertain label
+        {"image": "x.dcm", "labels": {"Pneumonia": 1}},  # no report
+    ]
+    counts_file = tmp_path / "out" / "training_studies.json"
+    kept = select_training_studies(entries, report_file=counts_file)
+    assert [e["report_text"] for e in kept] == [entries[0]["report_text"]]
+    counts = json.loads(counts_file.read_text())
+    assert counts["kept"] == 1 and counts["studies"] == 5
+    assert counts["dropped"] == {
+        "no report": 1,
+        "Pneumonia not in [1]": 2,
+        "no attribute in the pneumonia sentences": 1,
+    }
+    # the whole report gives the second study `left` (from the effusion); uncertain labels can be let in
+    assert len(select_training_studies(entries, scope="report")) == 2
+    assert len(select_training_studies(entries, positive_values=(1, -1))) == 2
+    # "all": every study with a report, the round-1 selection
+    assert len(select_training_studies(entries, rule="all")) == 4
+    with pytest.raises(ValueError, match="rule must be one of"):
+        select_training_studies(entries, rule="some")
+    with pytest.raises(ValueError, match="no training study left"):
+        select_training_studies(entries[2:4])
