@@ -128,12 +128,16 @@ def loss_output(output: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> floa
 def distribute_detector(detector: RetinaNetDetector, **ddp_kwargs: Any) -> RetinaNetDetector:
     """Wrap ``detector.network`` (where all parameters live) in ``DistributedDataParallel``; returns ``detector``.
 
-    On CUDA the network must already be on its device; ``device_ids`` defaults to that device.
+    On CUDA the network must already be on its device; ``device_ids`` defaults to that device and
+    ``find_unused_parameters`` to ``True`` (batches without boxes).
     """
     net = detector.network
     device = next(net.parameters()).device
     if device.type == "cuda":
         ddp_kwargs.setdefault("device_ids", [device.index])
+    # a rank whose batch holds no box leaves the box-regression head out of its loss; without this its gradient
+    # all-reduce falls out of step with the other ranks' (gloo: "collective mismatch"), as on RSNA, 3/4 negative
+    ddp_kwargs.setdefault("find_unused_parameters", True)
     detector.network = nn.parallel.DistributedDataParallel(net, **ddp_kwargs)
     return detector
 
