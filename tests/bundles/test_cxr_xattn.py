@@ -118,5 +118,7 @@ def test_multi_gpu_config_with_torchrun_gloo(tmp_path, detector_checkpoint):
     assert "train_loss" in log
     state = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["network"])
-    n_train = len(json.loads((tmp_path / "models" / "datalist.json").read_text())["training"])
+    # DistributedSampler splits the studies the paper's training rule kept (counted by the bundle)
+    n_train = json.loads((tmp_path / "models" / "training_studies.json").read_text())["kept"]
+    assert 0 < n_train < len(json.loads((tmp_path / "models" / "datalist.json").read_text())["training"])
     assert state["trainer"]["iteration"] == math.ceil(math.ceil(n_train / 2) / 4)
