@@ -122,6 +122,7 @@ ABLATIONS: dict[str, dict] = {
     "_whole_report": {"attribute_scope": "report"},  # attributes from the whole report, not the pneumonia sentences
     "_all_studies": {"training_rule": "all"},  # every study with a report trains the head
     "_no_scope_no_rule": {"attribute_scope": "report", "training_rule": "all"},  # the round-1 pipeline (learned alpha)
+    "_untrained_word_vectors": {"word2vec_epochs": 0},  # Word2Vec's random initial vectors: no corpus at all
 }
 
 

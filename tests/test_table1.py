@@ -65,6 +65,26 @@ def test_table1_pools_seeds_with_intervals_and_pairs_proposed_with_retinanet(tmp
     assert "ablation" not in table.lower()
 
 
+def test_cam_rows_get_the_pointing_game_pooled_over_seeds(tmp_path):
+    _fake_demo(tmp_path)
+    for k, suffix in enumerate(("", "_seed1")):
+        folder = tmp_path / f"cam{suffix}" / "eval_chestxray8_gradcam"
+        _write_run(
+            tmp_path, f"cxr_cam_baseline{suffix}_evaluate_gradcam_chestxray8", folder.relative_to(tmp_path), [0.1] * 40
+        )
+        # seed 0 points into a box on the first 10 images, seed 1 on the first 20; images without a box are nan
+        hits = [1.0 if i < 10 * (k + 1) else 0.0 for i in range(38)] + [float("nan")] * 2
+        rows = [f"{image},{hit},{hit}" for image, hit in zip(IMAGES, hits, strict=True)]
+        (folder / "val_peak_in_box_raw.csv").write_text("filename,class0,mean\n" + "\n".join(rows) + "\n")
+    tables = [t.markdown() for t in localization_tables(tmp_path)]
+    pointing = next(t for t in tables if "pointing game" in t)
+    # (10 + 20) hits over 2 x 38 scored images; no CAM run, no CAM row; MIMIC-CXR has no GradCAM run: "-"
+    assert f"| GradCAM | ours, phantom | - | - | {30 / 76:.3f} [" in pointing and "| 38 |" in pointing
+    assert "| CAM |" not in pointing
+    # the IoU rows of the same runs: every top-1 IoU is 0.1, so 0 at every threshold
+    assert re.search(r"\| GradCAM \| ours, phantom \| 2 \| - \| - \| - \| 0\.000 \[", tables[0])
+
+
 def test_ablation_table_appears_with_its_runs(tmp_path):
     _fake_demo(tmp_path, ablation=True)
     tables = [t.markdown() for t in localization_tables(tmp_path)]

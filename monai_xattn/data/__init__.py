@@ -18,6 +18,7 @@ __all__ = [
     "prepare_datalist",
     "build_mimic_cxr_datalist",
     "build_mimic_cxr_jpg_datalist",
+    "attach_phantom_boxes",
     "build_chestxray8_datalist",
     "build_rsna_datalist",
     "build_siim_datalist",
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
         validate_datalist,
         write_datalist,
     )
-    from monai_xattn.data.mimic_cxr import build_mimic_cxr_datalist, build_mimic_cxr_jpg_datalist
+    from monai_xattn.data.mimic_cxr import attach_phantom_boxes, build_mimic_cxr_datalist, build_mimic_cxr_jpg_datalist
     from monai_xattn.data.ms_cxr import build_ms_cxr_datalist
     from monai_xattn.data.prepare import prepare_datalist
     from monai_xattn.data.rsna import build_rsna_datalist
@@ -58,6 +59,7 @@ _LAZY = {
     "prepare_datalist": "prepare",
     "build_mimic_cxr_datalist": "mimic_cxr",
     "build_mimic_cxr_jpg_datalist": "mimic_cxr",
+    "attach_phantom_boxes": "mimic_cxr",
     "build_chestxray8_datalist": "chestxray8",
     "build_rsna_datalist": "rsna",
     "build_siim_datalist": "siim",

@@ -6,6 +6,7 @@ from monai_xattn.engines.bad_samples import (
     TooManyBadSamplesError,
     skip_bad_samples,
 )
+from monai_xattn.engines.cam import CAMThresholdTuner, select_cam_threshold, tune_cam_threshold
 from monai_xattn.engines.checkpoint import AtomicCheckpointSaver, AtomicDiskSaver, ResumeCheckpointLoader
 from monai_xattn.engines.detection import (
     DetectionLoss,
@@ -29,6 +30,9 @@ __all__ = [
     "SkippedSamplesHandler",
     "TooManyBadSamplesError",
     "skip_bad_samples",
+    "CAMThresholdTuner",
+    "select_cam_threshold",
+    "tune_cam_threshold",
     "AtomicCheckpointSaver",
     "AtomicDiskSaver",
     "ResumeCheckpointLoader",

@@ -270,6 +270,15 @@ def train_attribute_word2vec(
     The sentences are :func:`~monai_xattn.text.word2vec.word2vec_corpus`'s, as ``monai-xattn word2vec`` trains on:
     each report read once, then every vocabulary attribute as a one-word sentence.
 
+    Args:
+        entries: datalist entries (the training split).
+        vector_size: dimension of the vectors.
+        epochs: Word2Vec passes over the corpus; 0 keeps the random initial vectors (the ablation of the corpus).
+        seed: of gensim's initialisation and training.
+        vocabulary: the attribute vocabulary (default: the package's).
+        sections: report sections read.
+        save_path: where the vectors are saved.
+
     Returns:
         gensim ``KeyedVectors`` (also saved to ``save_path`` when given).
 

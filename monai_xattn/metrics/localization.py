@@ -1,4 +1,5 @@
-"""Box localization metrics: IoU@t accuracy (Bhalodia et al.), IoBB accuracy (Wang et al.), recall@k, COCO mAP.
+"""Box localization metrics: IoU@t accuracy (Bhalodia et al.), IoBB accuracy (Wang et al.), recall@k, COCO mAP, and
+the pointing game (Zhang et al.): whether a map's peak falls inside a ground-truth box.
 
 All boxes are ``StandardMode`` ``[x0, y0, x1, y1]`` in one frame per image. Functional forms take per-image
 lists; the metric classes are MONAI ``Cumulative`` metrics fed per batch with the detector's output (a list of
@@ -26,12 +27,16 @@ __all__ = [
     "localization_accuracy",
     "box_recall_at_k",
     "coco_map",
+    "points_in_boxes",
+    "pointing_accuracy",
     "LocalizationAccuracyMetric",
     "BoxRecallMetric",
     "COCOMAPMetric",
+    "PointingGameMetric",
     "LocalizationAccuracy",
     "BoxRecall",
     "COCOMAP",
+    "PointingGame",
 ]
 
 BoxesLike = Tensor | np.ndarray | Sequence[Sequence[float]]
@@ -207,6 +212,69 @@ def coco_map(
     return {k: float(v) for k, v in metric(results)[0].items()}
 
 
+def _point(x: BoxesLike | None) -> Tensor:
+    """``(P, 2)`` points from one ``(2,)`` point or ``(P, 2)`` ranked points (``None`` or empty: ``(0, 2)``)."""
+    if x is None:
+        return torch.empty(0, 2)
+    t = torch.as_tensor(x, dtype=torch.float32)
+    if t.numel() == 0:
+        return t.reshape(0, 2)
+    t = t.reshape(1, -1) if t.ndim == 1 else t
+    if t.ndim != 2 or t.shape[-1] != 2:
+        raise ValueError(f"expected a (2,) point or (P, 2) points (x, y), got shape {tuple(t.shape)}.")
+    return t
+
+
+def points_in_boxes(
+    points: Sequence[BoxesLike | None], gt_boxes: Sequence[BoxesLike], tolerance: float = 0.0
+) -> Tensor:
+    """Per image, whether its point falls inside a ground-truth box (the pointing game of Zhang et al., ECCV 2016).
+
+    A point is ``(x, y)`` in the boxes' frame; with pixel-indexed maps, pixel ``(i, j)`` is the point
+    ``(i + 0.5, j + 0.5)`` and the box ``[x0, y0, x1, y1]`` covers pixels ``x0 .. x1 - 1``. Box edges count as
+    inside. Zhang et al. allow a tolerance of 15 pixels at 224 px (``tolerance``: the largest distance from the
+    point to a box that still counts).
+
+    Args:
+        points: per image a ``(2,)`` point or ``(P, 2)`` points, best first (only the first is scored); ``None``
+            or empty: no point (a miss).
+        gt_boxes: per image ``(G_i, 4)`` ground-truth boxes.
+        tolerance: distance in pixels.
+
+    Returns:
+        ``(n_images,)`` float tensor: 1 (hit), 0 (miss), ``nan`` for images without ground truth.
+    """
+    if len(points) != len(gt_boxes):
+        raise ValueError(f"per-image lists differ in length: {len(points)} points, {len(gt_boxes)} gt.")
+    out = torch.full((len(gt_boxes),), float("nan"))
+    for i, (p, g) in enumerate(zip(points, gt_boxes, strict=True)):
+        g = _boxes(g)
+        if len(g) == 0:
+            continue
+        p = _point(p)
+        if len(p) == 0:
+            out[i] = 0.0
+            continue
+        # distance from the point to each box: 0 inside or on an edge
+        gap = torch.maximum(g[:, :2] - p[:1], p[:1] - g[:, 2:]).clamp(min=0)
+        out[i] = float(bool((gap.norm(dim=1) <= tolerance).any()))
+    return out
+
+
+def pointing_accuracy(
+    points: Sequence[BoxesLike | None], gt_boxes: Sequence[BoxesLike], tolerance: float = 0.0
+) -> float:
+    """Pointing-game accuracy: over the images with ground truth, the fraction whose point falls inside a box
+    (:func:`points_in_boxes`).
+
+    Returns:
+        the rate; ``nan`` when no image has ground truth.
+    """
+    hits = points_in_boxes(points, gt_boxes, tolerance)
+    hits = hits[~torch.isnan(hits)]
+    return float(hits.mean()) if len(hits) else float("nan")
+
+
 def _split(y_pred: Sequence[Any], y: Sequence[Any], box_key: str, score_key: str):
     if y is None or len(y_pred) != len(y):
         raise ValueError(f"need one prediction per target, got {len(y_pred)} predictions and {len(y or [])} targets.")
@@ -324,6 +392,55 @@ class COCOMAPMetric(Cumulative):
         return result[self.metric_key]
 
 
+class PointingGameMetric(CumulativeIterationMetric):
+    """Cumulative :func:`pointing_accuracy` of detection dicts: buffers each image's hit, aggregates over images.
+
+    The point of an image is its prediction's ``point_key`` entry (``CAMLocalizer``: the map's peak); a prediction
+    without one (a box detector) is scored by the centre of its top-scored box, so every Table 1 method gets the
+    metric; a prediction with neither is a miss.
+
+    Args:
+        point_key: key of the ``(2,)`` or ``(P, 2)`` point(s) ``(x, y)`` in the prediction dicts.
+        tolerance: see :func:`points_in_boxes`.
+        box_key, score_key: keys of boxes and scores in the prediction dicts (targets use ``box_key`` too).
+    """
+
+    def __init__(
+        self,
+        point_key: str = "peak",
+        tolerance: float = 0.0,
+        box_key: str = "boxes",
+        score_key: str = "labels_scores",
+    ) -> None:
+        super().__init__()
+        self.point_key, self.tolerance, self.box_key, self.score_key = point_key, float(tolerance), box_key, score_key
+
+    def _point_of(self, pred: Mapping) -> Tensor | None:
+        if self.point_key in pred:
+            return _point(pred[self.point_key])
+        top = _ranked(pred[self.box_key], pred.get(self.score_key), k=1)
+        return (top[:, :2] + top[:, 2:]) / 2 if len(top) else None
+
+    def _compute_list(self, y_pred, y=None, **kwargs) -> Tensor:  # type: ignore[override]
+        if y is None or len(y_pred) != len(y):
+            raise ValueError(
+                f"need one prediction per target, got {len(y_pred)} predictions and {len(y or [])} targets."
+            )
+        if not all(isinstance(p, Mapping) for p in y_pred):
+            raise ValueError(f"predictions must be dicts holding {self.point_key!r} or {self.box_key!r}.")
+        points = [self._point_of(p) for p in y_pred]
+        return points_in_boxes(points, [_boxes(g, self.box_key) for g in y], self.tolerance)[:, None]
+
+    def _compute_tensor(self, y_pred: Tensor, y: Tensor | None = None, **kwargs) -> Tensor:
+        raise ValueError("pass per-image lists of prediction dicts and targets, not a batch tensor.")
+
+    def aggregate(self) -> Tensor:
+        buffer = self.get_buffer()
+        hits = buffer.flatten().float().cpu() if isinstance(buffer, Tensor) else torch.empty(0)
+        hits = hits[~torch.isnan(hits)]
+        return hits.mean() if len(hits) else torch.tensor(float("nan"))
+
+
 _DEFAULT_OUTPUT = from_engine(["pred", "label"])
 
 
@@ -381,4 +498,26 @@ class COCOMAP(IgniteMetricHandler):
             metric_fn=COCOMAPMetric(metric_key, **kwargs),  # type: ignore[arg-type]
             output_transform=output_transform,
             save_details=False,
+        )
+
+
+class PointingGame(IgniteMetricHandler):
+    """Ignite handler of :class:`PointingGameMetric` (the bundles' ``val_peak_in_box``).
+
+    The default ``output_transform`` reads ``(pred, label)`` of a ``SupervisedEvaluator`` run with
+    ``decollate=False``.
+    """
+
+    def __init__(
+        self,
+        point_key: str = "peak",
+        tolerance: float = 0.0,
+        output_transform: Callable = _DEFAULT_OUTPUT,
+        save_details: bool = True,
+        **kwargs,
+    ) -> None:
+        super().__init__(
+            metric_fn=PointingGameMetric(point_key, tolerance, **kwargs),
+            output_transform=output_transform,
+            save_details=save_details,
         )

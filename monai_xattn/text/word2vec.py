@@ -156,7 +156,9 @@ def train_word2vec(
     Args:
         sentences: token lists (iterated several times; a generator is materialised first).
         vector_size: dimension D of the vectors (300 as in the paper's Word2Vec).
-        window, min_count, epochs: gensim's parameters.
+        window, min_count: gensim's parameters.
+        epochs: gensim's training passes; 0 returns the vocabulary's random initial vectors (an ablation: word
+            vectors without the corpus's distributional meaning).
         seed: random seed; with ``workers=1`` training is deterministic (see the module docstring).
         workers: training threads; more than one makes the result depend on thread scheduling.
         kwargs: passed to :class:`gensim.models.Word2Vec`.
@@ -167,17 +169,15 @@ def train_word2vec(
     sentences = [list(s) for s in sentences]
     if not any(sentences):
         raise ValueError("the Word2Vec corpus is empty: no sentence has a token")
-    model = Word2Vec(
-        sentences=sentences,
-        vector_size=vector_size,
-        window=window,
-        min_count=min_count,
-        epochs=epochs,
-        seed=seed,
-        workers=workers,
-        **kwargs,
-    )
-    return model.wv
+    if epochs < 0:
+        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    settings = dict(vector_size=vector_size, window=window, min_count=min_count, seed=seed, workers=workers, **kwargs)
+    if epochs == 0:
+        # gensim refuses to train for 0 epochs: build the vocabulary (and its seeded random vectors) only
+        model = Word2Vec(**settings)
+        model.build_vocab(sentences)
+        return model.wv
+    return Word2Vec(sentences=sentences, epochs=epochs, **settings).wv
 
 
 def save_word2vec(kv: KeyedVectors, path: str | Path) -> Path:

@@ -4,6 +4,7 @@ CAM-to-box conversion."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -108,7 +109,29 @@ def test_label_entries():
 def test_train_and_evaluate(tmp_path):
     _run(tmp_path, ("train",), "--epochs", "1")
     assert (tmp_path / "models" / "model.pt").is_file()
-    for dataset, method in (("mimic-cxr", "cam"), ("chestxray8", "gradcam")):
-        _run(tmp_path, ("train", "evaluate"), "--eval_dataset", dataset, "--cam_method", method)
-        metrics = (tmp_path / "models" / f"eval_{dataset}_{method}" / "metrics.csv").read_text()
-        assert "val_acc_iou50" in metrics
+    # the 16-study phantom's validation split has no box: the first run keeps cam_threshold and says so; the
+    # second tunes on the training split's boxes (the classifier saw their labels only) to exercise the tuning
+    for dataset, method, split in (("mimic-cxr", "cam", "validation"), ("chestxray8", "gradcam", "training")):
+        _run(
+            tmp_path,
+            ("train", "evaluate"),
+            "--eval_dataset",
+            dataset,
+            "--cam_method",
+            method,
+            "--cam_tune_split",
+            split,
+        )
+        out = tmp_path / "models" / f"eval_{dataset}_{method}"
+        metrics = dict(line.split(",") for line in (out / "metrics.csv").read_text().split())
+        assert {"val_acc_iou25", "val_acc_iou50", "val_acc_iou75", "val_peak_in_box"} <= set(metrics)
+        # nan where the tiny test split has no box: then so is every IoU cell
+        peak, acc = float(metrics["val_peak_in_box"]), float(metrics["val_acc_iou25"])
+        assert math.isnan(peak) == math.isnan(acc) and (math.isnan(peak) or 0.0 <= peak <= 1.0), metrics
+        tuning = json.loads((out / "threshold_tuning.json").read_text())
+        assert tuning["method"] == method and tuning["tuned"] == (split == "training"), tuning
+        if tuning["tuned"]:
+            assert len(tuning["curve"]) == 17 and tuning["images"] > 0
+            assert (tuning["mode"], tuning["threshold"]) in {(c["mode"], c["threshold"]) for c in tuning["curve"]}
+        else:
+            assert (tuning["mode"], tuning["threshold"]) == ("area", 0.1)  # the configured fallback

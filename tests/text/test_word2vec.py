@@ -78,6 +78,16 @@ def test_training_is_deterministic(corpus, kv):
         train_word2vec([[], []])
 
 
+def test_zero_epochs_keeps_the_seeded_random_vectors(corpus, kv):
+    untrained = train_word2vec(corpus, vector_size=24, window=3, epochs=0, seed=0)
+    # the same vocabulary, none of the training: the ablation of the corpus in Table 1
+    assert untrained.index_to_key == kv.index_to_key
+    assert not np.allclose(untrained.vectors, kv.vectors)
+    np.testing.assert_array_equal(untrained.vectors, train_word2vec(corpus, vector_size=24, window=3, epochs=0).vectors)
+    with pytest.raises(ValueError, match="epochs"):
+        train_word2vec(corpus, epochs=-1)
+
+
 @pytest.mark.parametrize("suffix", [".kv", ".bin", ".txt"])
 def test_save_load_roundtrip(kv, tmp_path, suffix):
     path = save_word2vec(kv, tmp_path / "sub" / f"w2v{suffix}")
