@@ -89,6 +89,8 @@ def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
     # our variant is labelled as ours, and each Proposed row is compared with RetinaNet on the same images
     assert "| Proposed, residual alpha (ours) | ours, phantom |" in md
     assert re.search(r"\| Proposed - RetinaNet \| ours, phantom \| [+-]\d\.\d{3} \[", md)
+    # the CAM rows' pointing game, from the same evaluations
+    assert re.search(r"the pointing game[^\n]*\n\n\|[^\n]*\n\|[^\n]*\n\| CAM \| ours, phantom \| \d\.\d{3} \[", md)
     html = (demo_run / "report.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
     assert {"figures/fig2_localization.png", "figures/fig4_gloria_attention.png"} <= set(images)

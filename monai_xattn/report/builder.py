@@ -172,7 +172,7 @@ def _table1(out_dir: Path, steps: Mapping[str, dict]) -> list[Table]:
     )
     paired = [
         [f"{method} - RetinaNet", "ours, phantom", *_paired_cells(runs, method, "RetinaNet")]
-        for method in ("Proposed", "Proposed w/o classification", "Proposed, residual alpha (ours)")
+        for method in ("Proposed", "Proposed w/o classification", "Proposed, residual alpha (ours)", "CAM", "GradCAM")
     ]
     comparison = Table(
         "Localization: paired difference to RetinaNet on the same images",
