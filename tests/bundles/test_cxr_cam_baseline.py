@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import monai
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -37,11 +36,7 @@ def _run(root: Path, names: tuple[str, ...], *args: str) -> str:
     return log
 
 
-def test_metadata_and_configs():
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["version"] in meta["changelog"] and meta["monai_version"] == monai.__version__.split("+")[0]
-    for name in ("LICENSE", "docs/README.md", "configs/logging.conf"):
-        assert (BUNDLE / name).is_file(), name
+def test_configs_parse():
     for names in (("train",), ("train", "evaluate")):
         parser = ConfigParser()
         parser.read_config([str(CONFIGS / f"{n}.json") for n in names])

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import monai
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -37,27 +36,10 @@ def _run(root: Path, names: tuple[str, ...], *args: str, torchrun: bool = False)
     return log
 
 
-def test_metadata():
+def test_metadata_declares_a_detection_dict():
+    # the keys every bundle's metadata holds: tests/bundles/test_bundle_metadata.py
     meta = json.loads((CONFIGS / "metadata.json").read_text())
-    for key in (
-        "version",
-        "changelog",
-        "monai_version",
-        "pytorch_version",
-        "numpy_version",
-        "required_packages_version",
-        "task",
-        "description",
-        "authors",
-        "copyright",
-        "network_data_format",
-    ):
-        assert meta.get(key), key
-    assert meta["version"] in meta["changelog"]
-    assert meta["monai_version"] == monai.__version__.split("+")[0]
     assert meta["network_data_format"]["outputs"]["pred"]["format"] == "dict"
-    for name in ("LICENSE", "docs/README.md", "configs/logging.conf"):
-        assert (BUNDLE / name).is_file(), name
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import monai
 import pytest
 import torch
 from monai.bundle import ConfigParser
@@ -44,16 +43,6 @@ def detector_checkpoint(tmp_path) -> Path:
     path = tmp_path / "detector.pt"
     torch.save({"network": det.network.state_dict()}, path)
     return path
-
-
-def test_metadata():
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    for key in ("version", "changelog", "monai_version", "task", "description", "network_data_format"):
-        assert meta.get(key), key
-    assert meta["version"] in meta["changelog"]
-    assert meta["monai_version"] == monai.__version__.split("+")[0]
-    for name in ("LICENSE", "docs/README.md", "configs/logging.conf"):
-        assert (BUNDLE / name).is_file(), name
 
 
 @pytest.mark.parametrize(
