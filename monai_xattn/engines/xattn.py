@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from monai_xattn.data.mimic_cxr import attach_phantom_boxes  # re-exported: its home is the MIMIC-CXR adapter
 from monai_xattn.losses.xattn import XAttnLoss
-from monai_xattn.text.attributes import extract_attributes
+from monai_xattn.text.attributes import extract_attributes, reads_whole_text
 from monai_xattn.text.reports import read_report
 
 __all__ = [
@@ -42,11 +42,6 @@ __all__ = [
 #: least one of the attributes"), ``"all"`` (every study with a report; our earlier default, kept for ablations)
 TRAINING_RULES = ("paper", "all")
 logger = logging.getLogger(__name__)
-
-
-def _text_scope(scope: str | None) -> str | None:
-    # bundle overrides cannot spell None (monai.bundle's command line drops it): "report" reads the whole report
-    return None if scope in (None, "report") else scope
 
 
 def _name(item: Mapping[str, Any], index: int) -> str:
@@ -196,9 +191,9 @@ def select_training_studies(
                 dropped[f"{finding} not in {list(positive_values)}"] += 1
                 continue
             text = entry["report_text"] if "report_text" in entry else read_report(entry["report"])
-            found = extract_attributes(text, vocabulary, sections, uncertain, scope=_text_scope(scope)).multi_hot
+            found = extract_attributes(text, vocabulary, sections, uncertain, scope=scope).multi_hot
             if not (found == 1).any():
-                dropped["no attribute" + (f" in the {scope} sentences" if scope else "")] += 1
+                dropped["no attribute" + ("" if reads_whole_text(scope) else f" in the {scope} sentences")] += 1
                 continue
         kept.append(dict(entry))
     counts = {"rule": rule, "scope": scope, "studies": len(entries), "kept": len(kept), "dropped": dict(dropped)}
@@ -246,9 +241,7 @@ def xattn_transforms(
     if attributes:
         xforms += [
             LoadReportd(report_key),
-            ExtractAttributesd(
-                "report_text", names_keys=None, vocabulary=vocabulary, uncertain=uncertain, scope=_text_scope(scope)
-            ),
+            ExtractAttributesd("report_text", names_keys=None, vocabulary=vocabulary, uncertain=uncertain, scope=scope),
         ]
         if word_vectors is not None:
             xforms.append(Word2Vecd("attributes", word_vectors, vocabulary, negative_keys="negative_vectors"))

@@ -19,8 +19,20 @@ import yaml
 if TYPE_CHECKING:
     from monai_xattn.text.scope import ClauseScope, ScopeRules
 
+#: the ``scope=`` name of no clause scope, the same as ``None``: bundle configs need a spelling for it, since
+#: ``monai.bundle``'s command line drops ``None`` overrides
+WHOLE_REPORT = "report"
+
+
+def reads_whole_text(scope: str | ScopeRules | None) -> bool:
+    """Whether ``scope`` means every mention of the text (``None`` or :data:`WHOLE_REPORT`)."""
+    return scope is None or (isinstance(scope, str) and scope == WHOLE_REPORT)
+
+
 __all__ = [
     "DEFAULT_VOCABULARY_FILE",
+    "WHOLE_REPORT",
+    "reads_whole_text",
     "Attribute",
     "AttributeVocabulary",
     "load_vocabulary",
@@ -406,7 +418,7 @@ class AttributeMatcher:
         Args:
             text: report text.
             uncertain: how uncertain attributes enter ``multi_hot`` (see :func:`extract_attributes`).
-            scope: ``None`` reads the whole text; ``"pneumonia"`` (or a
+            scope: ``None`` (or ``"report"``) reads the whole text; ``"pneumonia"`` (or a
                 :class:`~monai_xattn.text.scope.ScopeRules`) only the mentions inside the clauses about that
                 finding, each with the status it has in the whole text; ``mentions`` then lists those only.
         """
@@ -414,7 +426,7 @@ class AttributeMatcher:
             raise ValueError(f"uncertain must be 'positive', 'negative' or 'ignore', got {uncertain!r}")
         names = self.vocabulary.names
         concepts, status = self._match(text)
-        if scope is not None:
+        if not reads_whole_text(scope):
             keep = self.clause_scope(scope).contains(text, [m.start() for m in concepts])
             concepts, status = [m for m, k in zip(concepts, keep, strict=True) if k], status[keep]
         # (A, 3) counts of positive / uncertain / negated mentions per attribute; a form may denote several

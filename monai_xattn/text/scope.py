@@ -45,6 +45,7 @@ import numpy as np
 
 from monai_xattn.text.attributes import (
     DEFAULT_RULES,
+    WHOLE_REPORT,
     Attribute,
     AttributeMatcher,
     AttributeVocabulary,
@@ -161,7 +162,7 @@ def resolve_scope(scope: str | ScopeRules) -> ScopeRules:
         return scope
     if isinstance(scope, str) and scope in SCOPES:
         return SCOPES[scope]
-    raise ValueError(f"scope must be None, one of {sorted(SCOPES)} or a ScopeRules, got {scope!r}")
+    raise ValueError(f"scope must be None, {WHOLE_REPORT!r}, one of {sorted(SCOPES)} or a ScopeRules, got {scope!r}")
 
 
 @dataclass(frozen=True)

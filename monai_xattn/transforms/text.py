@@ -24,7 +24,13 @@ from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable, Transform
 from monai.utils import ensure_tuple_rep
 
-from monai_xattn.text.attributes import AttributeMatcher, AttributeVocabulary, NegExRules, load_vocabulary
+from monai_xattn.text.attributes import (
+    AttributeMatcher,
+    AttributeVocabulary,
+    NegExRules,
+    load_vocabulary,
+    reads_whole_text,
+)
 from monai_xattn.text.reports import read_report
 from monai_xattn.text.scope import ScopeRules
 from monai_xattn.text.sections import gloria_clean_sentences, select_sections, split_sentences
@@ -219,7 +225,7 @@ class ExtractAttributes(Transform):
         sections: sections read (default FINDINGS + IMPRESSION, else the last paragraph); ``None`` = whole text.
         uncertain: uncertain attributes become 1 (``"positive"``), 0 (``"negative"``) or -1 (``"ignore"``).
         rules: trigger phrases and scope window.
-        scope: ``None`` reads every sentence of the sections; ``"pneumonia"`` only the clauses about
+        scope: ``None`` (or ``"report"``) reads every sentence of the sections; ``"pneumonia"`` only the clauses about
             pneumonia-indicative findings (:mod:`monai_xattn.text.scope`; a ``ScopeRules`` for other cues).
 
     Returns:
@@ -237,7 +243,7 @@ class ExtractAttributes(Transform):
         if uncertain not in ("positive", "negative", "ignore"):
             raise ValueError(f"uncertain must be 'positive', 'negative' or 'ignore', got {uncertain!r}")
         self.matcher = AttributeMatcher(_vocabulary(vocabulary), rules)
-        if scope is not None:
+        if not reads_whole_text(scope):
             self.matcher.clause_scope(scope)  # compiles it now and rejects an unknown scope at construction
         self.sections = None if sections is None else tuple(sections)
         self.uncertain = uncertain

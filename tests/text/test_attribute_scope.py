@@ -114,8 +114,9 @@ def test_scope_none_is_the_whole_text():
     for text, (present, negated, uncertain) in zip(texts, before, strict=True):
         default = extract_attributes(text, VOCAB)
         explicit = extract_attributes(text, VOCAB, scope=None)
+        named = extract_attributes(text, VOCAB, scope="report")  # the name bundle configs use for None
         assert (default.present, default.negated, default.uncertain) == (present, negated, uncertain)
-        for result in (explicit, matcher(select_sections(text))):
+        for result in (explicit, named, matcher(select_sections(text))):
             assert (result.present, result.negated, result.uncertain) == (present, negated, uncertain)
             assert result.multi_hot.tobytes() == default.multi_hot.tobytes()
             assert result.mentions == default.mentions
@@ -130,6 +131,7 @@ def test_transforms_take_the_scope():
     d = ExtractAttributesd(scope="pneumonia", uncertain="ignore")({"report_text": "FINDINGS: Possible left pneumonia."})
     assert d["attribute_names"] == [] and d["attributes"][VOCAB.index("left")] == -1
     np.testing.assert_array_equal(ExtractAttributesd()({"report_text": report})["attributes"], whole_hot)
+    assert ExtractAttributes(VOCAB, scope="report")(report)[1] == whole_names
     with pytest.raises(ValueError, match="scope must be"):
         ExtractAttributes(scope="pna")
     with pytest.raises(ValueError, match="scope must be"):
