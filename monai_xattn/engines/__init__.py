@@ -24,8 +24,10 @@ from monai_xattn.engines.gloria import (
     GloriaTrainingIteration,
 )
 from monai_xattn.engines.segmentation import RLESubmissionSaver, balanced_fraction, is_positive
+from monai_xattn.engines.tracking import track_dict_output
 
 __all__ = [
+    "track_dict_output",
     "SkipBadSamples",
     "SkippedSamplesHandler",
     "TooManyBadSamplesError",

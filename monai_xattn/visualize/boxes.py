@@ -3,6 +3,10 @@ ground-truth boxes and report attributes in green and the predicted boxes and at
 
 Drawn with Pillow only. Inputs follow MONAI's frame: image ``(C, W, H)`` / ``(W, H)``, boxes StandardMode
 ``[x0, y0, x1, y1]`` with x along spatial axis 0; panels are drawn as the radiograph is viewed (rows = H).
+
+:func:`detection_overlay` (defined in :mod:`monai_xattn.utils.display`, where the inference writer of
+``engines`` can reach it) is the one-study picture of inference: the radiograph at a readable size with its top-k
+boxes, their scores and the predicted attributes.
 """
 
 from __future__ import annotations
@@ -15,9 +19,16 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from monai_xattn.utils.display import draw_box_outlines, to_display
+from monai_xattn.utils.display import detection_overlay, draw_box_outlines, to_display, wrap_words
 
-__all__ = ["GT_COLOUR", "PRED_COLOUR", "LocalizationPanel", "localization_panel", "localization_figure"]
+__all__ = [
+    "GT_COLOUR",
+    "PRED_COLOUR",
+    "LocalizationPanel",
+    "detection_overlay",
+    "localization_figure",
+    "localization_panel",
+]
 
 GT_COLOUR = (0, 200, 0)
 PRED_COLOUR = (230, 30, 30)
@@ -44,19 +55,6 @@ class LocalizationPanel:
     title: str = ""
 
 
-def _wrap(prefix: str, words: Sequence[str], width: int, font: ImageFont.ImageFont) -> list[str]:
-    """``prefix`` then the comma-separated words, broken into lines that fit ``width`` pixels."""
-    lines, line = [], prefix
-    for word in words:
-        candidate = line + word if line == prefix else f"{line}, {word}"
-        if line != prefix and font.getlength(candidate) > width:
-            lines.append(line + ",")
-            line = word
-        else:
-            line = candidate
-    return [*lines, line + ("(none)" if line == prefix else "")]
-
-
 def localization_panel(panel: LocalizationPanel, size: int = 256, max_pred: int = 1) -> Image.Image:
     """Draw one panel: the image with its boxes (green ground truth, red predictions), below it the title and both
     attribute lists.
@@ -76,8 +74,8 @@ def localization_panel(panel: LocalizationPanel, size: int = 256, max_pred: int 
     )
     font = ImageFont.load_default()
     text = [(panel.title, (0, 0, 0))] if panel.title else []
-    text += [(line, GT_COLOUR) for line in _wrap("GT: ", panel.gt_attributes, size - 8, font)]
-    text += [(line, PRED_COLOUR) for line in _wrap("Pred: ", panel.pred_attributes, size - 8, font)]
+    text += [(line, GT_COLOUR) for line in wrap_words("GT: ", panel.gt_attributes, size - 8, font)]
+    text += [(line, PRED_COLOUR) for line in wrap_words("Pred: ", panel.pred_attributes, size - 8, font)]
     line_h = 12
     out = Image.new("RGB", (size, picture.height + line_h * len(text) + 8), "white")
     out.paste(picture, (0, 0))

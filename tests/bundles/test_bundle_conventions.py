@@ -21,6 +21,11 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+#: what a trainer gets as ``train_handlers``: the list itself, or, for an engine that does not decollate, the list
+#: made readable to MONAI's ``--tracking mlflow`` (``monai_xattn.engines.track_dict_output``)
+TRAIN_HANDLERS = {True: "@train#handlers", False: "$monai_xattn.engines.track_dict_output(@train#handlers)"}
+
+
 def _handlers(config: dict):
     """Every inline handler dict of a config's handler lists (``...handlers`` and ``...checkpointing`` keys)."""
     for key, value in config.items():
@@ -58,7 +63,8 @@ def test_training_bundles_share_keys_and_attach_handlers_one_way(bundle):
         assert key in config, key
     assert config["prepare_data"]["_target_"] == "monai_xattn.data.prepare_datalist"
     assert "@prepare_data" in config["initialize"]
-    assert config["train"]["trainer"]["train_handlers"] == "@train#handlers"
+    trainer = config["train"]["trainer"]
+    assert trainer["train_handlers"] == TRAIN_HANDLERS[trainer.get("decollate", True)]
     if "validate" in config:  # cxr_cam_baseline validates only in evaluate.json
         assert config["validate"]["evaluator"]["val_handlers"] == "@validate#handlers"
     # only the handlers that hold the trainer itself (resume, checkpoints) are attached in run
@@ -71,7 +77,9 @@ def test_multi_gpu_overlays_pick_handlers_by_kind_or_key(path):
     overlay = _json(path)
     assert not [k for k in overlay if re.search(r"#\d+(#|$)", k)], "an overlay key names a list position"
     assert "rank" in overlay and "@prepare_data" in overlay["initialize"]
-    assert overlay["train#trainer#train_handlers"] == "$monai_xattn.engines.handlers_for_rank(@train#handlers)"
+    decollate = _json(path.with_name("train.json"))["train"]["trainer"].get("decollate", True)
+    handlers = TRAIN_HANDLERS[decollate].removeprefix("$")
+    assert overlay["train#trainer#train_handlers"] == f"$monai_xattn.engines.handlers_for_rank({handlers})"
     assert overlay["validate#evaluator#val_handlers"] == "$monai_xattn.engines.handlers_for_rank(@validate#handlers)"
     # a TensorBoard handler writes its event file when built: other ranks must not build it at all
     train = _json(path.with_name("train.json"))

@@ -101,9 +101,11 @@ def test_label_entries():
 
 
 @pytest.mark.slow
-def test_train_and_evaluate(tmp_path):
-    _run(tmp_path, ("train",), "--epochs", "1")
+def test_train_and_evaluate(tmp_path, mlflow_tracking):
+    _run(tmp_path, ("train",), "--epochs", "1", *mlflow_tracking.args())
     assert (tmp_path / "models" / "model.pt").is_file()
+    mlflow_tracking.assert_one_finished_run("train_loss")  # no validation during training: the loss alone
+    assert list((tmp_path / "models").glob("events.out.tfevents.*"))  # TensorBoard beside it
     # the 16-study phantom's validation split has no box: the first run keeps cam_threshold and says so; the
     # second tunes on the training split's boxes (the classifier saw their labels only) to exercise the tuning
     for dataset, method, split in (("mimic-cxr", "cam", "validation"), ("chestxray8", "gradcam", "training")):

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from PIL import Image
 
 BUNDLE = Path(__file__).resolve().parents[2] / "bundles" / "cxr_retinanet"
 CONFIGS = BUNDLE / "configs"
@@ -76,7 +77,7 @@ def test_train_resume_evaluate_infer(tmp_path):
     metrics = (models / "eval" / "metrics.csv").read_text()
     assert "val_acc_iou25" in metrics and "val_mAP" in metrics
 
-    _run(tmp_path, ("train", "inference"), "--overlays", "True", "--min_score", "0.0")
+    _run(tmp_path, ("train", "inference"), "--overlays", "True", "--min_score", "0.0", "--overlay_size", "96")
     datalist = json.loads((models / "datalist.json").read_text())
     records = json.loads((models / "predictions" / "predictions.json").read_text())
     assert len(records) == len(datalist["test"]) > 0
@@ -85,13 +86,17 @@ def test_train_resume_evaluate_infer(tmp_path):
     width, height = datalist["test"][0]["image_size"]
     boxes = torch.tensor([r for rec in records for r in rec["boxes"]])
     assert boxes[:, 2].max() <= width and boxes[:, 3].max() <= height  # back in original pixels
-    assert (models / "predictions" / f"{Path(first_record['image_id']).stem}.png").is_file()
+    # overlays at --overlay_size on the long side of the (64 px, square) original, not the network input's size
+    for record in records:
+        with Image.open(models / "predictions" / f"{Path(record['image_id']).stem}.png") as overlay:
+            assert overlay.size == (96, 96)
 
 
 @pytest.mark.slow
-def test_multi_gpu_config_with_torchrun_gloo(tmp_path):
-    log = _run(tmp_path, ("train", "multi_gpu_train"), "--epochs", "1", torchrun=True)
+def test_multi_gpu_config_with_torchrun_gloo(tmp_path, mlflow_tracking):
+    log = _run(tmp_path, ("train", "multi_gpu_train"), "--epochs", "1", *mlflow_tracking.args(), torchrun=True)
     assert "train_loss" in log
+    mlflow_tracking.assert_one_finished_run("train_loss", "val_mAP")
     state = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     # saved from the unwrapped network: loadable without DDP's "module." prefix
     assert not any(k.startswith("module.") for k in state["network"])

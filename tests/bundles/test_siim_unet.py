@@ -193,7 +193,7 @@ def test_inference_writes_png_masks_and_matching_rle_csv(trained):
         assert np.array_equal(png > 127, rle_decode(rle, *png.shape).astype(bool)), image_id
 
 
-def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
+def test_multi_gpu_overlay_trains_on_gloo(tmp_path, mlflow_tracking):
     overrides = {
         "bundle_root": str(tmp_path),
         **FAST,
@@ -221,10 +221,15 @@ def test_multi_gpu_overlay_trains_on_gloo(tmp_path):
     ]
     for key, value in overrides.items():
         cmd += [f"--{key}", json.dumps(value) if isinstance(value, list) else str(value)]
+    cmd += mlflow_tracking.args()
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, cwd=BUNDLE, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "models" / "last.pt").is_file() and (tmp_path / "models" / "model.pt").is_file()
+    mlflow_tracking.assert_one_finished_run("train_loss", "val_kaggle_dice", "val_empty_kaggle_dice")
+    # TensorBoard beside it (training and validation writers), from one process: rank 0 ("...<host>.<pid>.<n>")
+    events = list((tmp_path / "models").glob("events.out.tfevents.*"))
+    assert len(events) == 2 and len({e.name.split(".")[-2] for e in events}) == 1, events
 
 
 def test_inference_writes_nifti_masks_matching_rle_csv(trained):
