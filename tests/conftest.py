@@ -29,7 +29,7 @@ import torchvision
 from torch import Tensor
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs pytest-xdist workers (`-n auto --dist loadfile`): they share the machine's cores, so each
+    # pytest-xdist workers (`make test PYTEST_ARGS="-n 4 --dist loadfile"`) share the machine's cores, so each
     # gets its share in-process. The bundle runs a test starts keep torch's default, as in a serial run: a learning
     # test's margin was measured with those numerics (one thread in the training subprocesses turned Proposed
     # 0.295 -> 0.102 against a random ROI's 0.218; issue 20's note)
