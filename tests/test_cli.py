@@ -53,6 +53,18 @@ def test_bundles_empty_folder_fails(tmp_path):
     assert main(["bundles", "--root", str(tmp_path)]) == 1
 
 
+def test_bundles_copy_refuses_unknown_names_and_names_without_a_target(tmp_path, capsys):
+    (tmp_path / "src" / "one" / "configs").mkdir(parents=True)
+    (tmp_path / "src" / "one" / "configs" / "metadata.json").write_text(json.dumps({"version": "0.1.0"}))
+    root = ["--root", str(tmp_path / "src")]
+    assert main(["bundles", *root, "--copy-to", str(tmp_path / "out"), "one", "two"]) == 1
+    assert "unknown bundle(s) ['two']" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["bundles", *root, "one"]) == 2
+    assert "--copy-to" in capsys.readouterr().err
+    assert main(["bundles", *root, "--copy-to", str(tmp_path / "out")]) == 0  # no names: all
+    assert (tmp_path / "out" / "one" / "configs" / "metadata.json").is_file()
+
+
 def test_bundle_overrides_reach_the_bundle_as_the_values_given():
     # monai.bundle run parses its CLI with python-fire: JSON's false/null would arrive as truthy strings
     from pathlib import Path

@@ -7,7 +7,6 @@ from the same install.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -40,12 +39,8 @@ def test_a_copied_bundle_runs_from_anywhere(installed_wheel, tmp_path):
     assert sorted(p.name for p in bundle.iterdir()) == ["LICENSE", "configs", "docs"]
     (bundle / "configs" / "profiles" / "tiny.json").write_text(json.dumps({"epochs": 1, "spatial_size": 64}))
     # copying again would overwrite the user's edits: refused, the copy left as it was
-    again = subprocess.run(
-        [str(installed_wheel.script), "bundles", "--copy-to", str(work), "siim_unet"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=installed_wheel.env,
+    again = installed_wheel.run(
+        [installed_wheel.script, "bundles", "--copy-to", work, "siim_unet"], tmp_path, check=False
     )
     assert again.returncode == 1 and "refusing to overwrite" in again.stderr
     assert json.loads((bundle / "configs" / "profiles" / "tiny.json").read_text()) == {"epochs": 1, "spatial_size": 64}
