@@ -62,6 +62,7 @@ PHANTOMS: dict[str, dict] = {
             "chexpert_eval": 300,
             "siim": 24,
             "covid": 8,
+            "ms-cxr": 24,
         },
     },
     "cpu": {
@@ -75,6 +76,7 @@ PHANTOMS: dict[str, dict] = {
             "chexpert_eval": 1200,
             "siim": 160,
             "covid": 12,
+            "ms-cxr": 200,
         },
     },
     "paper": {
@@ -86,6 +88,7 @@ PHANTOMS: dict[str, dict] = {
             "chexpert_eval": 2000,
             "siim": 1000,
             "covid": 50,
+            "ms-cxr": 1000,
         },
     },
 }
@@ -105,8 +108,8 @@ EVAL_FOLDERS = {"mimic-cxr": "mimic-cxr_eval", "chestxray8": "chestxray8"}
 #: the two papers' chains, and the phantom folders each reads
 PARTS = ("localization", "gloria")
 PART_FOLDERS = {
-    "localization": ("rsna", "mimic-cxr", "mimic-cxr_eval", "chestxray8", "covid"),
-    "gloria": ("chexpert", "chexpert_eval", "siim"),
+    "localization": ("rsna", "mimic-cxr", "mimic-cxr_eval", "chestxray8", "covid", "ms-cxr"),
+    "gloria": ("chexpert", "chexpert_eval", "siim", "ms-cxr"),
 }
 #: localization training seeds per profile, counted from --seed (the detector is trained once and stays fixed)
 LOCALIZATION_SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
@@ -427,6 +430,19 @@ def demo_steps(
             return {**covid_inference(out_dir), "images": len(entries)}
 
         steps.append(Step("cxr_xattn_inference_covid", case_study, ["cxr_xattn/predictions_covid/predictions.json"]))
+        # phrase grounding (issue 22): the cross-attention model given each MS-CXR phrase's attributes, and its
+        # detector's top box as the phrase-agnostic floor, on the phantom MS-CXR layout
+        add(
+            "cxr_xattn_grounding",
+            BundleStep(
+                "cxr_xattn",
+                ["train.json", "evaluate_grounding.json"],
+                "cxr_xattn",
+                data={"dataset_dir": "mimic-cxr", "grounding_dataset_dir": "ms-cxr"},
+                paths=detector,
+            ),
+            outputs=["grounding_xattn.json"],
+        )
         for loc_seed in (seed + offset for offset in LOCALIZATION_SEEDS[profile]):
             run_dir = "cxr_cam_baseline" + ("" if loc_seed == seed else f"_seed{loc_seed}")
             add(
@@ -478,6 +494,18 @@ def demo_steps(
                 **gloria_eval,
                 json_files=["linear_probe.json"],
             ),
+        )
+        # phrase grounding (issue 22): GLoRIA's word-region maps of each MS-CXR phrase, and the uniform floor
+        add(
+            "gloria_eval_grounding",
+            BundleStep(
+                "gloria_eval",
+                ["evaluate.json", "evaluate_grounding.json"],
+                "gloria_eval",
+                data={"grounding_dataset_dir": "ms-cxr"},
+                paths={"checkpoint": "gloria_pretrain/model.pt"},
+            ),
+            outputs=["grounding_gloria.json"],
         )
         # SIIM as monai-xattn siim-table's 100 % column: the profile's training seeds counted from --seed (the data and
         # its split stay those of --seed), each run's best-validation and last-epoch weights evaluated

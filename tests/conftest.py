@@ -218,6 +218,18 @@ def official_gloria(tmp_path_factory) -> OfficialGloria:
 
 
 @pytest.fixture(scope="session")
+def location_word_vectors():
+    """A small Word2Vec (8-d) over the pneumonia attributes' location and descriptor words, trained in a second."""
+    from monai_xattn.text.word2vec import train_word2vec
+
+    words = ["left", "right", "bilateral", "upper", "mid", "lower", "lobe", "base", "apical", "perihilar"]
+    words += ["retrocardiac", "lingula", "patchy", "focal", "multifocal", "diffuse", "consolidation", "opacity"]
+    words += ["infiltrate", "airspace", "ground_glass", "interstitial"]
+    rng = np.random.default_rng(0)
+    return train_word2vec([list(rng.choice(words, 6)) for _ in range(200)], vector_size=8, epochs=2)
+
+
+@pytest.fixture(scope="session")
 def reliability_docs_block():
     """``read(start, end)``: the generated block of ``docs/reliability.md`` between two markers, stripped."""
     doc = Path(__file__).resolve().parents[1] / "docs" / "reliability.md"

@@ -81,6 +81,7 @@ def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
         "GLoRIA Table 2",
         "GLoRIA Table 3",
         "GLoRIA Table 4",
+        "Phrase grounding (MS-CXR metrics) on the phantom",
         "## Timings",
         "## Versions",
     ):
@@ -98,7 +99,11 @@ def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
     assert re.search(r"the pointing game[^\n]*\n\n\|[^\n]*\n\|[^\n]*\n\| CAM \| ours, phantom \| \d\.\d{3} \[", md)
     html = (demo_run / "report.html").read_text()
     images = re.findall(r'<img src="([^"]+)"', html)
-    assert {"figures/fig2_localization.png", "figures/fig4_gloria_attention.png"} <= set(images)
+    drawn = {"figures/fig2_localization.png", "figures/fig4_gloria_attention.png", "figures/grounding.png"}
+    assert drawn <= set(images)
+    # phrase grounding: both papers' models and both floors scored on the same pneumonia phrases
+    for method in ("GLoRIA similarity", "GLoRIA attention", "uniform", "cross-attention", "detector top box"):
+        assert re.search(rf"\| Pneumonia \| {method} \| \d+ \| \d\.\d{{3}} \[", md), method
     for image in images:
         assert Image.open(demo_run / image).size[0] > 100
     assert html.count("<svg") >= 5  # training curves

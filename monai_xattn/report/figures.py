@@ -72,7 +72,11 @@ def localization_case_figure(
 
 
 def gloria_attention_case_figure(
-    bundle_configs: Sequence[str], overrides: Mapping[str, Any], entries: Sequence[Mapping[str, Any]], path: Path
+    bundle_configs: Sequence[str],
+    overrides: Mapping[str, Any],
+    entries: Sequence[Mapping[str, Any]],
+    path: Path,
+    kind: str = "similarity",
 ) -> dict:
     """Fig. 4 of GLoRIA: an image and its report's word-to-region attention maps, from the pretrained checkpoint.
 
@@ -82,8 +86,11 @@ def gloria_attention_case_figure(
     Args:
         bundle_configs: ``gloria_eval`` config files.
         overrides: the overrides the demo ran them with (``checkpoint``, sizes).
-        entries: evaluation entries with ``image`` and ``report_text``; the first is drawn.
+        entries: evaluation entries with ``image`` and ``report_text``; the first whose report has a finding
+            sentence (:func:`~monai_xattn.text.content_words.finding_sentences`) is drawn, with that sentence.
         path: PNG to write.
+        kind: ``"similarity"`` (region-word cosine) or ``"attention"`` (the loss's attention, flat once it
+            saturates), see :func:`monai_xattn.engines.grounding.gloria_word_maps`.
     """
     from monai.bundle import ConfigParser
     from monai.transforms import Compose
@@ -97,8 +104,13 @@ def gloria_attention_case_figure(
     model = parser.get_parsed_content("network")
     load_gloria_weights(model, parser.get_parsed_content("checkpoint"))
     transform = Compose(parser.get_parsed_content("image_transforms"))
-    entry = entries[0]
-    sentence = str(entry["report_text"]).split(".")[0].strip() + "."
+    from monai_xattn.text.content_words import finding_sentences
+
+    found = ((e, finding_sentences(str(e.get("report_text") or ""))) for e in entries)
+    entry, sentences = next(((e, s) for e, s in found if s), (None, []))
+    if entry is None:
+        raise ValueError("no evaluation entry has a report sentence with two content words to draw")
+    sentence = sentences[0]
     image = transform({"image": entry["image"]})["image"]
-    gloria_attention_figure(model, image, sentence, path)
-    return {"path": str(path), "image": Path(entry["image"]).name, "text": sentence}
+    gloria_attention_figure(model, image, sentence, path, kind=kind)
+    return {"path": str(path), "image": Path(entry["image"]).name, "text": sentence, "kind": kind}

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from monai_xattn.networks.gloria_attention import local_similarity
+from monai_xattn.text.content_words import content_word_indices
 from monai_xattn.utils.display import to_display
 
 __all__ = ["attention_figure", "gloria_attention_figure", "heat_colormap"]
@@ -99,9 +99,11 @@ def gloria_attention_figure(
     text: str,
     path: str | os.PathLike | None = None,
     temp1: float = 4.0,
+    words: str = "content",
+    kind: str = "attention",
     **kwargs,
 ) -> Image.Image:
-    """Run a :class:`monai_xattn.networks.GLoRIA` on one (image, report) pair and draw its attention maps.
+    """Run a :class:`monai_xattn.networks.GLoRIA` on one (image, report) pair and draw its per-word maps.
 
     Args:
         model: a GLoRIA model.
@@ -109,16 +111,15 @@ def gloria_attention_figure(
         text: its report (or sentence).
         path: where to save the PNG.
         temp1: attention sharpness (the loss's).
+        words: ``"content"`` draws the content words only (not numbering, punctuation or function words, see
+            :func:`monai_xattn.text.content_words.content_word_indices`; all words if none is); ``"all"`` every word.
+        kind: ``"attention"`` (the loss's word-to-region attention, GLoRIA's Fig. 4) or ``"similarity"`` (the
+            region-word cosine it is a softmax of), see :func:`monai_xattn.engines.grounding.gloria_word_maps`.
         kwargs: passed to :func:`attention_figure`.
     """
-    device = next(model.parameters()).device
-    tokens = {k: v.to(device) for k, v in model.tokenize([text]).items()}
-    was_training = model.training
-    model.eval()
-    with torch.no_grad():
-        out = model(torch.as_tensor(image)[None].to(device), **tokens)
-        _, attn = local_similarity(out["image_local"], out["words"], out["word_mask"], temp1=temp1)
-    model.train(was_training)
-    words = model.text_encoder.word_strings(text)
-    mask = out["word_mask"][0].cpu()
-    return attention_figure(image, attn[0][mask], words, path, **kwargs)
+    from monai_xattn.engines.grounding import gloria_word_maps
+
+    names, maps = gloria_word_maps(model, image, text, kind=kind, temp1=temp1)
+    keep = content_word_indices(names) if words == "content" else []
+    keep = [i for i in keep if i < len(maps)] or list(range(min(len(names), len(maps))))
+    return attention_figure(image, maps[keep], [names[i] for i in keep], path, **kwargs)

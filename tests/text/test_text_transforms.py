@@ -9,7 +9,7 @@ from monai.transforms import Compose
 from transformers import AutoTokenizer
 
 from monai_xattn.text.attributes import load_vocabulary
-from monai_xattn.text.word2vec import attribute_vectors, train_word2vec
+from monai_xattn.text.word2vec import attribute_vectors
 from monai_xattn.transforms.text import (
     ExtractAttributes,
     ExtractAttributesd,
@@ -39,13 +39,8 @@ def tokenizer():
 
 
 @pytest.fixture(scope="module")
-def kv():
-    words = ["left", "right", "bilateral", "upper", "mid", "lower", "lobe", "base", "apical", "perihilar"]
-    words += ["retrocardiac", "lingula", "patchy", "focal", "multifocal", "diffuse", "consolidation", "opacity"]
-    words += ["infiltrate", "airspace", "ground_glass", "interstitial"]
-    rng = np.random.default_rng(0)
-    sentences = [list(rng.choice(words, 6)) for _ in range(200)]
-    return train_word2vec(sentences, vector_size=8, epochs=2)
+def kv(location_word_vectors):
+    return location_word_vectors
 
 
 def test_load_report(tmp_path):
