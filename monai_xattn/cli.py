@@ -31,6 +31,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "monai_xattn.siim_table",
         "GLoRIA Table 4: SIIM Dice at 1, 10 and 100 percent of the data per encoder init",
     ),
+    "detection-transfer": (
+        "monai_xattn.detection_transfer",
+        "RSNA pneumonia detector at 1, 10 and 100 percent of the boxes: GLoRIA-initialised backbone vs random",
+    ),
     "weights": (
         "monai_xattn.weights_cli",
         "inspect a weight file (official GLoRIA, torchvision, ours) or convert it to a plain state dict",

@@ -111,6 +111,9 @@ PART_FOLDERS = {
     "localization": ("rsna", "mimic-cxr", "mimic-cxr_eval", "chestxray8", "covid", "ms-cxr"),
     "gloria": ("chexpert", "chexpert_eval", "siim", "ms-cxr"),
 }
+#: profiles whose demo runs the GLoRIA-vs-random detection table on its own RSNA phantom (the paper profile needs the
+#: real RSNA: `monai-xattn detection-transfer --profile paper --data DIR`)
+TRANSFER_PROFILES = ("tiny", "cpu")
 #: localization training seeds per profile, counted from --seed (the detector is trained once and stays fixed)
 LOCALIZATION_SEEDS: dict[str, tuple[int, ...]] = {"tiny": (0,), "cpu": (0, 1, 2), "paper": (0, 1, 2)}
 #: cross-attention runs per seed: run-folder suffix -> bundle overrides (Table 1 rows, see report.builder)
@@ -537,6 +540,24 @@ def demo_steps(
                             metrics_file=f"{folder}/metrics.csv",
                         ),
                     )
+    if "localization" in parts and "gloria" in parts and profile in TRANSFER_PROFILES:
+        # -- joining the papers (issue 22): the pneumonia detector from random init vs from this run's GLoRIA
+        # pretraining, at 1 / 10 / 100 % of the training images, per training seed (monai-xattn detection-transfer)
+        def detection_transfer(out_dir: Path) -> dict:
+            from monai_xattn.detection_transfer import SEEDS as TRANSFER_SEEDS
+            from monai_xattn.detection_transfer import run_detection_transfer
+
+            summary = run_detection_transfer(
+                out_dir / "detection_transfer",
+                out_dir / "gloria_pretrain" / "model.pt",
+                profile=profile,
+                seeds=[seed + offset for offset in TRANSFER_SEEDS[profile]],
+                data_seed=seed,
+                difficulty=difficulty,
+            )
+            return {k: summary[k] for k in ("settings", "cells", "differences")}
+
+        steps.append(Step("detection_transfer", detection_transfer, ["detection_transfer/detection_transfer.json"]))
     # -- the report reads every step's summary and the bundles' outputs
     steps.append(Step("report", lambda out_dir: _report(out_dir, profile), always=True))
     return steps

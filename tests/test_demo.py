@@ -82,6 +82,7 @@ def test_report_holds_the_tables_beside_the_papers_and_the_figures(demo_run):
         "GLoRIA Table 3",
         "GLoRIA Table 4",
         "Phrase grounding (MS-CXR metrics) on the phantom",
+        "GLoRIA weights for the pneumonia detector: mAP",
         "## Timings",
         "## Versions",
     ):

@@ -53,6 +53,7 @@ __all__ = [
     "summarize_grounding",
     "format_grounding",
     "write_grounding",
+    "read_grounding_maps",
 ]
 
 PhraseMap = Callable[[Tensor, str], Tensor]
@@ -401,6 +402,22 @@ def format_grounding(summary: Mapping[str, Mapping[str, Mapping]], digits: int =
     return "\n".join(lines) + "\n"
 
 
+def read_grounding_maps(json_file: str | Path) -> list[dict]:
+    """The maps :func:`write_grounding` kept beside ``json_file``: ``[{"item": item, "maps": {method: (W', H')}}]``
+    (empty when there is no such run or it kept none)."""
+    json_file = Path(json_file)
+    items = json.loads(json_file.read_text()).get("map_items", []) if json_file.is_file() else []
+    maps_file = json_file.with_name(json_file.stem + "_maps.npz")
+    if not items or not maps_file.is_file():
+        return []
+    out = [{"item": item, "maps": {}} for item in items]
+    with np.load(maps_file, allow_pickle=False) as arrays:
+        for key in arrays.files:
+            index, method = key.split("/", 1)
+            out[int(index)]["maps"][method] = torch.from_numpy(arrays[key])
+    return out
+
+
 def write_grounding(
     rows: Sequence[Mapping[str, Any]],
     output_dir: str | Path,
@@ -409,9 +426,10 @@ def write_grounding(
     notes: Mapping[str, Any] | None = None,
     maps: Mapping[str, Any] | None = None,
 ) -> dict:
-    """Write ``<name>.json`` (rows, summary, notes) and ``<name>.md`` (the table) into ``output_dir``, and with
-    ``maps`` (from :func:`evaluate_grounding`) ``<name>_maps.pt`` (tensors, lists and strings only: it loads with
-    ``torch.load(..., weights_only=True)``).
+    """Write ``<name>.json`` (rows, summary, notes, and the items whose maps were kept) and ``<name>.md`` (the
+    table) into ``output_dir``; with ``maps`` (from :func:`evaluate_grounding`) also ``<name>_maps.npz``, one array
+    per kept map, named ``"<item index>/<method>"`` (plain arrays: :func:`read_grounding_maps` reads them back
+    without pickle).
 
     Returns:
         the summary.
@@ -419,9 +437,15 @@ def write_grounding(
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     summary = summarize_grounding(rows, groups)
-    record = {"summary": summary, "rows": list(rows), "notes": dict(notes or {})}
+    items = list(maps.get("items", [])) if maps else []
+    record = {"summary": summary, "rows": list(rows), "notes": dict(notes or {}), "map_items": items}
     (output_dir / f"{name}.json").write_text(json.dumps(record, indent=1) + "\n")
     (output_dir / f"{name}.md").write_text(format_grounding(summary))
-    if maps:
-        torch.save(dict(maps), output_dir / f"{name}_maps.pt")
+    if items:
+        arrays = {
+            f"{k}/{method}": torch.as_tensor(per_item[k]).numpy()
+            for method, per_item in maps.get("maps", {}).items()
+            for k in range(len(items))
+        }
+        np.savez_compressed(output_dir / f"{name}_maps.npz", **arrays)
     return summary

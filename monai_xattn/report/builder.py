@@ -465,22 +465,17 @@ def _grounding_table(out_dir: Path) -> Table | None:
 
 def _grounding_figure(out_dir: Path, path: Path, n: int = 4) -> dict:
     """Image + box, then each method's map, for the pneumonia phrases whose maps the grounding runs kept."""
-    import torch
-
+    from monai_xattn.engines.grounding import read_grounding_maps
     from monai_xattn.transforms import LoadCXR
     from monai_xattn.visualize.grounding import GroundingRow, grounding_figure
 
     by_item: dict[tuple[str, str], dict] = {}
     for stem in GROUNDING_FILES:
-        maps_file = out_dir / f"{stem}_maps.pt"
-        if not maps_file.is_file():
-            continue
-        kept = torch.load(maps_file, weights_only=True)
-        for k, item in enumerate(kept.get("items", [])):
+        for kept in read_grounding_maps(out_dir / f"{stem}.json"):
+            item = kept["item"]
             entry = by_item.setdefault((item["image_id"], item["phrase"]), {"item": item, "maps": {}})
-            for method, maps in kept.get("maps", {}).items():
-                if method != "uniform":  # a blank panel: it is in the table as the floor
-                    entry["maps"][method] = maps[k]
+            # the uniform map is a blank panel: it is in the table as the floor
+            entry["maps"].update({m: v for m, v in kept["maps"].items() if m != "uniform"})
     if not by_item:
         raise FileNotFoundError("no grounding run kept maps (gloria_eval / cxr_xattn evaluate_grounding.json)")
     load = LoadCXR()
@@ -492,6 +487,30 @@ def _grounding_figure(out_dir: Path, path: Path, n: int = 4) -> dict:
     ]
     grounding_figure(rows, path)
     return {"path": str(path), "phrases": [r.phrase for r in rows]}
+
+
+def _transfer_tables(out_dir: Path) -> list[Table]:
+    """The GLoRIA-initialised detector vs random init (issue 22), as ``monai-xattn detection-transfer`` wrote it."""
+    path = out_dir / "detection_transfer" / "detection_transfer.json"
+    if not path.is_file():
+        return []
+    summary = json.loads(path.read_text())
+    settings = summary["settings"]
+    note = (
+        f"cxr_retinanet (profile {settings['profile']}) on its own RSNA-layout phantom, test split of data seed "
+        f"{settings['data_seed']}, trained on a seeded fraction of the training images (the positive share kept), "
+        "backbone from random init or from this run's GLoRIA pretraining (the 'gloria' rows). The published row is "
+        "GLoRIA-MIMIC on the real RSNA with a YOLOv3 head (MGCA, NeurIPS 2022): another protocol, not comparable in value."
+    )
+    return [
+        Table(
+            f"GLoRIA weights for the pneumonia detector: {table['header'][0]}",
+            ["init", *table["header"][1:]],
+            table["rows"],
+            note,
+        )
+        for table in summary.get("metric_tables", {}).values()
+    ]
 
 
 def localization_tables(out_dir: str | Path) -> list[Table]:
@@ -509,7 +528,7 @@ def collect_tables(out_dir: Path) -> list[Table]:
         tables.append(attributes)
     tables += _gloria_tables(steps)
     grounding = _grounding_table(out_dir)
-    return tables + ([grounding] if grounding is not None else [])
+    return tables + _transfer_tables(out_dir) + ([grounding] if grounding is not None else [])
 
 
 def _load_steps(out_dir: Path) -> dict[str, dict]:

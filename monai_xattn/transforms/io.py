@@ -11,12 +11,15 @@ Every step maps the image to ``[0, 1]`` before the polarity step, so MONOCHROME1
 the modality-LUT output is normalised by its min/max or by two percentiles instead (``normalize``).
 
 Speed: uncompressed little-endian unsigned data (the usual CR/DX file) is read as a view of PixelData rather than
-through pydicom's generic decoder, and transposed to MONAI's ``(W, H)`` frame while still integers, with torch. The
-chain never runs in float64 per pixel: when it is a clipped affine map of the stored values (linear modality LUT,
-then a LINEAR/LINEAR_EXACT window or min-max scaling) it runs as four in-place float32 passes; otherwise the
-float64 chain is evaluated once per possible stored value (every value of data up to 12 bits, else the image's
-``[min, max]``) and the image is one table lookup. Both agree with the per-pixel float64 chain to float32
-rounding. ``benchmarks/load_cxr.py`` compares the whole loader with a bare ``pydicom.dcmread(...).pixel_array`` read.
+through pydicom's generic decoder, and transposed to MONAI's ``(W, H)`` frame while still integers, with torch,
+into the start of the float32 output's buffer, which the value mapping then fills in place: the output is the only
+image-sized allocation (fresh memory costs a page fault per 4 KiB). The chain never runs in float64 per pixel: when
+it is a clipped affine map of the stored values (linear modality LUT, then a LINEAR/LINEAR_EXACT window or min-max
+scaling) it runs as four float32 passes; otherwise the float64 chain is evaluated once per possible stored value
+(every value of data up to 12 bits, else the image's ``[min, max]``) and the image is one table lookup. Both agree
+with the per-pixel float64 chain to float32 rounding. Header elements are looked up by tag (resolved from their
+keywords once). ``benchmarks/load_cxr.py`` compares the whole loader with a bare
+``pydicom.dcmread(...).pixel_array`` read.
 
 Damaged files: pydicom parses an element only when it is first accessed, so a damaged element raises wherever it is
 first touched, with a message that names no file. Every element is therefore read through :class:`_Tags`, once:
@@ -66,6 +69,7 @@ _NORMALIZE = ("minmax", "percentile")
 # tables over every value of up to 12-bit data (4,096 entries) are cheaper than finding the image's min and max
 _FULL_TABLE_BITS = 12
 _TAKE_BLOCK = 2**18  # pixels per np.take call
+_SMALL_CHUNK = 2**12  # below this many pixels, in-place widening copies its last chunk rather than halving it
 _NATIVE_LE = (pydicom.uid.ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian)
 # beyond this many distinct stored values, the per-pixel chain is cheaper than building the table
 _MAX_TABLE = 2**17
@@ -100,6 +104,8 @@ ESSENTIAL_TAGS = (
     "PresentationLUTShape",
     "PixelData",
 )
+# keyword -> tag, resolved once: pydicom's keyword look-up costs more than the element access itself
+_TAG_OF = {keyword: Tag(keyword) for keyword in (*ESSENTIAL_TAGS, *OPTIONAL_TAGS)}
 _VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
 # 16384 x 16384: four times the largest detector made; a damaged Rows or Columns beyond it would have a compressed
 # file's decoder allocate gigabytes (an out-of-memory kill names no file) before the codestream disagrees
@@ -249,7 +255,7 @@ class _Tags:
 
     def has(self, keyword: str) -> bool:
         """Whether the element is present (its value is not parsed)."""
-        return keyword in self._source(keyword)
+        return _TAG_OF.get(keyword, keyword) in self._source(keyword)
 
     def essential(self, keyword: str, parse: Callable[[Any], Any] = _integer, default: Any = _REQUIRED) -> Any:
         """``parse(value)``; ``default`` when the element is absent or empty, an error when there is no default.
@@ -259,7 +265,8 @@ class _Tags:
         """
         source = self._source(keyword)
         try:
-            value = source[keyword].value if keyword in source else None
+            tag = _TAG_OF.get(keyword, keyword)
+            value = source[tag].value if tag in source else None
             if _is_empty(value):
                 if default is _REQUIRED:
                     raise CXRLoadError(self.path, f"essential element {_element_name(keyword)} is missing or empty.")
@@ -279,7 +286,7 @@ class _Tags:
         return self.guard(keyword, lambda: self._parse_present(keyword, parse, default))
 
     def _parse_present(self, keyword: str, parse: Callable[[Any], Any], default: Any) -> Any:
-        value = self.ds[keyword].value
+        value = self.ds[_TAG_OF.get(keyword, keyword)].value
         return default if _is_empty(value) else parse(value)
 
     def guard(self, keyword: str, compute: Callable[[], Any]) -> Any:
@@ -393,8 +400,8 @@ def _native_pixels(h: _Header) -> np.ndarray | None:
 
     The common chest X-ray case, read as a read-only view of PixelData: pydicom's generic native decoder spends
     longer than the rest of the loading on copies this case does not need. The bits above BitsStored are *not*
-    cleared yet: :func:`_mask_unused_bits` does it in the one copy the view needs anyway. Anything else (signed,
-    big endian, deflated, compressed, 1/32-bit) goes through ``ds.pixel_array``.
+    cleared yet: :func:`_mask_unused_bits` does it in place on the one copy made, the transposed one. Anything else
+    (signed, big endian, deflated, compressed, 1/32-bit) goes through ``ds.pixel_array``.
     """
     if h.transfer_syntax not in _NATIVE_LE or h.signed:
         return None
@@ -409,21 +416,81 @@ def _transposed(pixels: np.ndarray) -> np.ndarray:
 
     A copy and not a ``.T`` view: torch kernels downstream (``Resize``'s interpolation, reductions) run several times
     slower on the transposed strides. It is made on the stored integers (half the bytes of float32) with torch,
-    whose transpose kernel is an order of magnitude faster than numpy's strided copy.
+    whose transpose kernel is an order of magnitude faster than numpy's strided copy, straight from ``pixels`` (a
+    read-only view of PixelData included). Integers narrower than 32 bits are copied to the start of a float32
+    buffer of one value per pixel (``copy.base``): :func:`_float32_chunks` turns them into float32 in that buffer,
+    so the output is the only image-sized allocation (a fresh one costs a page fault per 4 KiB).
     """
-    if not pixels.flags.writeable:  # torch.from_numpy warns on read-only memory
-        pixels = pixels.copy()
+    rows, cols = pixels.shape
     try:
-        return torch.from_numpy(pixels).T.contiguous().numpy()
+        source = _as_tensor(pixels)
     except TypeError:  # a dtype torch does not hold (e.g. big-endian)
         return np.ascontiguousarray(pixels.T)
+    if pixels.dtype.kind in "iu" and pixels.dtype.itemsize < 4:
+        out = np.empty(rows * cols, dtype=np.float32).view(pixels.dtype)[: rows * cols].reshape(cols, rows)
+    else:
+        out = np.empty((cols, rows), dtype=pixels.dtype)
+    torch.from_numpy(out).copy_(source.T)
+    return out
 
 
-def _mask_unused_bits(stored: np.ndarray, bits: int, copy: bool = False) -> np.ndarray:
-    """Clear the bits above ``bits`` (BitsStored) of unsigned data, as pydicom's decoders do (a copy when ``copy``)."""
-    if stored.dtype.kind != "u" or not 0 < bits < 8 * stored.dtype.itemsize:
-        return stored.copy() if copy else stored
-    return stored & stored.dtype.type(2**bits - 1)
+def _as_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """``pixels`` as a tensor sharing its memory, read-only memory included (only ever read)."""
+    if pixels.flags.writeable:
+        return torch.from_numpy(pixels)
+    try:  # numpy >= 2.1 exports read-only arrays through DLPack; torch.from_numpy would warn about them
+        return torch.from_dlpack(pixels)
+    except (BufferError, RuntimeError, TypeError, ValueError):
+        return torch.from_numpy(pixels.copy())
+
+
+def _float32_chunks(stored: np.ndarray, limit: int = 2**62) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """The float32 array (shape of ``stored``) that will hold the result, and ``(values, out)`` chunks of it.
+
+    Every item of ``stored`` is in one ``values`` (flat), its result goes to the same place in ``out``. For a copy
+    made by :func:`_transposed` (integers at the start of a float32 buffer), the result is that buffer
+    (``stored.base``), filled in place: the chunks run from the end down, and chunk ``[a, b)`` writes bytes
+    ``[4a, 4b)`` while the items not yet read lie below byte ``itemsize * b``, so ``b <= 4a / itemsize`` keeps
+    each ``values`` intact until it is read; the last, short chunk (from item 0) is read from a copy. Otherwise the
+    result is a fresh array. Chunks hold at most ``limit`` items; fill them in the order given.
+    """
+    n, itemsize = stored.size, stored.dtype.itemsize
+    values, room = stored.reshape(-1), stored.base
+    in_place = (
+        isinstance(room, np.ndarray)
+        and room.dtype == np.float32
+        and room.size == n
+        and itemsize < 4
+        and stored.flags.c_contiguous
+        and room.__array_interface__["data"][0] == stored.__array_interface__["data"][0]
+    )
+    if not in_place:
+        out = np.empty(n, dtype=np.float32)
+        return out.reshape(stored.shape), [(values[a : a + limit], out[a : a + limit]) for a in range(0, n, limit)]
+    chunks, ratio, b = [], 4 // itemsize, n
+    while b > 0:
+        a = max(-(-b // ratio), b - limit)
+        if a < _SMALL_CHUNK:  # read last: nothing is written below it any more
+            chunks.append((values[:b].copy(), room[:b]))
+            break
+        chunks.append((values[a:b], room[a:b]))
+        b = a
+    return room.reshape(stored.shape), chunks
+
+
+def _as_float32(stored: np.ndarray) -> np.ndarray:
+    """``stored.astype(np.float32)``, in place in the buffer :func:`_transposed` leaves around its copies."""
+    result, chunks = _float32_chunks(stored)
+    for chunk, out in chunks:
+        np.copyto(out, chunk, casting="unsafe")
+    return result
+
+
+def _mask_unused_bits(stored: np.ndarray, bits: int) -> np.ndarray:
+    """Clear, in place, the bits above ``bits`` (BitsStored) of unsigned data, as pydicom's decoders do."""
+    if stored.dtype.kind == "u" and 0 < bits < 8 * stored.dtype.itemsize:
+        np.bitwise_and(stored, stored.dtype.type(2**bits - 1), out=stored)
+    return stored
 
 
 def _window(x: np.ndarray, center: float, width: float, function: str) -> np.ndarray:
@@ -560,16 +627,17 @@ class LoadCXR(Transform):
             ds = pydicom.dcmread(path, force=True)
         except Exception as e:  # InvalidDicomError, EOFError, struct.error, an unknown VR in the file meta, ...
             raise CXRLoadError(path, f"not a readable DICOM file ({type(e).__name__}: {e}).") from e
-        if "PixelData" not in ds:
+        if _TAG_OF["PixelData"] not in ds:
             if not _has_dicm_marker(path):
                 raise CXRLoadError(path, "not a DICOM file: no 'DICM' marker and no PixelData element found.")
             raise CXRLoadError(path, "DICOM file has no PixelData element (truncated, or not an image object).")
         tags = _Tags(ds, path)
         h = _read_header(tags)
         stored = self._decode(ds, h, path)
-        # the PixelData view: one pass makes it a masked, writable copy; decoded arrays are masked again because
-        # the table path indexes by value, and a codec need not honour a BitsStored below the codestream's depth
-        stored = _transposed(_mask_unused_bits(stored, h.bits_stored, copy=not stored.flags.writeable))
+        # one copy, transposed (PixelData itself is only read), then masked in place; decoded arrays are masked
+        # again because the table path indexes by value, and a codec need not honour a BitsStored below the
+        # codestream's depth
+        stored = _mask_unused_bits(_transposed(stored), h.bits_stored)
         plan = self._plan(tags, h, path)  # after decoding: a file that fails there gets no warnings about its VOI
         unsigned = stored.dtype.kind == "u" and not h.signed
         if unsigned and 0 < h.bits_stored <= _FULL_TABLE_BITS and not self._affine_plan(h, plan):
@@ -739,7 +807,10 @@ class LoadCXR(Transform):
             lo, hi, index = 0, 2**full_domain - 1, stored
         else:
             lo, hi = int(stored.min()), int(stored.max())
-            index = stored - stored.dtype.type(lo) if stored.dtype.kind == "u" else stored.astype(np.int32) - lo
+            if stored.dtype.kind == "u":  # in place: `stored` is the loader's own copy, read no more after this
+                index = np.subtract(stored, stored.dtype.type(lo), out=stored)
+            else:
+                index = stored.astype(np.int32) - lo
         values = np.arange(lo, hi + 1, dtype=np.int64).astype(stored.dtype)
         # min/max/percentiles over the values present, not over the table's domain
         counts = None
@@ -748,13 +819,12 @@ class LoadCXR(Transform):
         table = self._chain(values, counts, ds, h, plan, path)
         self._check_finite(table, path)
         table = table.astype(np.float32)
-        out = np.empty(index.shape, dtype=np.float32)
-        # row blocks bound the intp copy numpy makes of the index (8 bytes per pixel for the whole image otherwise);
+        # blocks bound the intp copy numpy makes of the indices (8 bytes per pixel for the whole image otherwise);
         # indices are in range by construction; mode="raise" would buffer `out` (numpy docs), "wrap" measured fastest
-        step = max(1, _TAKE_BLOCK // max(1, index.shape[1]))
-        for start in range(0, index.shape[0], step):
-            np.take(table, index[start : start + step], out=out[start : start + step], mode="wrap")
-        return out
+        result, chunks = _float32_chunks(index, limit=_TAKE_BLOCK)
+        for chunk, out in chunks:
+            np.take(table, chunk, out=out, mode="wrap")
+        return result
 
     def _affine_plan(self, h: _Header, plan: dict[str, Any]) -> bool:
         """Whether :meth:`_affine_form` applies (before looking at the pixels)."""
@@ -796,7 +866,9 @@ class LoadCXR(Transform):
     @staticmethod
     def _apply_affine(stored: np.ndarray, o: float, k: float, h: float) -> np.ndarray:
         # float32 in place: (s - o) is exact for integer or half-integer offsets below 2**23, so only k rounds
-        x = np.subtract(stored, np.float32(o), dtype=np.float32)
+        x, chunks = _float32_chunks(stored)
+        for chunk, out in chunks:
+            np.subtract(chunk, np.float32(o), out=out, dtype=np.float32)
         x *= np.float32(k)
         x += np.float32(h)
         return np.clip(x, 0.0, 1.0, out=x)
@@ -830,11 +902,13 @@ class LoadCXR(Transform):
             raise CXRLoadError(path, f"zero-size image {pixels.shape}.")
         pixels = _transposed(pixels)
         if pixels.dtype == np.uint8:
-            array, how = pixels.astype(np.float32) / 255.0, "/255"
+            array, how = _as_float32(pixels), "/255"
+            array /= np.float32(255.0)
         elif pixels.dtype in (np.uint16, np.dtype(">u2"), np.dtype("<u2")) or (
             np.issubdtype(pixels.dtype, np.integer) and pixels.min() >= 0 and pixels.max() <= 65535
         ):
-            array, how = pixels.astype(np.float32) / 65535.0, "/65535"
+            array, how = _as_float32(pixels), "/65535"
+            array /= np.float32(65535.0)
         elif np.issubdtype(pixels.dtype, np.floating):
             values = pixels.astype(np.float64)
             if not np.isfinite(values).all():

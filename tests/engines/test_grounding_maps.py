@@ -122,3 +122,22 @@ def test_phrase_accuracy_is_one_half_for_a_phrase_agnostic_map_and_one_for_a_map
     assert all(by[("follows", p)] == 1.0 for p in boxes)
     assert np.mean([by[("agnostic", p)] for p in boxes]) == 0.5  # by construction
     assert np.isnan(by[("follows", "alone")])  # no other phrase on its image
+
+
+def test_written_maps_read_back_without_pickle(tmp_path):
+    from monai_xattn.engines.grounding import read_grounding_maps, write_grounding
+
+    item = {"image": "x.png", "image_id": "x", "image_size": [64, 64], "category": "Pneumonia", "phrase": "p"}
+    item |= {"boxes": [[8.0, 8.0, 24.0, 24.0]], "other_boxes": []}
+    maps: dict = {}
+    rows = evaluate_grounding(
+        {"a": lambda image, phrase: torch.rand(5, 5)},
+        [item],
+        lambda d: {"image": torch.zeros(1, 64, 64)},
+        32,
+        maps=maps,
+    )
+    write_grounding(rows, tmp_path, "g", maps=maps)
+    kept = read_grounding_maps(tmp_path / "g.json")
+    assert kept[0]["item"]["phrase"] == "p" and torch.equal(kept[0]["maps"]["a"], maps["maps"]["a"][0])
+    assert read_grounding_maps(tmp_path / "missing.json") == []
