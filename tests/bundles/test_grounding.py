@@ -1,5 +1,6 @@
 """Phrase grounding on the phantom MS-CXR layout (issue 22): the bundles' configs parse, and GLoRIA's maps of
-pneumonia phrases beat the uniform floor and an untrained GLoRIA (whose maps are as structured, but learned nothing).
+pneumonia phrases separate the phrase's box from the background more than an untrained GLoRIA's (whose maps are as
+structured, but learned nothing) and the uniform floor.
 
 The image-only detector's top box, the phrase-agnostic floor of the demo's table, is not asserted against: trained on
 pneumonia boxes, it finds the pneumonia on the phantom better than GLoRIA's 5 x 5 maps (docs/grounding.md)."""
@@ -65,17 +66,12 @@ def test_gloria_grounds_pneumonia_phrases_above_the_floors(gloria_pretraining, t
     rows = grounding.evaluate_grounding(methods, items, parser.get_parsed_content("grounding#transform"))
     summary = grounding.summarize_grounding(rows, {"Pneumonia": ["Pneumonia"]})["Pneumonia"]
     print(json.dumps(summary, indent=1))
-    gloria, uniform, untrained = (summary[m] for m in methods)
-    assert gloria["n"] >= 60
-    # brighter in the box than outside, the whole 95 % interval above 0 (the uniform map: 0 by definition), and
-    # clearly above the same network untrained (whose random maps have an unsigned CNR above 0 too)
-    assert gloria["signed_cnr"][1] > 0.05
-    assert gloria["signed_cnr"][0] > untrained["signed_cnr"][0] + 0.1
-    # the peak lands in the box more often than chance (the uniform map scores the boxes' area share); the
-    # untrained network's peak misses (0.01 measured)
-    assert gloria["peak_in_box"][0] > uniform["peak_in_box"][0] + 0.03
-    assert gloria["peak_in_box"][0] > untrained["peak_in_box"][0] + 0.05
-    # the map follows the phrase: brighter on the pneumonia phrase's own box than on the image's other findings'
-    # boxes (0.74 measured; the untrained network 0.46, the uniform map 0.5 by construction)
-    assert gloria["n_paired"] >= 30 and gloria["phrase_accuracy"][1] > 0.55
-    assert gloria["phrase_accuracy"][0] > untrained["phrase_accuracy"][0] + 0.15
+    gloria, untrained = summary["GLoRIA similarity"], summary["untrained GLoRIA similarity"]
+    assert gloria["n"] >= 60 and summary["uniform"]["cnr"][0] == 0.0
+    # MS-CXR's (unsigned) CNR: the pretrained map separates the phrase's box from the rest of the image more than
+    # the same network untrained does (whose random maps have a CNR above 0 too: 0.45). Two pretrainings of the
+    # same config measured 0.64 and 0.91. Their *signed* CNR was +0.31 and -0.83 (thread count the only
+    # difference): which side of the box is brighter is not what GLoRIA's loss trains (docs/grounding.md), so the
+    # sign, the peak and the phrase accuracy are reported, not asserted.
+    assert gloria["cnr"][0] > untrained["cnr"][0] + 0.1
+    assert gloria["cnr"][1] > untrained["cnr"][0]

@@ -359,6 +359,7 @@ def classify(
     baseline: dict | None,
     limit_s: float = TIME_LIMIT_S,
     adapter: Callable[[Path], tuple[dict, Any]] | None = None,
+    retry_slow: bool = True,
 ) -> tuple[str, str, int]:
     """Write ``data`` as ``target``'s file under ``root``, run the adapter, and classify.
 
@@ -366,6 +367,9 @@ def classify(
         ``(outcome, detail, drops)``: ``drops`` is the number of drops the report counts (-1 without a datalist).
 
     ``adapter`` defaults to the function ``monai-xattn datalist <layout>`` calls (another one tests this function).
+    A run that finishes but over ``limit_s`` is run once more (``retry_slow``) and counts as slow only if it is slow
+    again: an adapter that scales badly is slow every time, while a stall of the machine (measured once in CI: a
+    0.1 s case took 10.2 s) is not.
     """
     from monai_xattn.data.datalist import validate_datalist
     from monai_xattn.data.datalist_cli import get_adapter
@@ -394,6 +398,8 @@ def classify(
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     if time.perf_counter() - start > limit_s:
+        if retry_slow:
+            return classify(target, root, data, row_specific, baseline, limit_s, adapter, retry_slow=False)
         return "other", f"took {time.perf_counter() - start:.1f} s", -1
     try:
         validate_datalist(datalist, f"{target.layout} datalist")
@@ -504,9 +510,34 @@ def test_classifier_catches_what_is_not_clear(tmp_path):
         "clear error"
     )
     assert run(lambda root: time.sleep(3), limit_s=0.2) == "other"
+
     assert run(returns([entry])) == "other"  # row b vanished without a drop
     assert run(returns([entry], drops=["b"])) == "datalist"
     assert run(returns([{"image_id": "a"}], drops=["b"])) == "other"  # breaks the schema: no image
+
+
+def test_a_slow_run_counts_only_if_it_is_slow_again(tmp_path, monkeypatch):
+    """A run that ends over the limit (the alarm held off, as C code can) is retried once; slow twice is slow."""
+    from monai_xattn.data.datalist import AdapterReport
+
+    target = Target("rsna", "labels.csv", ids="patientId")
+    monkeypatch.setattr(signal, "setitimer", lambda *args: None)  # what a stall inside C code amounts to
+    calls = []
+
+    def slow(times):
+        def adapter(root):
+            calls.append(1)
+            if len(calls) <= times:
+                time.sleep(0.3)
+            return {"training": [{"image": "a.dcm", "image_id": "a"}]}, AdapterReport("rsna")
+
+        return adapter
+
+    data = b"patientId,Target\na,0\n"
+    assert classify(target, tmp_path, data, True, None, 0.2, slow(1))[0] != "other" and len(calls) == 2
+    calls.clear()
+    outcome, detail, _ = classify(target, tmp_path, data, True, None, 0.2, slow(2))
+    assert outcome == "other" and detail.startswith("took") and len(calls) == 2
 
 
 def markdown_table(outcomes: dict[str, list[Row]]) -> str:
