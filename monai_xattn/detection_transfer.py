@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from monai_xattn.bundles_cli import PROFILES, bundle_command, bundle_root, load_profile, profile_config
-from monai_xattn.siim_table import _read_metrics, format_spread
+from monai_xattn.siim_table import format_spread, read_metrics
 
 __all__ = [
     "DATA",
@@ -391,7 +391,7 @@ def run_detection_transfer(
                 evaluate = {k: v for k, v in run_settings.items() if k != "backbone_weights"}
                 evaluate["eval_split"] = "test"
                 subprocess.run(_bundle_command(["train.json", "evaluate.json"], profile, evaluate), check=True, cwd=out)
-                metrics = _read_metrics(run_dir / "models" / "eval")
+                metrics = read_metrics(run_dir / "models" / "eval")
                 missing = [m for m in METRICS if m not in metrics]
                 if missing:
                     raise KeyError(f"{run_dir / 'models' / 'eval' / 'metrics.csv'} lacks {missing}")

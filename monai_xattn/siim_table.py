@@ -37,6 +37,7 @@ __all__ = [
     "add_arguments",
     "format_spread",
     "format_table",
+    "read_metrics",
     "run",
     "run_siim_table",
     "summarize",
@@ -67,7 +68,7 @@ def _bundle_command(configs: Sequence[str], profile: str, overrides: dict[str, A
     return bundle_command("siim_unet", configs, {k: v for k, v in overrides.items() if v is not None})
 
 
-def _read_metrics(eval_dir: Path) -> dict[str, float]:
+def read_metrics(eval_dir: Path) -> dict[str, float]:
     path = eval_dir / "metrics.csv"
     if not path.is_file():
         raise FileNotFoundError(f"evaluation wrote no {path}")
@@ -227,7 +228,7 @@ def run_siim_table(
                     subprocess.run(
                         _bundle_command(["train.json", "evaluate.json"], profile, evaluate), check=True, cwd=out
                     )
-                    metrics[checkpoint] = _read_metrics(run_dir / "models" / folder)
+                    metrics[checkpoint] = read_metrics(run_dir / "models" / folder)
                 cell = {
                     "init": init,
                     "fraction": fraction,

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 from monai_xattn.metrics.grounding import (
     GROUNDING_METRICS,
     MIOU_THRESHOLDS,
+    box_masks,
     box_union_mask,
     contrast_to_noise_ratio,
     mask_metrics,
@@ -223,11 +224,8 @@ class XAttnPhraseMap:
 
     def __call__(self, image: Tensor, phrase: str) -> Tensor:
         boxes, weights = self.roi_weights(image, phrase)
-        size = tuple(image.shape[1:])
-        heat = torch.zeros(size, dtype=torch.float64)
-        for box, weight in zip(boxes, weights, strict=True):
-            heat += float(weight) * box_union_mask(box[None], size)
-        return heat
+        masks = box_masks(boxes, tuple(image.shape[1:])).double()  # (N, W, H)
+        return torch.einsum("n,nwh->wh", weights.double(), masks)
 
 
 class DetectorTopBoxMap:

@@ -31,6 +31,7 @@ from torch import Tensor
 __all__ = [
     "GROUNDING_METRICS",
     "MIOU_THRESHOLDS",
+    "box_masks",
     "box_union_mask",
     "contrast_to_noise_ratio",
     "thresholded_iou",
@@ -46,15 +47,20 @@ GROUNDING_METRICS = ("cnr", "signed_cnr", "miou", "peak_in_box")
 MIOU_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)
 
 
-def box_union_mask(boxes: Tensor | Sequence[Sequence[float]], spatial_size: Sequence[int]) -> Tensor:
-    """``(W, H)`` bool mask of the pixels whose centre lies in any of ``boxes`` ``(N, 4)``."""
+def box_masks(boxes: Tensor | Sequence[Sequence[float]], spatial_size: Sequence[int]) -> Tensor:
+    """``(N, W, H)`` bool masks, one per box of ``boxes`` ``(N, 4)``, of the pixels whose centre lies in it."""
     boxes = torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4)
     w, h = (int(s) for s in spatial_size)
     xs = torch.arange(w, dtype=torch.float64) + 0.5
     ys = torch.arange(h, dtype=torch.float64) + 0.5
     in_x = (xs[None] >= boxes[:, 0:1]) & (xs[None] < boxes[:, 2:3])  # (N, W)
     in_y = (ys[None] >= boxes[:, 1:2]) & (ys[None] < boxes[:, 3:4])  # (N, H)
-    return (in_x[:, :, None] & in_y[:, None, :]).any(dim=0)
+    return in_x[:, :, None] & in_y[:, None, :]
+
+
+def box_union_mask(boxes: Tensor | Sequence[Sequence[float]], spatial_size: Sequence[int]) -> Tensor:
+    """``(W, H)`` bool mask of the pixels whose centre lies in any of ``boxes`` ``(N, 4)``."""
+    return box_masks(boxes, spatial_size).any(dim=0)
 
 
 def _check(heatmap: Tensor, mask: Tensor) -> None:
