@@ -6,7 +6,8 @@
 ROIs of every image and its lowest-ranking ROIs (the negatives ``I_n`` of Bhalodia et al., MICCAI 2021), each
 with
 
-- ``r``: the ROI feature, ``torchvision.ops.MultiScaleRoIAlign`` on the FPN maps, average-pooled, ``(B, N, C)``;
+- ``r``: the ROI feature, ``torchvision.ops.MultiScaleRoIAlign`` on the FPN maps averaged over its bins (computed
+  as one weighted sum per ROI by :class:`~monai_xattn.networks.roi_pooling.RoiAlignMean`), ``(B, N, C)``;
 - ``s``: the pneumonia classification score (sigmoid of the class logit), ``(B, N)``;
 - ``g``: the geometry, ``(B, N, 9)``, fields :data:`ROI_GEOMETRY_FIELDS`, normalised by the image size;
 - ``boxes``: ``(B, N, 4)`` StandardMode boxes and ``mask``: ``(B, N)``, ``False`` where fewer than N survive.
@@ -30,9 +31,10 @@ from monai.apps.detection.utils.detector_utils import check_training_targets, pr
 from monai.losses import BoxGIoULoss, FocalLoss
 from torch import Tensor, nn
 from torch.nn.modules.module import _IncompatibleKeys
-from torchvision.ops import MultiScaleRoIAlign, batched_nms
+from torchvision.ops import batched_nms
 
 from monai_xattn.networks.resnet_weights import load_encoder_weights
+from monai_xattn.networks.roi_pooling import RoiAlignMean
 from monai_xattn.networks.trunk import resnet_trunk
 from monai_xattn.utils.checkpoints import read_state_dict
 
@@ -84,7 +86,7 @@ class RoiDetector(RetinaNetDetector):
         n_rois: number N of top-ranked ROIs returned per image.
         n_negatives: number of lowest-ranking ROIs returned per image (default: ``n_rois``).
         roi_output_size: RoIAlign output size before average pooling.
-        roi_sampling_ratio: RoIAlign sampling ratio.
+        roi_sampling_ratio: RoIAlign sampling ratio (``<= 0``: torchvision's adaptive count, through torchvision).
         roi_feature_maps: names of the FPN maps RoIAlign pools from (default: every map but ``"pool"``).
         roi_candidates: anchors ranked per image before NMS, for the top ROIs and for the negatives alike.
         roi_nms_thresh: IoU threshold of the NMS that de-duplicates ROIs (default: the box selector's).
@@ -123,7 +125,7 @@ class RoiDetector(RetinaNetDetector):
         if roi_feature_maps is None:
             roi_feature_maps = self._default_feature_maps()
         self.roi_feature_maps = list(roi_feature_maps)
-        self.roi_pooler = MultiScaleRoIAlign(self.roi_feature_maps, roi_output_size, roi_sampling_ratio)
+        self.roi_pooler = RoiAlignMean(self.roi_feature_maps, roi_output_size, roi_sampling_ratio)
         self.frozen = False
 
     def _default_feature_maps(self) -> list[str]:
@@ -212,9 +214,7 @@ class RoiDetector(RetinaNetDetector):
 
         boxes = torch.cat([top[0], neg[0]], dim=1)  # (B, N + N_neg, 4), padded rows pooled then masked
         feats = {k: features[k] for k in self.roi_feature_maps}
-        # torchvision's RoIAlign takes the last axis as x; MONAI's maps are (B, C, W, H) -> swap box axes
-        pooled = self.roi_pooler(feats, list(boxes[..., [1, 0, 3, 2]]), [images.shape[-2:]] * len(boxes))
-        r = pooled.mean(dim=(-2, -1)).reshape(*boxes.shape[:2], -1)  # (B, N + N_neg, C)
+        r = self.roi_pooler(feats, boxes, images.shape[-2:])  # (B, N + N_neg, C)
         for key, (b, sc, mask), part in (("rois", top, r[:, : self.n_rois]), ("negatives", neg, r[:, self.n_rois :])):
             out[key] = {
                 "boxes": b,

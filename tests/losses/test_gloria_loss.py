@@ -98,16 +98,91 @@ def test_small_embedding_path_matches_loop():
         torch.testing.assert_close(g, rg, rtol=0, atol=1e-6)
 
 
-def test_context_norm_gradient():
-    from monai_xattn.networks.gloria_attention import _ContextNormSq
+@pytest.mark.parametrize("double, use_gram", list(itertools.product([True, False], [True, False])))
+def test_word_region_match_gradient(double, use_gram):
+    from monai_xattn.networks.gloria_attention import _WordRegionMatch
 
     g = torch.Generator().manual_seed(12)
-    attn = torch.rand(2, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
-    regions = torch.randn(2, 6, 9, generator=g, dtype=torch.float64, requires_grad=True)
-    torch.testing.assert_close(
-        _ContextNormSq.apply(attn, regions), torch.bmm(attn.transpose(1, 2), regions).square().sum(-1)
-    )
-    assert torch.autograd.gradcheck(_ContextNormSq.apply, (attn, regions))
+    dots = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    regions = torch.randn(2, 6, 5, generator=g, dtype=torch.float64)
+    # the Gram path's backward assumes a symmetric second input, as a Gram matrix is
+    second = (regions @ regions.transpose(1, 2) if use_gram else regions).requires_grad_()
+    bias = torch.zeros(3, 4, dtype=torch.float64)
+    bias[1, 2:] = float("-inf")
+
+    def match(d, s):
+        return _WordRegionMatch.apply(d, s, bias, 2.5, double, use_gram)[:2]
+
+    assert torch.autograd.gradcheck(match, (dots, second))
+    # the forward values are the formulas: <w, c> = sum_m a s and |c|^2 = |sum_m a v|^2
+    dot, sq, attn = _WordRegionMatch.apply(dots, second, bias, 2.5, double, use_gram)
+    torch.testing.assert_close(dot, (attn * dots).sum(dim=1))
+    contexts = torch.einsum("imgl,imd->igld", attn, regions)
+    torch.testing.assert_close(sq, contexts.square().sum(dim=-1))
+    assert not attn.requires_grad
+
+
+def test_gram_gradient():
+    from monai_xattn.networks.gloria_attention import _Gram
+
+    regions = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_Gram.apply, (regions,))
+
+
+def test_caption_groups_are_optimal_cuts():
+    from monai_xattn.networks.gloria_attention import _caption_groups
+
+    g = torch.Generator().manual_seed(13)
+    for trial in range(200):
+        n = int(torch.randint(1, 9, (1,), generator=g))
+        spans = torch.randint(1, 7, (n,), generator=g).tolist()
+        cost = int(torch.randint(0, 12, (1,), generator=g))
+        groups = _caption_groups(spans, cost)
+        assert sorted(c for grp in groups for c in grp) == list(range(n)), (spans, groups)
+        assert [spans[c] for grp in groups for c in grp] == sorted(spans)
+
+        def total(gs, spans=spans, cost=cost):
+            return sum(len(grp) * max(spans[c] for c in grp) + cost for grp in gs)
+
+        # brute force over every cut of the sorted captions
+        order = sorted(range(n), key=spans.__getitem__)
+        best = min(
+            total([order[a:b] for a, b in zip((0, *cuts), (*cuts, n), strict=True)])
+            for k in range(n)
+            for cuts in itertools.combinations(range(1, n), k)
+        )
+        assert total(groups) == best, (trial, spans, cost, groups)
+
+
+@pytest.mark.parametrize("agg, attention", [("sum", "double"), ("mean", "single"), ("max", "double")])
+@pytest.mark.parametrize("d", [12, 3])
+def test_grouped_and_blocked_scoring_matches_loop(monkeypatch, agg, attention, d):
+    # at these sizes the defaults give one group and one block: force many of both (d=3 takes the context path)
+    import monai_xattn.networks.gloria_attention as gloria_attention
+
+    monkeypatch.setattr(gloria_attention, "_GROUP_MACS", 1)
+    monkeypatch.setattr(gloria_attention, "_BLOCK_ELEMENTS", 50)
+    regions, words, mask = make_inputs(9, 8, d=d, seed=21, trailing=False)
+    spans = gloria_attention._word_spans(mask)
+    assert len(gloria_attention._caption_groups(spans, 1)) > 1
+    out = local_loss(regions, words, mask, agg=agg, attention=attention)
+    ref = reference_local_loss(regions, words, mask, agg=agg, attention=attention)
+    torch.testing.assert_close(torch.stack(out[:2]), torch.stack(ref[:2]), rtol=0, atol=1e-6)
+    grads = torch.autograd.grad(sum(out[:2]), (regions, words))
+    ref_grads = torch.autograd.grad(sum(ref[:2]), (regions, words))
+    for gr, rg in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(gr, rg, rtol=0, atol=1e-6)
+    for j in range(9):
+        torch.testing.assert_close(out[2][j][mask[j]].flatten(1), ref[2][j], rtol=0, atol=1e-6)
+        assert (out[2][j][~mask[j]] == 0).all()
+
+
+def test_half_precision_inputs_score_in_float32():
+    regions, words, mask = make_inputs(4, 5, seed=22)
+    scores, attn = local_similarity(regions.detach().half(), words.detach().half(), mask)
+    assert scores.dtype == torch.float32 and attn.dtype == torch.float32
+    ref, _ = local_similarity(regions.detach().half().double(), words.detach().half().double(), mask)
+    torch.testing.assert_close(scores.double(), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_options_change_the_loss():
