@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -145,11 +146,13 @@ def _samples(root, layout: str, size: int) -> list[dict]:
 @pytest.mark.slow
 def test_trained_cam_localizes_and_points_better_than_the_centre(tmp_path):
     """A ResNet-18 CAM classifier (stride 8 at 64 px: an 8 x 8 map) trained 5 epochs on the image labels of an easy
-    100-study MIMIC-CXR phantom, its threshold tuned on that phantom's boxes (never seen in training), evaluated on
-    the images with boxes of two phantoms of another seed, MIMIC-CXR and ChestX-ray8 (147 images, pooled: one
-    phantom alone leaves too few images for a stable pointing rate). Measured on 2 shared cores with seeds 0 / 1 / 2
-    (the test runs 0): IoU@0.25 0.27 / 0.23 / 0.24, peak-in-box 0.33 / 0.19 / 0.21 against the image centre's 0.10;
-    150-300 CPU-seconds under a load of 5-8."""
+    100-study MIMIC-CXR phantom (AdamW, lr 1e-4, random left-right flips), its threshold tuned on that phantom's
+    boxes (never seen in training), evaluated on the images with boxes of two phantoms of another seed, MIMIC-CXR and
+    ChestX-ray8 (147 images, pooled). Its peak must beat both the image centre and the same network untrained (its
+    threshold tuned alike): an untrained map's IoU@0.25 reaches 0.28 at some seeds, so IoU alone would not show
+    learning. Measured on a 2-core Sapphire Rapids machine over seeds 0-7 (the test runs 0): IoU@0.25 0.22-0.37,
+    peak-in-box 0.23-0.37; untrained peak 0.00-0.18; centre 0.10. With the earlier lr 1e-3 and no flips the outcome
+    was chaotic across CPUs (seeds 0-2 failed on this machine, IoU@0.25 0.05-0.13)."""
     from monai.utils import set_determinism
 
     from monai_xattn.data.phantom.generate import generate
@@ -170,19 +173,30 @@ def test_trained_cam_localizes_and_points_better_than_the_centre(tmp_path):
     try:
         set_determinism(seed=0)
         net = create_cam_classifier(output_stride=8)
+        untrained = copy.deepcopy(net)
         images = torch.stack([s["image"].as_tensor() for s in train])
         labels = torch.tensor([[float(s["labels"].get("Pneumonia") == 1)] for s in train])
-        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-3, weight_decay=1e-5)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4, weight_decay=1e-5)
         net.train()
         for _ in range(5):
             for batch in torch.randperm(len(train)).split(8):
                 optimizer.zero_grad()
-                torch.nn.functional.binary_cross_entropy_with_logits(net(images[batch]), labels[batch]).backward()
+                flip = (torch.rand(len(batch)) < 0.5)[:, None, None, None]  # left-right: axis 0 is the image x
+                x = torch.where(flip, images[batch].flip(2), images[batch])
+                torch.nn.functional.binary_cross_entropy_with_logits(net(x), labels[batch]).backward()
                 optimizer.step()
-        loc = CAMLocalizer(net, "cam")
-        tuned = tune_cam_threshold(loc, [train[i : i + 16] for i in range(0, len(train), 16)])
-        loc.eval()
-        dets = [d for i in range(0, len(test), 16) for d in loc([s["image"].as_tensor() for s in test[i : i + 16]])]
+
+        def localize(network):
+            loc = CAMLocalizer(network, "cam")
+            tuning = tune_cam_threshold(loc, [train[i : i + 16] for i in range(0, len(train), 16)])
+            loc.eval()
+            found = [
+                d for i in range(0, len(test), 16) for d in loc([s["image"].as_tensor() for s in test[i : i + 16]])
+            ]
+            return tuning, found
+
+        tuned, dets = localize(net)
+        _, untrained_dets = localize(untrained)
     finally:
         torch.set_num_threads(threads)
         set_determinism(seed=None)
@@ -190,6 +204,7 @@ def test_trained_cam_localizes_and_points_better_than_the_centre(tmp_path):
     acc = localization_accuracy([d["boxes"] for d in dets], [d["labels_scores"] for d in dets], gts)
     peak = pointing_accuracy([d["peak"] for d in dets], gts)
     centre = pointing_accuracy([torch.tensor([size / 2, size / 2])] * len(test), gts)
+    untrained_peak = pointing_accuracy([d["peak"] for d in untrained_dets], gts)
     assert tuned["tuned"] and len(test) >= 120, (tuned, len(test))
     assert acc[0.25] >= 0.15, (acc, tuned["mode"], tuned["threshold"])
-    assert peak >= centre + 0.05, (peak, centre)
+    assert peak >= max(centre, untrained_peak) + 0.05, (peak, centre, untrained_peak)
