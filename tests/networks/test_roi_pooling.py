@@ -16,11 +16,10 @@ def _reference(features, boxes, image_size, output_size=7, sampling_ratio=2):
 
 def _case(seed, levels=3, image_size=(128, 96), batch=2, rois=24, channels=5):
     g = torch.Generator().manual_seed(seed)
-    features = {
-        str(k): torch.randn(batch, channels, image_size[0] >> (k + 1), image_size[1] >> (k + 1), generator=g,
-                            dtype=torch.float64).requires_grad_()
-        for k in range(1, levels + 1)
-    }  # fmt: skip
+    shapes = {
+        str(k): (batch, channels, image_size[0] >> (k + 1), image_size[1] >> (k + 1)) for k in range(1, levels + 1)
+    }
+    features = {k: torch.randn(v, generator=g, dtype=torch.float64).requires_grad_() for k, v in shapes.items()}
     size = torch.tensor(image_size, dtype=torch.float64)
     lo = torch.rand(batch, rois, 2, generator=g, dtype=torch.float64) * 1.4 * size - 0.2 * size
     # sizes from sub-pixel to larger than the image, cubed so that every level gets ROIs
