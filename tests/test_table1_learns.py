@@ -1,11 +1,12 @@
-"""Issue 18 acceptance: in the paper's setting the cross-attention localizer ("Proposed": the paper's alpha, the
-pneumonia-scoped attributes, the paper's training rule) learns to pick the pneumonia among the detector's ROIs.
+"""Issue 18 acceptance: Table 1's rows in the paper's setting ("Proposed": the paper's alpha, the pneumonia-scoped
+attributes, the paper's training rule), each against a baseline on the same images.
 
 The detector is the shared ``rsna_detector`` (cxr_retinanet on RSNA boxes, fixed); the head trains with the
 cxr_xattn bundle's defaults on an easy MIMIC-CXR phantom and is evaluated, image only, on every image of an easy
-ChestX-ray8 phantom (never trained on). Its IoU@0.25 must beat, on the same images, a random pick among the same
-detector's ROIs (what an alpha that learned nothing selects) by a margin. The image-blind best fixed box is printed
-beside it: on this phantom it is the stronger baseline, and Proposed does not beat it (issue 18's finding).
+ChestX-ray8 phantom (never trained on). At this scale (68 training studies under the paper's rule) Proposed picks
+among the detector's ROIs at chance level: the test guards that its pick is not worse than a random pick among the
+same ROIs (an untrained head's pick is), and prints the image-blind best fixed box beside it. It no longer asserts
+that Proposed beats the random pick: see the measurements below and docs/bundles/cxr_xattn.md.
 
 The CAM / GradCAM rows, fairly tuned (a fine map, the threshold chosen on validation), must localize above their own
 boxes and peaks moved to another test image (what a pipeline that knows where pneumonia tends to lie, but reads no
@@ -48,7 +49,9 @@ def _random_roi_accuracy(parser: ConfigParser, threshold: float = 0.25) -> tuple
 
 
 @pytest.mark.slow
-def test_proposed_beats_a_random_roi_of_the_same_detector(rsna_detector, bundle_runner, fixed_box_baseline, tmp_path):
+def test_proposed_picks_no_worse_than_a_random_roi_of_the_same_detector(
+    rsna_detector, bundle_runner, fixed_box_baseline, tmp_path
+):
     threads = torch.get_num_threads()
     torch.set_num_threads(min(2, threads))
     settings = {
@@ -89,10 +92,12 @@ def test_proposed_beats_a_random_roi_of_the_same_detector(rsna_detector, bundle_
         f"best fixed box {blind[0.25]:.3f}"
     )
     assert n_images == len(test) >= 40
-    # measured (88 images, one image = 0.011): Proposed 0.295, random ROI 0.172, best fixed box 0.489, the
-    # detector's own top box 0.636 (tests/bundles/test_cxr_retinanet_learns.py): the paper's alpha learns to pick
-    # better than chance among the ROIs, and stays far below the detector it re-ranks (docs/bundles/cxr_xattn.md)
-    assert proposed >= random_roi + 0.06
+    # measured (88 images, one image = 0.011; random ROI 0.191, best fixed box 0.489): Proposed 0.182, 0.227, 0.193,
+    # 0.227 with bundle seeds 0-3, 0.227 at 30 epochs, 0.216 at lr 0.005, 0.193 with every study training: chance.
+    # An earlier round measured 0.295 against a random ROI of 0.172 on another machine, and 0.102 against 0.218 with
+    # one thread: the 10-epoch, 68-study training is chaotic. The same head untrained (init seeds 0-5) picks 0.011,
+    # 0.023, 0.034, 0.125, 0.159, 0.159: the guard fails the first four.
+    assert proposed >= random_roi - 0.06
 
 
 def _metrics(csv: Path) -> dict[str, float]:
